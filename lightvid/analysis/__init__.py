@@ -1,0 +1,1 @@
+"""Measuring models: parameter/MAC summaries, speed benchmarks and report plots."""
