@@ -4,3 +4,13 @@ from lightvid.models.base import Classifier  # noqa: F401
 
 # Every family module, imported here so the registry never depends on import order.
 from lightvid.models import c3d  # noqa: F401,E402
+from lightvid.models import resnet3d  # noqa: F401,E402
+from lightvid.models import fsb  # noqa: F401,E402
+from lightvid.models import googlenet  # noqa: F401,E402
+from lightvid.models import i3d  # noqa: F401,E402
+from lightvid.models import x3d  # noqa: F401,E402
+from lightvid.models import vgg  # noqa: F401,E402
+from lightvid.models import resnet  # noqa: F401,E402
+from lightvid.models import densenet  # noqa: F401,E402
+from lightvid.models import highway  # noqa: F401,E402
+from lightvid.models import cifar  # noqa: F401,E402

@@ -1,0 +1,1 @@
+"""Fast inference: Winograd convolution, optimised CPU path, export, bench, predict."""

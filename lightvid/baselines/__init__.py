@@ -1,0 +1,1 @@
+"""Classic baselines of seed 004: tiny images and bag of visual words."""

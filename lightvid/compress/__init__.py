@@ -1,0 +1,1 @@
+"""Compression: knowledge distillation and weight transfer."""

@@ -1,0 +1,1 @@
+"""Video and image data: synthetic motion benchmark, decoding, sampling, transforms, dataset formats."""

@@ -1,0 +1,1 @@
+"""DenseNet. Filled by the image-track work."""

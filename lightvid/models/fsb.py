@@ -1,0 +1,1 @@
+"""Fully separable block models. Filled by the light-weight 3D work."""

@@ -1,0 +1,1 @@
+"""Highway network. Filled by the image-track work."""

@@ -1,0 +1,1 @@
+"""2D ResNets. Filled by the image-track work."""

@@ -1,0 +1,1 @@
+"""VGG. Filled by the image-track work."""

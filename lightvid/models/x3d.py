@@ -1,0 +1,1 @@
+"""X3D. Filled by the light-weight 3D work."""
