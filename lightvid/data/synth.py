@@ -1,0 +1,267 @@
+"""The synthetic motion benchmark: classes that only motion tells apart.
+
+Each clip shows one textured, irregular object moving over a cluttered static background
+with sensor noise. The class is the motion: translation right/left/down/up, rotation
+clockwise/anticlockwise, zoom in/out, "still" and "shake" (independent per-frame jitter).
+Trajectories are symmetric around the clip's middle frame (random midpoint, angle, size),
+so a class and its time-reverse (right/left, cw/ccw, in/out) have the *same* distribution
+of single frames: a frame-wise 2D model averaged over time cannot tell them apart, while
+a 3D model sees the direction. Shape, colour, texture, size, speed, start position,
+clutter and noise vary per clip.
+
+Files are real H.264 ``.mp4`` (PyAV, libx264, yuv420p) in ``OUT/{train,val}/<class>/``
+with ``classes.txt``, ``train.txt``/``val.txt`` list files (``relative/path.mp4 label``)
+and ``synth.json`` (the parameters; written last, it marks a complete set). Every clip is
+drawn from ``numpy.random.default_rng([seed, split, index])``, so a seed gives identical
+decoded frames whatever the number of workers.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from lightvid.errors import UserError
+
+SYNTH_VERSION = 1
+CLASSES = ("right", "left", "down", "up", "rotate_cw", "rotate_ccw", "zoom_in", "zoom_out", "still", "shake")
+# class -> (dx, dy) unit direction of translation (image y points down)
+DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
+DEFAULTS = dict(classes=10, train=800, val=200, frames=16, size=64, seed=0, fps=25)
+STAMP = "synth.json"
+
+
+def _contrast_colours(rng: np.random.Generator, bg_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two object colours whose mean luminance differs from the background by >= 60."""
+    for _ in range(100):
+        c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+        if abs((c1 + c2).mean() / 2 - bg_mean.mean()) >= 60:
+            return c1, c2
+    return np.full(3, 255.0 if bg_mean.mean() < 128 else 0.0), rng.uniform(0, 255, 3)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A colour gradient with static clutter (ellipses, rectangles, lines). (H, W, 3) float."""
+    import cv2
+
+    c0, c1 = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
+    theta = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    w = (np.cos(theta) * xx + np.sin(theta) * yy)
+    w = (w - w.min()) / (w.max() - w.min() + 1e-6)
+    bg = c0 * (1 - w[..., None]) + c1 * w[..., None]
+    for _ in range(int(rng.integers(3, 9))):
+        colour = tuple(float(v) for v in np.clip(bg.mean((0, 1)) + rng.normal(0, 45, 3), 0, 255))
+        cx, cy = (int(v) for v in rng.integers(0, size, 2))
+        kind = rng.integers(3)
+        if kind == 0:
+            axes = tuple(int(v) for v in rng.integers(2, max(3, size // 6), 2))
+            cv2.ellipse(bg, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+        elif kind == 1:
+            dx, dy = (int(v) for v in rng.integers(2, max(3, size // 5), 2))
+            cv2.rectangle(bg, (cx - dx, cy - dy), (cx + dx, cy + dy), colour, -1)
+        else:
+            ex, ey = (int(v) for v in rng.integers(0, size, 2))
+            cv2.line(bg, (cx, cy), (ex, ey), colour, int(rng.integers(1, 3)))
+    return bg
+
+
+def _sprite(rng: np.random.Generator, radius: int, bg_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An irregular textured polygon (never rotation-symmetric): (S, S, 3) colour, (S, S) alpha."""
+    import cv2
+
+    s = 2 * radius + 1
+    n = int(rng.integers(3, 8))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+    radii = rng.uniform(0.45, 1.0, n) * radius
+    radii[0] = radius  # one far vertex: an orientation the eye (and a conv) can follow
+    pts = np.stack([radius + radii * np.cos(angles), radius + radii * np.sin(angles)], 1)
+    mask = np.zeros((s, s), np.float32)
+    cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1.0)
+    if mask.sum() < 0.25 * s * s:  # thin polygon: add a blob so the object stays visible
+        cv2.ellipse(mask, (radius, radius), (radius // 2, max(2, radius // 3)), float(rng.uniform(0, 180)),
+                    0, 360, 1.0, -1)
+    c1, c2 = _contrast_colours(rng, bg_mean)
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    kind = rng.integers(4)
+    if kind == 0:  # stripes
+        phi = rng.uniform(0, np.pi)
+        period = rng.uniform(3, max(4, radius))
+        t = (np.sin(2 * np.pi * (np.cos(phi) * xx + np.sin(phi) * yy) / period) > 0).astype(np.float32)
+    elif kind == 1:  # checker
+        p = int(rng.integers(2, max(3, radius // 2 + 1)))
+        t = (((xx // p) + (yy // p)) % 2).astype(np.float32)
+    elif kind == 2:  # linear gradient
+        phi = rng.uniform(0, 2 * np.pi)
+        t = (np.cos(phi) * (xx - radius) + np.sin(phi) * (yy - radius)) / (2 * radius) + 0.5
+    else:  # solid with a contrasting spot off-centre
+        t = np.zeros((s, s), np.float32)
+        a = rng.uniform(0, 2 * np.pi)
+        cv2.circle(t, (int(radius + 0.5 * radius * np.cos(a)), int(radius + 0.5 * radius * np.sin(a))),
+                   max(1, radius // 3), 1.0, -1)
+    colour = c1 * (1 - t[..., None]) + c2 * t[..., None]
+    return colour.astype(np.float32), mask
+
+
+def trajectory(cls: str, rng: np.random.Generator, frames: int, size: int, radius: float):
+    """Per-frame centre x, y, angle (degrees, anticlockwise) and scale, symmetric around the middle frame."""
+    u = np.arange(frames) - (frames - 1) / 2  # centred time
+    span = max(frames - 1, 1)
+    angle = np.full(frames, rng.uniform(0, 360))
+    scale = np.ones(frames)
+    lo, hi = radius * 0.6, size - radius * 0.6  # centre may leave the frame by 40% of the object
+    if cls in DIRECTIONS:
+        dx, dy = DIRECTIONS[cls]
+        dist = rng.uniform(0.35, 0.6) * size  # whole-clip displacement
+        along = rng.uniform(lo + dist / 2, hi - dist / 2)
+        across = rng.uniform(lo, hi)
+        step = dist / span * u
+        x = along + dx * step if dx else np.full(frames, across)
+        y = along + dy * step if dy else np.full(frames, across)
+        return x, y, angle, scale
+    x = np.full(frames, rng.uniform(lo, hi))
+    y = np.full(frames, rng.uniform(lo, hi))
+    if cls in ("rotate_cw", "rotate_ccw"):
+        total = rng.uniform(150, 270)  # degrees over the clip
+        angle = angle + (-1 if cls == "rotate_cw" else 1) * total / span * u
+    elif cls in ("zoom_in", "zoom_out"):
+        ratio = rng.uniform(2.2, 3.2)  # last/first size
+        sign = 1 if cls == "zoom_in" else -1
+        scale = rng.uniform(0.8, 1.0) * ratio ** (sign * u / span)
+        x = np.full(frames, rng.uniform(size * 0.35, size * 0.65))
+        y = np.full(frames, rng.uniform(size * 0.35, size * 0.65))
+    elif cls == "shake":
+        amp = rng.uniform(0.04, 0.07) * size
+        x = x + rng.uniform(-amp, amp, frames)
+        y = y + rng.uniform(-amp, amp, frames)
+    elif cls != "still":
+        raise UserError(f"unknown synthetic class {cls!r}; known: {', '.join(CLASSES)}")
+    return x, y, angle, scale
+
+
+def render_clip(cls: str, rng: np.random.Generator, frames: int = 16, size: int = 64) -> np.ndarray:
+    """One clip of class ``cls`` as uint8 (T, H, W, 3) RGB."""
+    import cv2
+
+    bg = _background(rng, size)
+    radius = int(round(rng.uniform(0.12, 0.19) * size))
+    colour, mask = _sprite(rng, radius, bg.mean((0, 1)))
+    x, y, angle, scale = trajectory(cls, rng, frames, size, radius)
+    noise = rng.uniform(2, 9)
+    out = np.empty((frames, size, size, 3), np.uint8)
+    for t in range(frames):
+        m = cv2.getRotationMatrix2D((float(radius), float(radius)), float(angle[t]), float(scale[t]))
+        m[:, 2] += (x[t] - radius, y[t] - radius)  # move the sprite centre to (x, y)
+        a = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_LINEAR)[..., None]
+        c = cv2.warpAffine(colour, m, (size, size), flags=cv2.INTER_LINEAR)
+        frame = bg * (1 - a) + c * a + rng.normal(0, noise, (size, size, 3))
+        out[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return out
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 25, crf: int = 18) -> None:
+    """Encode uint8 (T, H, W, 3) RGB frames as H.264 yuv420p (even H and W)."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        stream.codec_context.thread_count = 1
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _work(job: tuple) -> str:
+    import cv2
+
+    cv2.setNumThreads(1)
+    out, split, index, cls, seed, frames, size, fps = job
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
+    rel = f"{split}/{cls}/{cls}_{index:05d}.mp4"
+    write_mp4(Path(out) / rel, render_clip(cls, rng, frames, size), fps=fps)
+    return rel
+
+
+def _check_params(p: dict) -> None:
+    if not 2 <= p["classes"] <= len(CLASSES):
+        raise UserError(f"synth: --classes must be 2..{len(CLASSES)}, got {p['classes']}")
+    if p["train"] < p["classes"] or p["val"] < p["classes"]:
+        raise UserError(f"synth: --train and --val need at least one clip per class ({p['classes']})")
+    if p["frames"] < 2:
+        raise UserError(f"synth: --frames must be >= 2, got {p['frames']}")
+    if p["size"] < 32 or p["size"] % 2:
+        raise UserError(f"synth: --size must be an even number >= 32, got {p['size']}")
+
+
+def generate(out: str | os.PathLike, workers: int = 2, progress: bool = True, **params) -> Path:
+    """Write the synthetic set to ``out`` (see module docstring); returns ``out``."""
+    unknown = set(params) - set(DEFAULTS)
+    if unknown:
+        raise UserError(f"synth: unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
+    p = {**DEFAULTS, **params}
+    _check_params(p)
+    out = Path(out)
+    classes = CLASSES[: p["classes"]]
+    jobs = [(str(out), split, i, classes[i % len(classes)], p["seed"], p["frames"], p["size"], p["fps"])
+            for split in ("train", "val") for i in range(p[split])]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STAMP).unlink(missing_ok=True)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc=f"synth {out.name}", unit="clip", disable=not progress)
+    if workers > 1:
+        with mp.get_context("fork").Pool(workers) as pool:
+            rels = []
+            for rel in pool.imap(_work, jobs, chunksize=8):
+                rels.append(rel)
+                bar.update()
+    else:
+        rels = []
+        for job in jobs:
+            rels.append(_work(job))
+            bar.update()
+    bar.close()
+    (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    for split in ("train", "val"):
+        lines = [f"{rel} {classes.index(rel.split('/')[1])}\n" for rel in rels if rel.startswith(split + "/")]
+        (out / f"{split}.txt").write_text("".join(lines))
+    (out / STAMP).write_text(json.dumps({"version": SYNTH_VERSION, **p}, indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def read_stamp(root: str | os.PathLike) -> dict | None:
+    try:
+        return json.loads((Path(root) / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_synth(root: str | os.PathLike, workers: int = 2, progress: bool = True, **params) -> Path:
+    """Generate the synthetic set into ``root`` unless it is already there with these parameters.
+
+    ``root`` holding a synthetic set made with other parameters is regenerated; a non-empty
+    folder that is not a synthetic set is refused (nothing of the user's is deleted).
+    """
+    root = Path(root)
+    want = {"version": SYNTH_VERSION, **DEFAULTS, **params}
+    have = read_stamp(root)
+    if have == want:
+        return root
+    if root.exists() and any(root.iterdir()):
+        if have is None and not (root / "classes.txt").is_file():
+            raise UserError(f"{root}: exists and is not a lightvid synthetic set; choose an empty folder")
+        for child in ("train", "val"):
+            shutil.rmtree(root / child, ignore_errors=True)
+    return generate(root, workers=workers, progress=progress, **params)
