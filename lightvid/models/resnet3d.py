@@ -1,1 +1,368 @@
-"""Generic video ResNet (R3D, MCx, rMCx, R(2+1)D, ip-CSN, ir-CSN). Filled by the ResNet3D work."""
+"""Generic video ResNet: R3D, R2D, f-R2D, MCx, rMCx, R(2+1)D, ip-CSN and ir-CSN.
+
+Tran, Wang, Torresani, Ray, LeCun, Paluri, "A Closer Look at Spatiotemporal Convolutions
+for Action Recognition", CVPR 2018 (R2D, f-R2D, R3D, MCx, rMCx, R(2+1)D); Tran, Wang,
+Torresani, Feiszli, "Video Classification with Channel-Separated Convolutional Networks",
+ICCV 2019 (ip-CSN, ir-CSN; seed 003).
+
+One network, :class:`VideoResNet`: a stem, four stages of basic or bottleneck blocks and a
+per-stage convolution type, all given as data:
+
+* ``"3d"``: 3x3x3; downsampling strides time too (2x2x2);
+* ``"2d"``: 1x3x3 ("no temporal"); downsampling is spatial only (1x2x2);
+* ``"2plus1d"``: 1x3x3 to ``midplanes`` channels, BN, ReLU, then 3x1x1. ``midplanes="paper"``
+  computes the middle width per convolution, ``M = floor(27 N_in N_out / (9 N_in + 3 N_out))``,
+  so the pair has the parameters of the 3x3x3 it replaces; ``"torchvision"`` computes it once
+  per block from the block's input and output widths and uses it for both convolutions;
+* ``"ip"`` (interaction-preserved CSN): 1x1x1 convolution, BN, 3x3x3 depthwise convolution;
+* ``"ir"`` (interaction-reduced CSN): the 3x3x3 depthwise convolution alone.
+
+Stems: ``"3d"`` 3x7x7 stride 1x2x2; ``"2d"`` 1x7x7; ``"2plus1d"`` 1x7x7 to 45 then 3x1x1 to 64
+(torchvision's and the released Caffe2 models'); ``"fold"`` a T x 7 x 7 convolution without
+temporal padding, which is exactly a 2D convolution over the clip's T*3 folded input channels
+(R2D). ``pool1=True`` adds seed 003's max pool 1x3x3 stride 1x2x2 (the CSN layout).
+
+``r3d_18``, ``mc3_18`` and ``r2plus1d_18`` have torchvision.models.video's module tree, so its
+Kinetics-400 state_dicts load strictly and give the same outputs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from lightvid.models.base import Classifier, init_weights, make_cfg, scale_channels
+from lightvid.models.registry import register_model
+
+TRAN2018 = "Tran et al., A Closer Look at Spatiotemporal Convolutions for Action Recognition, CVPR 2018"
+CSN2019 = "Tran et al., Video Classification with Channel-Separated Convolutional Networks, ICCV 2019"
+
+CONV_TYPES = ("3d", "2d", "2plus1d", "ip", "ir")
+STEMS = ("3d", "2d", "2plus1d", "fold")
+# depth -> (block type, blocks per stage)
+DEPTHS = {
+    10: ("basic", (1, 1, 1, 1)),
+    18: ("basic", (2, 2, 2, 2)),
+    26: ("bottleneck", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+STAGE_WIDTHS = (64, 128, 256, 512)
+# Mixed convolutions (Tran et al. 2018, Sec. 3.2): MCx has 3D convolutions in groups conv1 ..
+# conv{x-1} and 2D ones after; rMCx the reverse. Group 1 is the stem, groups 2-5 the stages.
+MC = {x: ("3d",) * (x - 2) + ("2d",) * (6 - x) for x in (2, 3, 4, 5)}
+RMC = {x: ("2d",) * (x - 2) + ("3d",) * (6 - x) for x in (2, 3, 4, 5)}
+
+
+def midplanes_for(in_ch: int, out_ch: int) -> int:
+    """Middle width giving a 1x3x3 + 3x1x1 pair the parameters of a 3x3x3 ``in_ch -> out_ch``."""
+    return (in_ch * out_ch * 27) // (in_ch * 9 + 3 * out_ch)
+
+
+def make_conv(kind: str, in_ch: int, out_ch: int, stride: int = 1, mid: int | None = None,
+              bn_eps: float = 1e-5) -> nn.Module:
+    """The 3x3x3-position convolution of a block, of type ``kind`` (see the module docstring)."""
+    if kind == "3d":
+        return nn.Conv3d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+    if kind == "2d":
+        return nn.Conv3d(in_ch, out_ch, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False)
+    if kind == "2plus1d":
+        mid = mid if mid is not None else midplanes_for(in_ch, out_ch)
+        return nn.Sequential(
+            nn.Conv3d(in_ch, mid, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False),
+            nn.BatchNorm3d(mid, eps=bn_eps),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(mid, out_ch, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False),
+        )
+    if in_ch != out_ch:
+        raise ValueError(f"a channel-separated ({kind!r}) convolution keeps its width, got {in_ch} -> {out_ch}")
+    depthwise = nn.Conv3d(out_ch, out_ch, 3, stride=stride, padding=1, groups=out_ch, bias=False)
+    if kind == "ir":
+        return depthwise
+    if kind == "ip":
+        return nn.Sequential(nn.Conv3d(in_ch, out_ch, 1, bias=False), nn.BatchNorm3d(out_ch, eps=bn_eps), depthwise)
+    raise ValueError(f"conv type must be one of {CONV_TYPES}, got {kind!r}")
+
+
+def downsample_stride(kind: str, stride: int) -> tuple[int, int, int]:
+    return (1, stride, stride) if kind == "2d" else (stride, stride, stride)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3x3-position convolutions with BN (and ReLU after the first), plus the shortcut."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, planes: int, kind: str, stride: int = 1, downsample: nn.Module | None = None,
+                 midplanes: str = "torchvision", bn_eps: float = 1e-5):
+        super().__init__()
+        block_mid = midplanes_for(in_ch, planes) if midplanes == "torchvision" else None
+        self.conv1 = nn.Sequential(make_conv(kind, in_ch, planes, stride, block_mid, bn_eps),
+                                   nn.BatchNorm3d(planes, eps=bn_eps), nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(make_conv(kind, planes, planes, 1, block_mid, bn_eps),
+                                   nn.BatchNorm3d(planes, eps=bn_eps))
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.conv2(self.conv1(x))
+        return self.relu(out + residual)
+
+
+class Bottleneck(nn.Module):
+    """1x1x1 reduce, a 3x3x3-position convolution (carrying the stride), 1x1x1 expand (x4)."""
+
+    expansion = 4
+
+    def __init__(self, in_ch: int, planes: int, kind: str, stride: int = 1, downsample: nn.Module | None = None,
+                 midplanes: str = "torchvision", bn_eps: float = 1e-5):
+        super().__init__()
+        out_ch = planes * self.expansion
+        mid = midplanes_for(in_ch, planes) if midplanes == "torchvision" else None
+        self.conv1 = nn.Sequential(nn.Conv3d(in_ch, planes, 1, bias=False), nn.BatchNorm3d(planes, eps=bn_eps),
+                                   nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(make_conv(kind, planes, planes, stride, mid, bn_eps),
+                                   nn.BatchNorm3d(planes, eps=bn_eps), nn.ReLU(inplace=True))
+        self.conv3 = nn.Sequential(nn.Conv3d(planes, out_ch, 1, bias=False), nn.BatchNorm3d(out_ch, eps=bn_eps))
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.conv3(self.conv2(self.conv1(x)))
+        return self.relu(out + residual)
+
+
+def make_stem(kind: str, in_chans: int, width: int, num_frames: int, pool1: bool, bn_eps: float,
+              width_mult: float) -> nn.Sequential:
+    """conv1 (and pool1): ``(B, C, T, H, W) -> (B, width, T', H/2, W/2)`` (``H/4`` with pool1)."""
+    if kind == "3d":
+        layers = [nn.Conv3d(in_chans, width, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False)]
+    elif kind == "2d":
+        layers = [nn.Conv3d(in_chans, width, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False)]
+    elif kind == "fold":  # the kernel spans the whole clip: (B, C, T, H, W) -> (B, width, 1, H/2, W/2)
+        layers = [nn.Conv3d(in_chans, width, (num_frames, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False)]
+    elif kind == "2plus1d":
+        mid = scale_channels(45, width_mult)
+        layers = [nn.Conv3d(in_chans, mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+                  nn.BatchNorm3d(mid, eps=bn_eps), nn.ReLU(inplace=True),
+                  nn.Conv3d(mid, width, (3, 1, 1), padding=(1, 0, 0), bias=False)]
+    else:
+        raise ValueError(f"stem must be one of {STEMS}, got {kind!r}")
+    layers += [nn.BatchNorm3d(width, eps=bn_eps), nn.ReLU(inplace=True)]
+    if pool1:
+        layers.append(nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)))
+    return nn.Sequential(*layers)
+
+
+class VideoResNet(Classifier):
+    """A video ResNet described by data.
+
+    Args:
+        depth: 10, 18, 26, 34, 50, 101 or 152 (block type and counts from ``DEPTHS``).
+        stem: ``"3d"``, ``"2d"``, ``"2plus1d"`` or ``"fold"`` (R2D: needs ``num_frames``).
+        conv_types: one convolution type per stage (``CONV_TYPES``), or one string for all four.
+        midplanes: ``"torchvision"`` (per block) or ``"paper"`` (per convolution), for ``"2plus1d"``.
+        pool1: seed 003's max pool after the stem (CSN layout).
+        num_frames: clip length; only the ``"fold"`` stem depends on it (and checks it).
+        bn_eps: batch-norm epsilon (1e-5 as torchvision; the Caffe2 VMZ models used 1e-3).
+        width_mult: multiplies every width (stem, stages, ``midplanes``).
+    """
+
+    def __init__(self, depth: int = 18, stem: str = "3d", conv_types: str | tuple[str, ...] = "3d",
+                 midplanes: str = "torchvision", pool1: bool = False, num_classes: int = 400, in_chans: int = 3,
+                 num_frames: int = 16, img_size: int = 112, width_mult: float = 1.0, drop_rate: float = 0.0,
+                 bn_eps: float = 1e-5, paper: str = TRAN2018):
+        super().__init__()
+        if depth not in DEPTHS:
+            raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth!r}")
+        if isinstance(conv_types, str):
+            conv_types = (conv_types,) * 4
+        conv_types = tuple(conv_types)
+        if len(conv_types) != 4 or any(k not in CONV_TYPES for k in conv_types):
+            raise ValueError(f"conv_types must be 4 of {CONV_TYPES}, got {conv_types!r}")
+        if midplanes not in ("torchvision", "paper"):
+            raise ValueError(f"midplanes must be 'torchvision' or 'paper', got {midplanes!r}")
+        block_type, counts = DEPTHS[depth]
+        block = BasicBlock if block_type == "basic" else Bottleneck
+        if block is BasicBlock and any(k in ("ip", "ir") for k in conv_types):
+            raise ValueError("channel-separated convolutions need bottleneck blocks (depth 26, 50, 101 or 152)")
+        self.num_frames = num_frames
+        self.stem_type = stem
+        in_ch = scale_channels(64, width_mult)
+        self.stem = make_stem(stem, in_chans, in_ch, num_frames, pool1, bn_eps, width_mult)
+        for i, (kind, n, width) in enumerate(zip(conv_types, counts, STAGE_WIDTHS)):
+            planes = scale_channels(width, width_mult)
+            stride = 1 if i == 0 else 2
+            out_ch = planes * block.expansion
+            downsample = None
+            if stride != 1 or in_ch != out_ch:
+                downsample = nn.Sequential(
+                    nn.Conv3d(in_ch, out_ch, 1, stride=downsample_stride(kind, stride), bias=False),
+                    nn.BatchNorm3d(out_ch, eps=bn_eps))
+            blocks = [block(in_ch, planes, kind, stride, downsample, midplanes, bn_eps)]
+            blocks += [block(out_ch, planes, kind, 1, None, midplanes, bn_eps) for _ in range(n - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            in_ch = out_ch
+        self.init_head(in_ch, num_classes, drop_rate, video=True)
+        init_weights(self)
+        test_t = num_frames if stem == "fold" else 8
+        self.default_cfg = make_cfg((in_chans, num_frames, img_size, img_size), paper,
+                                    test_input_size=(in_chans, test_t, 32, 32))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem_type == "fold" and x.shape[2] != self.num_frames:
+            raise ValueError(f"this R2D folds {self.num_frames} frames into its first layer, got a clip of "
+                             f"{x.shape[2]} (build it with num_frames={x.shape[2]})")
+        x = self.stem(x)  # (B, 64, T, H/2, W/2); T = 1 for the "fold" stem
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        return self.layer4(x)  # (B, C, T/8, H/16, W/16) for 3D stages at 112: (B, 512, T/8, 7, 7)
+
+
+# ---- R3D: full 3D convolutions (r3d_18 is torchvision's) ----
+@register_model
+def r3d_10(**kwargs):
+    return VideoResNet(10, **kwargs)
+
+
+@register_model
+def r3d_18(**kwargs):
+    return VideoResNet(18, **kwargs)
+
+
+@register_model
+def r3d_34(**kwargs):
+    return VideoResNet(34, **kwargs)
+
+
+@register_model
+def r3d_50(**kwargs):
+    return VideoResNet(50, **kwargs)
+
+
+@register_model
+def r3d_101(**kwargs):
+    return VideoResNet(101, **kwargs)
+
+
+@register_model
+def r3d_152(**kwargs):
+    return VideoResNet(152, **kwargs)
+
+
+# ---- 2D baselines of Tran et al. 2018 ----
+@register_model
+def r2d_18(**kwargs):
+    return VideoResNet(18, stem="fold", conv_types="2d", **kwargs)
+
+
+@register_model
+def fr2d_18(**kwargs):
+    return VideoResNet(18, stem="2d", conv_types="2d", **kwargs)
+
+
+# ---- mixed convolutions MCx / reversed rMCx (mc3_18 is torchvision's) ----
+@register_model
+def mc2_18(**kwargs):
+    return VideoResNet(18, stem="3d", conv_types=MC[2], **kwargs)
+
+
+@register_model
+def mc3_18(**kwargs):
+    return VideoResNet(18, stem="3d", conv_types=MC[3], **kwargs)
+
+
+@register_model
+def mc4_18(**kwargs):
+    return VideoResNet(18, stem="3d", conv_types=MC[4], **kwargs)
+
+
+@register_model
+def mc5_18(**kwargs):
+    return VideoResNet(18, stem="3d", conv_types=MC[5], **kwargs)
+
+
+@register_model
+def rmc2_18(**kwargs):
+    return VideoResNet(18, stem="2d", conv_types=RMC[2], **kwargs)
+
+
+@register_model
+def rmc3_18(**kwargs):
+    return VideoResNet(18, stem="2d", conv_types=RMC[3], **kwargs)
+
+
+@register_model
+def rmc4_18(**kwargs):
+    return VideoResNet(18, stem="2d", conv_types=RMC[4], **kwargs)
+
+
+@register_model
+def rmc5_18(**kwargs):
+    return VideoResNet(18, stem="2d", conv_types=RMC[5], **kwargs)
+
+
+# ---- R(2+1)D (r2plus1d_18 is torchvision's; 34/50 use the paper's per-convolution widths) ----
+@register_model
+def r2plus1d_18(**kwargs):
+    return VideoResNet(18, stem="2plus1d", conv_types="2plus1d", **{"midplanes": "torchvision", **kwargs})
+
+
+@register_model
+def r2plus1d_34(**kwargs):
+    return VideoResNet(34, stem="2plus1d", conv_types="2plus1d", **{"midplanes": "paper", **kwargs})
+
+
+@register_model
+def r2plus1d_50(**kwargs):
+    return VideoResNet(50, stem="2plus1d", conv_types="2plus1d", **{"midplanes": "paper", **kwargs})
+
+
+# ---- channel-separated networks (seed 003 layout: pool1, stages at T, T/2, T/4, T/8) ----
+def _csn(depth: int, kind: str, **kwargs) -> VideoResNet:
+    cfg = dict(stem="3d", conv_types=kind, pool1=True, num_frames=32, img_size=224, bn_eps=1e-3, paper=CSN2019)
+    return VideoResNet(depth, **{**cfg, **kwargs})
+
+
+@register_model
+def ip_csn_26(**kwargs):
+    return _csn(26, "ip", **kwargs)
+
+
+@register_model
+def ip_csn_50(**kwargs):
+    return _csn(50, "ip", **kwargs)
+
+
+@register_model
+def ip_csn_101(**kwargs):
+    return _csn(101, "ip", **kwargs)
+
+
+@register_model
+def ip_csn_152(**kwargs):
+    return _csn(152, "ip", **kwargs)
+
+
+@register_model
+def ir_csn_26(**kwargs):
+    return _csn(26, "ir", **kwargs)
+
+
+@register_model
+def ir_csn_50(**kwargs):
+    return _csn(50, "ir", **kwargs)
+
+
+@register_model
+def ir_csn_101(**kwargs):
+    return _csn(101, "ir", **kwargs)
+
+
+@register_model
+def ir_csn_152(**kwargs):
+    return _csn(152, "ir", **kwargs)
