@@ -53,7 +53,7 @@ def read_classes_txt(path: Path) -> list[str]:
 def check_missing(samples: Samples, where: dict, on_missing: str) -> Samples:
     """Drop or refuse samples whose file does not exist; ``where[path]`` names the annotation line."""
     missing = [s for s in samples if not s[0].is_file()]
-    if not missing:
+    if not missing or on_missing == "keep":  # "keep": `data check` reports them itself
         return samples
     first = missing[0][0]
     if on_missing != "skip":

@@ -37,10 +37,10 @@ STAMP = "synth.json"
 
 
 def _contrast_colours(rng: np.random.Generator, bg_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two object colours whose mean luminance differs from the background by >= 60."""
+    """Two object colours whose mean luminance differs from the background by >= 70."""
     for _ in range(100):
         c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-        if abs((c1 + c2).mean() / 2 - bg_mean.mean()) >= 60:
+        if abs((c1 + c2).mean() / 2 - bg_mean.mean()) >= 70:
             return c1, c2
     return np.full(3, 255.0 if bg_mean.mean() < 128 else 0.0), rng.uniform(0, 255, 3)
 
@@ -55,8 +55,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     w = (np.cos(theta) * xx + np.sin(theta) * yy)
     w = (w - w.min()) / (w.max() - w.min() + 1e-6)
     bg = c0 * (1 - w[..., None]) + c1 * w[..., None]
-    for _ in range(int(rng.integers(3, 9))):
-        colour = tuple(float(v) for v in np.clip(bg.mean((0, 1)) + rng.normal(0, 45, 3), 0, 255))
+    for _ in range(int(rng.integers(0, 6))):
+        colour = tuple(float(v) for v in np.clip(bg.mean((0, 1)) + rng.normal(0, 35, 3), 0, 255))
         cx, cy = (int(v) for v in rng.integers(0, size, 2))
         kind = rng.integers(3)
         if kind == 0:
@@ -117,7 +117,7 @@ def trajectory(cls: str, rng: np.random.Generator, frames: int, size: int, radiu
     lo, hi = radius * 0.6, size - radius * 0.6  # centre may leave the frame by 40% of the object
     if cls in DIRECTIONS:
         dx, dy = DIRECTIONS[cls]
-        dist = rng.uniform(0.35, 0.6) * size  # whole-clip displacement
+        dist = rng.uniform(0.4, 0.65) * size  # whole-clip displacement
         along = rng.uniform(lo + dist / 2, hi - dist / 2)
         across = rng.uniform(lo, hi)
         step = dist / span * u
@@ -127,10 +127,10 @@ def trajectory(cls: str, rng: np.random.Generator, frames: int, size: int, radiu
     x = np.full(frames, rng.uniform(lo, hi))
     y = np.full(frames, rng.uniform(lo, hi))
     if cls in ("rotate_cw", "rotate_ccw"):
-        total = rng.uniform(150, 270)  # degrees over the clip
+        total = rng.uniform(180, 300)  # degrees over the clip
         angle = angle + (-1 if cls == "rotate_cw" else 1) * total / span * u
     elif cls in ("zoom_in", "zoom_out"):
-        ratio = rng.uniform(2.2, 3.2)  # last/first size
+        ratio = rng.uniform(2.5, 3.5)  # last/first size
         sign = 1 if cls == "zoom_in" else -1
         scale = rng.uniform(0.8, 1.0) * ratio ** (sign * u / span)
         x = np.full(frames, rng.uniform(size * 0.35, size * 0.65))
@@ -149,10 +149,10 @@ def render_clip(cls: str, rng: np.random.Generator, frames: int = 16, size: int 
     import cv2
 
     bg = _background(rng, size)
-    radius = int(round(rng.uniform(0.12, 0.19) * size))
+    radius = int(round(rng.uniform(0.14, 0.22) * size))
     colour, mask = _sprite(rng, radius, bg.mean((0, 1)))
     x, y, angle, scale = trajectory(cls, rng, frames, size, radius)
-    noise = rng.uniform(2, 9)
+    noise = rng.uniform(1, 6)
     out = np.empty((frames, size, size, 3), np.uint8)
     for t in range(frames):
         m = cv2.getRotationMatrix2D((float(radius), float(radius)), float(angle[t]), float(scale[t]))
