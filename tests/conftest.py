@@ -16,3 +16,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory) -> Path:
+    """A tiny synthetic motion set (4 direction classes, 16 train + 8 val clips, 8x32x32), made once per session.
+
+    Layout as ``lightvid data synth``: ``train/<class>/*.mp4``, ``val/...``, ``classes.txt``,
+    ``train.txt``, ``val.txt``; use it with ``DataConfig(root=str(tiny_synth), size=32, short_side=None,
+    clip_len=8)``.
+    """
+    from lightvid.data.synth import ensure_synth
+
+    return ensure_synth(tmp_path_factory.mktemp("tiny_synth") / "synth", workers=1, progress=False,
+                        classes=4, train=16, val=8, frames=8, size=32)
