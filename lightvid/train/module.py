@@ -1,0 +1,260 @@
+"""The LightningModule for classification: loss, clip- and video-level accuracy, optimiser, schedule.
+
+Batches are ``(x, labels, video_indices, num_bad)`` (``lightvid.data.build.collate_skip_bad``);
+``x`` is a video ``(B, C, T, H, W)`` or an image ``(B, C, H, W)`` batch; the module never
+assumes which. Validation averages the softmax of every clip (x crop) of a video, the
+video-level protocol of Karpathy et al. (CVPR 2014) and Tran et al. (C3D, ICCV 2015).
+
+Subclasses change the objective by overriding :meth:`ClassificationModule.compute_loss`
+(knowledge distillation does). Everything saved in ``hparams`` and in the checkpoint's
+``lightvid`` entry is plain Python, so checkpoints load with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.functional.classification import multiclass_accuracy
+
+from lightvid.models.registry import create_model
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the message names the step."""
+
+
+def _plain(obj):
+    """Tuples -> lists, recursively (checkpoint metadata must be weights_only-safe and YAML-able)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+class ClassificationModule(L.LightningModule):
+    """Wraps a registered model; cross-entropy (with optional label smoothing) by default.
+
+    Args:
+        model_name, model_kwargs, input_transform, weights: passed to ``create_model``.
+        num_classes, classes: classifier size and class names (stored in the checkpoint).
+        optim: ``OptimConfig`` as a dict (name, lr, momentum, nesterov, weight_decay, betas,
+            label_smoothing).
+        schedule: ``ScheduleConfig`` as a dict (name, warmup_epochs, warmup_start_factor,
+            min_lr_factor, milestones, gamma).
+        config: the resolved run config (``TrainConfig.to_dict()``), stored for ``load_model``.
+        num_val_videos: size of the video-level accumulator (0: grow as needed).
+    """
+
+    def __init__(self, model_name: str, num_classes: int, model_kwargs: dict | None = None,
+                 classes: list[str] | None = None, optim: dict | None = None, schedule: dict | None = None,
+                 config: dict | None = None, input_transform: str | None = None, weights: str | None = None,
+                 num_val_videos: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model_name = model_name
+        self.model_kwargs = dict(model_kwargs or {})
+        self.num_classes = num_classes
+        self.classes = list(classes) if classes is not None else [str(i) for i in range(num_classes)]
+        self.optim_cfg = dict(optim or {})
+        self.schedule_cfg = dict(schedule or {})
+        self.run_config = config or {}
+        self.input_transform = input_transform
+        self.model = create_model(model_name, num_classes=num_classes, input_transform=input_transform,
+                                  weights=weights, **self.model_kwargs)
+        self.label_smoothing = float(self.optim_cfg.get("label_smoothing", 0.0))
+        k5 = min(5, num_classes)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc5 = MulticlassAccuracy(num_classes, top_k=k5, average="micro")
+        self.num_val_videos = num_val_videos
+        self._video_probs: torch.Tensor | None = None  # (V, K) summed softmax per video
+        self._video_count: torch.Tensor | None = None  # (V,)
+        self._video_label: torch.Tensor | None = None  # (V,)
+        self.last_bad = 0
+
+    # -- model -----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor, batch) -> torch.Tensor:
+        """The training objective; override to change it (``batch`` is the whole batch)."""
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+
+    # -- training --------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        x, y, _, num_bad = batch
+        if num_bad:
+            self.log("data/bad_train", float(num_bad), on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=True)
+        if x.shape[0] == 0:
+            return None  # every item of this batch failed to decode (reported above)
+        logits = self(x)
+        loss = self.compute_loss(logits, y, batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}); stopped, the last good checkpoint is kept")
+        self.train_acc(logits.detach().float(), y)
+        bs = x.shape[0]
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
+        return loss
+
+    # -- validation: clip level per step, video level per epoch ---------------------------------
+    def on_validation_epoch_start(self) -> None:
+        n = self.num_val_videos
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        ds = getattr(dm, "val_dataset", None)
+        if ds is not None and getattr(ds, "num_videos", None):
+            n = int(ds.num_videos)
+        self._alloc_videos(n)
+
+    def _alloc_videos(self, n: int) -> None:
+        self._video_probs = torch.zeros(n, self.num_classes, device=self.device)
+        self._video_count = torch.zeros(n, device=self.device)
+        self._video_label = torch.full((n,), -1, dtype=torch.long, device=self.device)
+
+    def _grow_videos(self, n: int) -> None:
+        old = (self._video_probs, self._video_count, self._video_label)
+        self._alloc_videos(n)
+        m = old[0].shape[0]
+        self._video_probs[:m], self._video_count[:m], self._video_label[:m] = old
+
+    def validation_step(self, batch, batch_idx):
+        x, y, vid, num_bad = batch
+        if num_bad:
+            self.log("data/bad_val", float(num_bad), on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=True)
+        if x.shape[0] == 0:
+            return None
+        logits = self(x).float()
+        loss = F.cross_entropy(logits, y)
+        bs = x.shape[0]
+        self.val_acc(logits, y)
+        self.val_acc5(logits, y)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log("val/acc_clip", self.val_acc, on_epoch=True, prog_bar=True, batch_size=bs)
+        self.log("val/acc5_clip", self.val_acc5, on_epoch=True, batch_size=bs)
+        vid = vid.to(self.device).long()
+        if self._video_probs is None:
+            self._alloc_videos(0)
+        need = int(vid.max()) + 1
+        if need > self._video_probs.shape[0]:
+            self._grow_videos(need)
+        self._video_probs.index_add_(0, vid, logits.softmax(1))
+        self._video_count.index_add_(0, vid, torch.ones_like(vid, dtype=torch.float))
+        self._video_label[vid] = y
+
+    def on_validation_epoch_end(self) -> None:
+        if self._video_probs is None:
+            return
+        probs, count, label = self._video_probs, self._video_count, self._video_label
+        if self.trainer.world_size > 1:  # every rank saw some clips of some videos: sum them up
+            n = torch.tensor([probs.shape[0]], device=self.device)
+            n = int(self.trainer.strategy.reduce(n, reduce_op="max"))
+            if n > probs.shape[0]:
+                self._grow_videos(n)
+                probs, count, label = self._video_probs, self._video_count, self._video_label
+            probs = self.trainer.strategy.reduce(probs, reduce_op="sum")
+            count = self.trainer.strategy.reduce(count, reduce_op="sum")
+            label = self.trainer.strategy.reduce(label, reduce_op="max")
+        seen = count > 0
+        if seen.any():
+            p, t = probs[seen] / count[seen, None], label[seen]
+            k5 = min(5, self.num_classes)
+            top1 = multiclass_accuracy(p, t, self.num_classes, average="micro")
+            top5 = multiclass_accuracy(p, t, self.num_classes, top_k=k5, average="micro")
+            self.log("val/acc_video", top1, prog_bar=True)
+            self.log("val/acc5_video", top5)
+            self.log("val/videos", seen.sum().float())
+        self._video_probs = self._video_count = self._video_label = None
+
+    # -- optimisation ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        o = self.optim_cfg
+        name = o.get("name", "sgd")
+        lr, wd = float(o.get("lr", 0.01)), float(o.get("weight_decay", 0.0))
+        # no weight decay on biases and norm parameters
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim > 1]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim <= 1]
+        groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+        if name == "adamw":
+            opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(o.get("betas", (0.9, 0.999))))
+        elif name == "sgd":
+            opt = torch.optim.SGD(groups, lr=lr, momentum=float(o.get("momentum", 0.9)),
+                                  nesterov=bool(o.get("nesterov", False)))
+        else:
+            raise ValueError(f"optim.name must be sgd or adamw, got {name!r}")
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, int(self.trainer.max_epochs or 1))
+        lam = LRLambda(total_steps=total, steps_per_epoch=max(1, total // epochs), **self.schedule_cfg)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- checkpoint metadata (the load_model contract) --------------------------------------
+    def checkpoint_meta(self) -> dict:
+        cfg = getattr(self.model, "default_cfg", {}) or {}
+        return _plain({
+            "model": self.model_name,
+            "model_kwargs": self.model_kwargs,
+            "num_classes": self.num_classes,
+            "classes": self.classes,
+            "input_transform": self.input_transform,
+            "default_cfg": {k: v for k, v in cfg.items() if isinstance(v, (str, int, float, list, tuple))},
+            "config": self.run_config,
+        })
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        meta = self.checkpoint_meta()
+        meta["epoch"] = int(checkpoint.get("epoch", self.current_epoch))
+        meta["global_step"] = int(checkpoint.get("global_step", self.global_step))
+        metrics = {}
+        if self._trainer is not None:
+            for k, v in self.trainer.callback_metrics.items():
+                if isinstance(v, torch.Tensor) and v.numel() == 1:
+                    metrics[k] = float(v)
+        meta["metrics"] = metrics
+        checkpoint["lightvid"] = meta
+
+
+class LRLambda:
+    """Multiplier of the base lr at a step: linear warm-up then cosine / step / constant.
+
+    A callable object (not a closure) so ``LambdaLR.state_dict`` stores plain numbers.
+    """
+
+    def __init__(self, total_steps: int, steps_per_epoch: int, name: str = "cosine", warmup_epochs: float = 0.0,
+                 warmup_start_factor: float = 0.1, min_lr_factor: float = 0.0, milestones=(), gamma: float = 0.1):
+        self.total_steps = int(total_steps)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.name = name
+        self.warmup_steps = int(round(warmup_epochs * steps_per_epoch))
+        self.warmup_start_factor = float(warmup_start_factor)
+        self.min_lr_factor = float(min_lr_factor)
+        self.milestones = [int(m) for m in milestones]
+        self.gamma = float(gamma)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            a = step / max(1, self.warmup_steps)
+            return self.warmup_start_factor + (1 - self.warmup_start_factor) * a
+        if self.name == "cosine":
+            span = max(1, self.total_steps - self.warmup_steps)
+            t = min(1.0, (step - self.warmup_steps) / span)
+            return self.min_lr_factor + (1 - self.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * t))
+        if self.name == "step":
+            epoch = step // self.steps_per_epoch
+            return self.gamma ** sum(epoch >= m for m in self.milestones)
+        return 1.0
+
+
+def strip_prefix(state: dict, prefix: str = "model.") -> dict[str, torch.Tensor]:
+    """The wrapped model's weights from a LightningModule state_dict."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.model if isinstance(module, ClassificationModule) else module
