@@ -30,7 +30,7 @@ from lightvid.compress.fold import TIME_POOL_MODES, fold_conv, fold_time
 from lightvid.errors import UserError
 from lightvid.models.base import scale_channels
 from lightvid.models.c3d import C3D, Conv2Plus1d
-from lightvid.models.registry import create_model
+from lightvid.models.registry import create_model, get_builder
 
 EXACT_TOL = 1e-5
 
@@ -60,7 +60,8 @@ def convert(model: nn.Module, to: str, calib: torch.Tensor | None = None, time_p
     measure ``rel_err_act`` (default: 2 random N(0, 1) clips of the source's input size).
     ``time_pool``: ``"fit"``, ``"mean"`` or ``"even"`` for folded layers that absorb a
     temporal pool. ``model_kwargs`` override the target's constructor arguments (default:
-    those inferred from the source). The converted model is returned in eval mode.
+    those inferred from the source). The converted model is returned in eval mode, with the
+    constructor arguments it was built with in ``model.convert_kwargs``.
     """
     if time_pool not in TIME_POOL_MODES:
         raise UserError(f"time_pool must be one of {', '.join(TIME_POOL_MODES)}, got {time_pool!r}")
@@ -72,11 +73,12 @@ def convert(model: nn.Module, to: str, calib: torch.Tensor | None = None, time_p
         if isinstance(model, C3D):
             if model.folded:
                 raise UserError(f"convert: the source {src_name} is already time-folded; convert from c3d or c3d_2plus1d")
-            kwargs = dict(_c3d_kwargs(model), **model_kwargs)
-            dst = _build(to, kwargs)
-            if not isinstance(dst, C3D):
+            if get_builder(to).__module__ != C3D.__module__:
                 raise UserError(f"convert: no transfer from {src_name} to {to}; C3D converts to c3d, "
                                 "c3d_2plus1d, c3d_mc3, c3d_mc4, c3d_mc5")
+            kwargs = dict(_c3d_kwargs(model), **model_kwargs)
+            dst = _build(to, kwargs)
+            dst.convert_kwargs = kwargs
             dst.eval()
             if calib is None:
                 calib = torch.randn(2, *model.default_cfg["input_size"], generator=gen)
@@ -241,9 +243,11 @@ def _convert_inflate(src: nn.Module, to: str, src_name: str, calib, gen, model_k
     if kwargs["num_classes"] is None:
         kwargs.pop("num_classes")
     dst = _build(to, kwargs)
+    dst.convert_kwargs = kwargs
     if not any(isinstance(m, nn.Conv3d) for m in dst.modules()):
         raise UserError(f"convert: {to} has no 3D convolution to inflate {src_name} into")
     dst = inflate(src, dst)
+    dst.convert_kwargs = kwargs
     dst.eval()
     convs2d = {n: m for n, m in src.named_modules() if isinstance(m, nn.Conv2d)}
     report = []
