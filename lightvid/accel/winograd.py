@@ -1,0 +1,357 @@
+"""Winograd minimal-filtering convolution and the hybrid per-layer choice.
+
+Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016.
+``F(m, 3)`` computes ``m`` outputs of a 3-tap filter with ``m + 2`` multiplications
+instead of ``3m``; nesting it over every spatial dimension gives F(2x2, 3x3) (2.25x fewer
+multiplications), F(4x4, 3x3) (4x) and F(2x2x2, 3x3x3) (3.375x).
+
+Implementation (all batched tensor ops, CPU or GPU):
+
+* the filter transform ``U = G g G^T`` (per dimension) is computed once in float64 and
+  cached, laid out ``(P, C_in, C_out)`` with ``P = (m+2)^d`` transformed positions; it is
+  recomputed when the weight changes (its version counter or storage);
+* the input goes to channels-last ``(B, S1, .., Sd, C)`` inside a cached zero-padded
+  workspace; the input transform ``B^T d B`` is applied one dimension at a time over strided
+  slices of the whole tensor (no tile copies): ``v_j = sum_k B^T[j, k] d[m*i + k]``, which
+  leaves ``V`` as ``(P, tiles, C_in)``;
+* one batched GEMM per chunk: ``(P, tiles, C_in) @ (P, C_in, C_out)``;
+* the output transform ``A^T M A`` again per dimension, the last one writing straight
+  into the interleaved channels-last output, which is returned as a ``(B, C, S1, .., Sd)``
+  view in channels-last(-3d) memory format (no copy).
+
+Work is chunked over (sample, rows of tiles) so each chunk's ``V`` and ``M`` stay
+cache-sized. The modules subclass ``nn.Conv2d``/``nn.Conv3d`` so ``lightvid summary`` still
+counts their direct-convolution MACs; with autograd on, under autocast or for non-fp32 input
+they fall back to the direct convolution.
+"""
+from __future__ import annotations
+
+import math
+import time
+from fractions import Fraction as Fr
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lightvid.errors import UserError
+
+# Lavin & Gray's matrices (rational, exact). B^T: (a, a), G: (a, 3), A^T: (m, a), a = m + 2.
+_MATRICES = {
+    2: (
+        [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+        [[1, 0, 0], [Fr(1, 2), Fr(1, 2), Fr(1, 2)], [Fr(1, 2), Fr(-1, 2), Fr(1, 2)], [0, 0, 1]],
+        [[1, 1, 1, 0], [0, 1, -1, -1]],
+    ),
+    4: (
+        [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+        [[Fr(1, 4), 0, 0], [Fr(-1, 6), Fr(-1, 6), Fr(-1, 6)], [Fr(-1, 6), Fr(1, 6), Fr(-1, 6)],
+         [Fr(1, 24), Fr(1, 12), Fr(1, 6)], [Fr(1, 24), Fr(-1, 12), Fr(1, 6)], [0, 0, 1]],
+        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+    ),
+}
+# bytes of V + M per chunk; a few MB keeps a chunk in L2/L3 (measured best on 2 cores, see docs)
+CHUNK_BYTES = 24 << 20
+# run chunks on Python worker threads (one intra-op thread each) instead of splitting each op
+THREADED = True
+_POOL: dict = {}
+
+
+def winograd_matrices(m: int):
+    """``(B^T, G, A^T)`` of F(m, 3) as float64 tensors."""
+    if m not in _MATRICES:
+        raise UserError(f"Winograd tile size m must be 2 or 4, got {m}")
+    return tuple(torch.tensor([[float(v) for v in row] for row in mat], dtype=torch.float64)
+                 for mat in _MATRICES[m])
+
+
+def supports(conv: nn.Module) -> bool:
+    """True for a 3x3(x3), stride-1, dilation-1, groups-1, zero-padded ``nn.Conv2d``/``nn.Conv3d``."""
+    if not isinstance(conv, (nn.Conv2d, nn.Conv3d)):
+        return False
+    d = 2 if isinstance(conv, nn.Conv2d) else 3
+    return (tuple(conv.kernel_size) == (3,) * d and tuple(conv.stride) == (1,) * d
+            and tuple(conv.dilation) == (1,) * d and conv.groups == 1 and not conv.transposed
+            and conv.padding_mode == "zeros" and not isinstance(conv.padding, str))
+
+
+class _WinogradMixin:
+    """Shared forward of :class:`WinogradConv2d` and :class:`WinogradConv3d`."""
+
+    tile: int = 2
+
+    def _setup(self, m: int) -> None:
+        if m not in _MATRICES:
+            raise UserError(f"Winograd tile size m must be 2 or 4, got {m}")
+        self.tile = m
+        self._u = None  # (P, C_in, C_out) transformed filter
+        self._u_key = None
+        self._ws = {}  # padded-input workspaces by shape
+
+    def extra_repr(self) -> str:
+        d = len(self.kernel_size)
+        return super().extra_repr() + f", winograd=F({'x'.join([str(self.tile)] * d)}, {'x'.join(['3'] * d)})"
+
+    def transformed_weight(self) -> torch.Tensor:
+        """``U = G g G^T`` over every dimension, ``(P, C_in, C_out)``; computed once per weight."""
+        w = self.weight
+        key = (w._version, w.data_ptr(), w.dtype, w.device)
+        if self._u is None or self._u_key != key:
+            _, G, _ = winograd_matrices(self.tile)
+            G = G.to(w.device)
+            u = w.detach().to(torch.float64)  # (C_out, C_in, 3, .., 3)
+            for _ in range(len(self.kernel_size)):
+                # contract the first remaining kernel axis (index 2) and append the new one last
+                u = torch.tensordot(u, G, dims=([2], [1]))  # (C_out, C_in, 3.., a)
+            d = len(self.kernel_size)
+            u = u.permute(*range(2, 2 + d), 1, 0)  # (a, .., a, C_in, C_out)
+            self._u = u.reshape(-1, w.shape[1], w.shape[0]).to(w.dtype).contiguous()
+            self._u_key = key
+        return self._u
+
+    def _fast_ok(self, x: torch.Tensor) -> bool:
+        return (x.dtype == torch.float32 and self.weight.dtype == torch.float32
+                and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
+                and not torch.is_autocast_enabled(x.device.type) and x.dim() == len(self.kernel_size) + 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._fast_ok(x):
+            return super().forward(x)
+        return winograd_conv(x, self.transformed_weight(), self.bias, self.padding, self.tile, self._ws)
+
+
+class WinogradConv2d(_WinogradMixin, nn.Conv2d):
+    """``nn.Conv2d`` (3x3, stride 1, groups 1) computed by F(2x2, 3x3) or F(4x4, 3x3)."""
+
+    def __init__(self, *args, tile: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._setup(tile)
+
+
+class WinogradConv3d(_WinogradMixin, nn.Conv3d):
+    """``nn.Conv3d`` (3x3x3, stride 1, groups 1) computed by F(2x2x2, 3x3x3) (or F(4x4x4, 3x3x3))."""
+
+    def __init__(self, *args, tile: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._setup(tile)
+
+
+def from_conv(conv: nn.Module, tile: int = 2) -> nn.Module:
+    """A Winograd module sharing ``conv``'s parameters (no copy)."""
+    if not supports(conv):
+        raise UserError(f"{conv}: Winograd needs a 3x3(x3), stride-1, groups-1, zero-padded convolution")
+    cls = WinogradConv2d if isinstance(conv, nn.Conv2d) else WinogradConv3d
+    with torch.device("meta"):
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding,
+                  bias=conv.bias is not None, tile=tile)
+    new.weight = conv.weight
+    new.bias = conv.bias
+    new.train(conv.training)
+    return new
+
+
+def _workspace(ws: dict, shape, x: torch.Tensor) -> torch.Tensor:
+    """A zero-bordered buffer of ``shape`` kept across calls (only its interior is rewritten)."""
+    key = (tuple(shape), x.dtype, x.device)
+    buf = ws.get(key)
+    if buf is None:
+        ws.clear()  # one shape at a time: a new input size frees the old buffer
+        buf = ws[key] = torch.zeros(shape, dtype=x.dtype, device=x.device)
+    return buf
+
+
+def _in_transform(x: torch.Tensor, BT: list, m: int, n: int, dim: int, pos: int) -> torch.Tensor:
+    """Apply B^T along ``dim`` of ``x`` (tile stride ``m``, ``n`` tiles); new axis at ``pos``."""
+    a = len(BT)
+    shape = list(x.shape)
+    shape[dim] = n
+    out = x.new_empty(shape[:pos] + [a] + shape[pos:])
+    for j, row in enumerate(BT):
+        dst = out.select(pos, j)
+        terms = [(c, k) for k, c in enumerate(row) if c != 0]
+        src = [x.narrow(dim, k, m * (n - 1) + 1)[(slice(None),) * dim + (slice(None, None, m),)] for _, k in terms]
+        (c0, _), s0 = terms[0], src[0]
+        if len(terms) > 1 and c0 == 1:
+            c1 = terms[1][0]
+            torch.add(s0, src[1], alpha=c1, out=dst)
+            rest = zip(terms[2:], src[2:])
+        else:
+            torch.mul(s0, c0, out=dst)
+            rest = zip(terms[1:], src[1:])
+        for (c, _), s in rest:
+            dst.add_(s, alpha=c)
+    return out
+
+
+def _out_rows(y: torch.Tensor, AT: list, axis: int, dst_of) -> None:
+    """For each row r of A^T: ``dst_of(r) = sum_j A^T[r, j] * y.select(axis, j)``."""
+    for r, row in enumerate(AT):
+        dst = dst_of(r)
+        terms = [(c, j) for j, c in enumerate(row) if c != 0]
+        c0, j0 = terms[0]
+        if len(terms) > 1 and c0 == 1:
+            c1, j1 = terms[1]
+            torch.add(y.select(axis, j0), y.select(axis, j1), alpha=c1, out=dst)
+            rest = terms[2:]
+        else:
+            torch.mul(y.select(axis, j0), c0, out=dst)
+            rest = terms[1:]
+        for c, j in rest:
+            dst.add_(y.select(axis, j), alpha=c)
+
+
+def _run_threaded(fn, chunks, workers: int) -> None:
+    """Chunk-level parallelism: ``workers`` threads, each single-threaded inside torch ops.
+
+    Each tensor op releases the GIL; one synchronisation per layer instead of one per op,
+    which matters when the cores are shared (an op split over 2 threads waits for both).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = _POOL.get(workers)
+    if pool is None:
+        pool = _POOL[workers] = ThreadPoolExecutor(workers, thread_name_prefix="winograd",
+                                                   initializer=torch.set_num_threads, initargs=(1,))
+    list(pool.map(fn, chunks))
+
+
+def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, padding, m: int,
+                  ws: dict | None = None) -> torch.Tensor:
+    """Stride-1 3x3(x3) convolution of ``x`` (B, C, *S) by transformed filter ``u`` (P, C, K)."""
+    d = x.dim() - 2
+    B, C = x.shape[:2]
+    S = x.shape[2:]
+    pad = (padding,) * d if isinstance(padding, int) else tuple(padding)
+    a = m + 2
+    K = u.shape[2]
+    out_size = [s + 2 * p - 2 for s, p in zip(S, pad)]
+    if min(out_size) < 1:
+        raise ValueError(f"input {tuple(x.shape)} is too small for a 3-tap convolution with padding {pad}")
+    n = [math.ceil(o / m) for o in out_size]  # tiles per dimension
+    BT, _, AT = (mat.tolist() for mat in winograd_matrices(m))
+    # channels-last padded input: (B, m*n1+2, .., m*nd+2, C), zero border
+    xp = _workspace({} if ws is None else ws, [B] + [m * k + 2 for k in n] + [C], x)
+    inner = xp[(slice(None),) + tuple(slice(p, p + s) for p, s in zip(pad, S))]
+    inner.copy_(x.permute(0, *range(2, 2 + d), 1))  # (B, *S, C)
+    # output with whole tiles, (B, m*n1, .., m*nd, K); cropped at the end
+    y = x.new_empty([B] + [m * k for k in n] + [K])
+    per_row = a ** d * math.prod(n[1:]) * (C + K) * x.element_size()  # bytes of V + M per row of tiles
+    workers = max(1, torch.get_num_threads()) if x.device.type == "cpu" else 1
+    # chunks of (samples, rows of tiles): cache-sized, and at least one per worker thread
+    budget = max(per_row, min(CHUNK_BYTES, per_row * n[0] * B // workers))
+    rows = max(1, min(n[0], budget // per_row))
+    per_b = max(1, budget // (per_row * n[0])) if rows == n[0] else 1
+    chunks = [(b0, min(B, b0 + per_b), r0, min(n[0], r0 + rows))
+              for b0 in range(0, B, per_b) for r0 in range(0, n[0], rows)]
+
+    def run(chunk):
+        b0, b1, r0, r1 = chunk
+        nc = [b1 - b0, r1 - r0] + n[1:]  # samples, then tiles per dimension
+        v = xp[b0:b1, m * r0: m * r1 + 2]  # (Bc, rows*m+2, S2.., C)
+        for i in range(d):  # v: (a,)*i + (Bc, n1, .., ni, S(i+1).., C)
+            v = _in_transform(v, BT, m, nc[i + 1], dim=2 * i + 1, pos=i)
+        v = v.reshape(a ** d, -1, C)  # (P, tiles, C)
+        mm = torch.bmm(v, u)  # (P, tiles, K)
+        del v
+        mm = mm.view([a] * d + nc + [K])
+        for i in range(d - 1):  # reduce the leading position axes: (m,)*i + (a,)*(d-i) + nc + (K,)
+            t = mm.new_empty(list(mm.shape[:i]) + [m] + list(mm.shape[i + 1:]))
+            _out_rows(mm, AT, i, lambda r, t=t, i=i: t.select(i, r))
+            mm = t
+        # the last one writes into y viewed (m,)*d + (Bc, n1, .., nd) + (K,)
+        yc = y[b0:b1, m * r0: m * r1].view([nc[0]] + sum(([k, m] for k in nc[1:]), []) + [K])
+        yc = yc.permute(*range(2, 2 * d + 1, 2), 0, *range(1, 2 * d, 2), 2 * d + 1)
+        _out_rows(mm, AT, d - 1, lambda r: yc.select(d - 1, r))
+
+    if workers > 1 and len(chunks) > 1 and THREADED:
+        _run_threaded(run, chunks, workers)
+    else:
+        for chunk in chunks:
+            run(chunk)
+    if bias is not None:
+        y.add_(bias)
+    y = y[(slice(None),) + tuple(slice(0, o) for o in out_size)]  # crop whole tiles
+    y = y.permute(0, d + 1, *range(1, d + 1))  # (B, K, *S_out) in channels-last memory
+    if out_size != [m * k for k in n]:
+        fmt = torch.channels_last_3d if d == 3 else torch.channels_last
+        y = y.contiguous(memory_format=fmt)
+    return y
+
+
+# ----------------------------------------------------------------------------- hybrid choice
+
+
+def _time(fn, x, repeats: int = 3) -> float:
+    with torch.no_grad():
+        fn(x)  # warm-up (allocations, filter transform)
+        times = []
+        for _ in range(repeats):
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn(x)
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, new)
+
+
+def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto", tile: int | None = None,
+               repeats: int = 3, verbose: bool = True) -> nn.Module:
+    """Replace eligible convolutions of ``model`` (in place) by Winograd ones where they are faster.
+
+    ``algo="auto"`` runs ``example_input`` once to record each eligible layer's real input,
+    times the direct and the Winograd convolution on it (median of ``repeats``) and keeps the
+    faster, printing the choice per layer; ``"winograd"`` replaces every eligible layer and
+    ``"direct"`` none. ``tile`` is ``m`` of F(m, 3): default 2 (F(4x4, 3x3) is tried as well
+    for 2D layers under "auto"). Returns the model (in eval mode); ``model.winograd_choices``
+    lists ``(layer, choice, direct_ms, winograd_ms)``.
+    """
+    if algo not in ("auto", "winograd", "direct"):
+        raise UserError(f"algo must be 'auto', 'winograd' or 'direct', got {algo!r}")
+    model.eval()
+    eligible = [(n, mod) for n, mod in model.named_modules()
+                if supports(mod) and not isinstance(mod, _WinogradMixin)]
+    choices = []
+    if algo == "direct" or not eligible:
+        model.winograd_choices = choices
+        return model
+    inputs: dict[str, torch.Tensor] = {}
+    if algo == "auto":
+        hooks = [mod.register_forward_pre_hook(lambda mod, args, name=n: inputs.setdefault(name, args[0].detach()))
+                 for n, mod in eligible]
+        try:
+            with torch.no_grad():
+                model(example_input)
+        finally:
+            for h in hooks:
+                h.remove()
+    for name, conv in eligible:
+        tiles = [tile] if tile else ([2, 4] if isinstance(conv, nn.Conv2d) else [2])
+        if algo == "winograd":
+            _set_module(model, name, from_conv(conv, tiles[0]))
+            choices.append((name, f"winograd F({tiles[0]},3)", float("nan"), float("nan")))
+            continue
+        if name not in inputs:  # not reached by the example input
+            continue
+        xin = inputs[name]
+        fmt = torch.channels_last_3d if xin.dim() == 5 else torch.channels_last
+        direct_ms = 1e3 * min(_time(conv, xin, repeats), _time(conv, xin.contiguous(memory_format=fmt), repeats))
+        trials = [(1e3 * _time(w, xin, repeats), w) for w in (from_conv(conv, m) for m in tiles)]
+        wino_ms, wino = min(trials, key=lambda tw: tw[0])
+        best = wino if wino_ms < direct_ms else None
+        if best is not None:
+            _set_module(model, name, best)
+        label = f"winograd F({best.tile},3)" if best is not None else "direct"
+        choices.append((name, label, direct_ms, wino_ms))
+        if verbose:
+            print(f"{name:<24} {'x'.join(map(str, xin.shape)):<22} direct {direct_ms:8.2f} ms  "
+                  f"winograd F({wino.tile},3) {wino_ms:8.2f} ms  -> {label}", flush=True)
+    model.winograd_choices = choices
+    return model

@@ -1,0 +1,107 @@
+"""Winograd convolution: exactness against the direct convolution, caching, hybrid choice."""
+import pytest
+import torch
+import torch.nn as nn
+
+import lightvid
+from lightvid.accel import winograd as W
+from lightvid.analysis.summary import summarize
+from lightvid.errors import UserError
+
+
+def _rel_err(out, ref):
+    return ((out.double() - ref).abs().max() / ref.abs().max()).item()
+
+
+@pytest.mark.parametrize("d,tile,shape,padding,tol", [
+    (2, 2, (2, 5, 9, 11), 1, 1e-5),
+    (2, 2, (1, 3, 8, 8), (2, 0), 1e-5),
+    (2, 4, (2, 5, 13, 10), 1, 1e-4),
+    (3, 2, (2, 4, 5, 7, 9), 1, 1e-5),
+    (3, 2, (1, 3, 6, 6, 6), 0, 1e-5),
+    (3, 2, (3, 6, 4, 10, 10), (1, 2, 0), 1e-5),
+])
+def test_matches_direct_fp64(d, tile, shape, padding, tol):
+    torch.manual_seed(0)
+    conv = (nn.Conv2d if d == 2 else nn.Conv3d)(shape[1], 7, 3, padding=padding)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        ref = conv.double()(x.double())
+        conv.float()
+        out = W.from_conv(conv, tile)(x)
+    assert out.shape == ref.shape
+    assert _rel_err(out, ref) <= tol
+
+
+def test_chunked_and_threaded_paths_agree(monkeypatch):
+    torch.manual_seed(1)
+    conv = nn.Conv3d(8, 16, 3, padding=1)
+    x = torch.randn(3, 8, 6, 12, 14)
+    with torch.no_grad():
+        ref = conv(x)
+        for chunk, threaded in ((1, True), (1, False), (1 << 30, True)):
+            monkeypatch.setattr(W, "CHUNK_BYTES", chunk)
+            monkeypatch.setattr(W, "THREADED", threaded)
+            assert _rel_err(W.from_conv(conv)(x), ref.double()) < 1e-5
+
+
+def test_filter_transform_cached_and_invalidated():
+    conv = W.from_conv(nn.Conv2d(4, 6, 3, padding=1))
+    u1 = conv.transformed_weight()
+    assert conv.transformed_weight() is u1  # computed once
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        conv.weight.mul_(2)  # in-place change bumps the version counter
+        out = conv(x)
+        ref = nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
+    assert conv.transformed_weight() is not u1
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_grad_and_autocast_fall_back_to_direct():
+    conv = W.from_conv(nn.Conv3d(2, 3, 3, padding=1))
+    x = torch.randn(1, 2, 4, 6, 6, requires_grad=True)
+    conv(x).sum().backward()  # autograd goes through the direct path
+    assert x.grad is not None and conv.weight.grad is not None
+
+
+def test_unsupported_layers_rejected():
+    assert not W.supports(nn.Conv2d(3, 3, 3, stride=2))
+    assert not W.supports(nn.Conv3d(4, 4, 3, groups=2))
+    assert not W.supports(nn.Conv3d(3, 3, (1, 3, 3)))
+    with pytest.raises(UserError):
+        W.from_conv(nn.Conv2d(3, 3, 5))
+    with pytest.raises(UserError):
+        W.winograd_matrices(3)
+
+
+def test_accelerate_c3d_keeps_outputs_and_macs(capsys):
+    torch.manual_seed(0)
+    model = lightvid.create_model("c3d", num_classes=5, width_mult=0.25).eval()
+    x = torch.randn(2, 3, 16, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    macs = summarize(model, (3, 16, 32, 32)).macs
+    forced = lightvid.accelerate(model, x, algo="winograd")
+    n_wino = sum(isinstance(m, W.WinogradConv3d) for m in forced.modules())
+    assert n_wino == 8
+    with torch.no_grad():
+        assert torch.allclose(forced(x), ref, atol=1e-4, rtol=1e-4)
+    assert summarize(forced, (3, 16, 32, 32)).macs == macs  # still counted as convolutions
+
+
+def test_accelerate_auto_prints_choice_per_layer(capsys):
+    model = lightvid.create_model("c3d", num_classes=5, width_mult=0.125).eval()
+    x = torch.randn(1, 3, 16, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    out_model = lightvid.accelerate(model, x, algo="auto", repeats=1)
+    printed = capsys.readouterr().out
+    assert len(out_model.winograd_choices) == 8
+    for name, choice, direct_ms, wino_ms in out_model.winograd_choices:
+        assert name in printed and choice in ("direct", "winograd F(2,3)")
+        assert (choice == "direct") == (direct_ms <= wino_ms)
+    with torch.no_grad():
+        assert torch.allclose(out_model(x), ref, atol=1e-4, rtol=1e-4)
+    with pytest.raises(UserError):
+        lightvid.accelerate(model, x, algo="fft")
