@@ -225,16 +225,20 @@ class DistillationModule(ClassificationModule):
         loss, ce, kl = distillation_loss(logits, t_logits, labels, self.dcfg.temperature, self.dcfg.alpha,
                                          self.label_smoothing)
         bs = x.shape[0]
-        self.log("distill/ce", ce.detach(), on_step=False, on_epoch=True, batch_size=bs)
-        self.log("distill/kl", kl.detach(), on_step=False, on_epoch=True, batch_size=bs)
+        self._log("distill/ce", ce.detach(), bs)
+        self._log("distill/kl", kl.detach(), bs)
         if self.hint is not None:
             h = self.hint(self._feats.pop("student"), self._feats.pop("teacher"))
-            self.log("distill/hint", h.detach(), on_step=False, on_epoch=True, batch_size=bs)
+            self._log("distill/hint", h.detach(), bs)
             loss = loss + self.dcfg.hint_weight * h
         if self.cache is not None:
             total = max(1, self.cache.hits + self.cache.misses)
-            self.log("distill/cache_hit_rate", self.cache.hits / total, on_step=False, on_epoch=True, batch_size=bs)
+            self._log("distill/cache_hit_rate", self.cache.hits / total, bs)
         return loss
+
+    def _log(self, key: str, value, batch_size: int) -> None:
+        if self._trainer is not None:  # compute_loss also works outside a Trainer (tests, notebooks)
+            self.log(key, value, on_step=False, on_epoch=True, batch_size=batch_size)
 
     def configure_optimizers(self):
         out = super().configure_optimizers()
