@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from lightvid.models.c3d import C3D
 from lightvid.models.registry import register_model
+from lightvid.models.resnet3d import VideoResNet
 
 
 FSB_PAPER = ("Wang, Lin, Wang, Design Light-Weight 3D Convolutional Networks for Video Recognition: "
@@ -78,28 +79,47 @@ class FullySeparableConv3d(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, alpha={self.alpha}, width={self.width}"
 
 
-class FSBC3D(C3D):
-    """C3D whose 3x3x3 convolutions after conv1 are fully separable blocks.
+def fully_separate(module: nn.Module, alpha: float = 1.0, skip: tuple[str, ...] = ()) -> int:
+    """Replace, in place, every dense 3D convolution of ``module`` whose kernel is > 1 along T, H
+    and W by an FSB with the same channels, kernel, stride, padding and bias; returns how many.
 
-    Built as a C3D (same stage table, pools, fc6-fc8 head), then each ``convN`` past conv1
-    is swapped for an FSB of the same channels. ``alpha`` sets the FSB width ``alpha*N``.
+    Convolutions named in ``skip`` or inside a module named there (``"conv1"``, ``"stem"``) are kept. 1x1x1,
+    1xkxk, kx1x1 and grouped convolutions are not 3D convolutions in the FSB sense and stay.
     """
+    targets = [(name, m) for name, m in module.named_modules()
+               if isinstance(m, nn.Conv3d) and m.groups == 1 and min(m.kernel_size) > 1
+               and not any(name == k or name.startswith(k + ".") for k in skip)]
+    for name, conv in targets:
+        if conv.dilation != (1, 1, 1) or conv.padding_mode != "zeros":
+            raise ValueError(f"{name}: a fully separable block replaces only undilated zero-padded convolutions")
+        fsb = FullySeparableConv3d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                                   conv.padding, alpha=alpha, bias=conv.bias is not None)
+        parent_name, _, child = name.rpartition(".")
+        setattr(module.get_submodule(parent_name) if parent_name else module, child, fsb)
+    return len(targets)
 
-    def __init__(self, alpha: float = 1.0, **kwargs):
-        for key in ("conv_type", "fold_from"):
-            if kwargs.get(key) not in (None, "3d"):
-                raise ValueError(f"fsb_c3d does not take {key}={kwargs[key]!r}")
-        super().__init__(**kwargs)
-        self.alpha = alpha
-        for name in self.layer_order:
-            conv = getattr(self, name)
-            if name != "conv1" and isinstance(conv, nn.Conv3d):
-                setattr(self, name, FullySeparableConv3d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                                                         conv.stride, conv.padding, alpha=alpha))
-        self.default_cfg = dict(self.default_cfg, paper=FSB_PAPER)
+
+def _with_fsb(model: nn.Module, alpha: float, skip: tuple[str, ...]) -> nn.Module:
+    if fully_separate(model, alpha, skip) == 0:
+        raise ValueError(f"{type(model).__name__} has no 3D convolution to make fully separable")
+    model.fsb_alpha = alpha
+    model.default_cfg = dict(model.default_cfg, paper=FSB_PAPER, fsb_alpha=alpha)
+    return model
 
 
 @register_model
-def fsb_c3d(**kwargs):
+def fsb_c3d(alpha: float = 1.0, **kwargs):
     """C3D with a fully separable block for every 3x3x3 convolution after conv1."""
-    return FSBC3D(**kwargs)
+    return _with_fsb(C3D(**kwargs), alpha, skip=("conv1",))
+
+
+@register_model
+def fsb_r3d_18(alpha: float = 1.0, **kwargs):
+    """R3D-18 with a fully separable block for every 3x3x3 convolution of its four stages."""
+    return _with_fsb(VideoResNet(18, **kwargs), alpha, skip=("stem",))
+
+
+@register_model
+def fsb_r3d_50(alpha: float = 1.0, **kwargs):
+    """R3D-50 (bottleneck) with a fully separable block for every 3x3x3 convolution of its stages."""
+    return _with_fsb(VideoResNet(50, **kwargs), alpha, skip=("stem",))
