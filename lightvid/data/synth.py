@@ -28,7 +28,7 @@ import numpy as np
 
 from lightvid.errors import UserError
 
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 CLASSES = ("right", "left", "down", "up", "rotate_cw", "rotate_ccw", "zoom_in", "zoom_out", "still", "shake")
 # class -> (dx, dy) unit direction of translation (image y points down)
 DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
@@ -164,7 +164,25 @@ def render_clip(cls: str, rng: np.random.Generator, frames: int = 16, size: int 
     return out
 
 
-def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 25, crf: int = 18) -> None:
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) RGB -> planar yuv420p (H*3/2, W), BT.601 limited range, in numpy.
+
+    Converting here rather than in libswscale keeps the encoder's input bit-exact from run to
+    run (the swscale path gave occasional differing clips).
+    """
+    x = rgb.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+    u = u.reshape(h // 2, 2, w // 2, 2).mean((1, 3))  # (H/2, W/2)
+    v = v.reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+    planes = [y.ravel(), u.ravel(), v.ravel()]
+    return np.clip(np.round(np.concatenate(planes)), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 25, qp: int = 20) -> None:
     """Encode uint8 (T, H, W, 3) RGB frames as H.264 yuv420p (even H and W)."""
     import av
 
@@ -174,10 +192,15 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 25, crf: i
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        # Constant QP without adaptive quantisation or macroblock-tree: x264's CRF/AQ path gave
+        # occasionally differing bytes for identical input; this one is bit-exact run to run.
+        stream.options = {"qp": str(qp), "preset": "veryfast", "threads": "1",
+                          "x264-params": "threads=1:aq-mode=0:mbtree=0:psy=0"}
         stream.codec_context.thread_count = 1
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        for t, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+            vf.pts, vf.time_base = t, Fraction(1, fps)  # explicit timestamps keep x264 deterministic
+            for packet in stream.encode(vf):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
