@@ -41,6 +41,8 @@ class VideoInfo(NamedTuple):
 
 class _Index(NamedTuple):
     pts: np.ndarray  # (frames,) presentation timestamps in stream time base, sorted
+    key_pts: np.ndarray  # presentation timestamps of keyframes, sorted
+    key_seek: np.ndarray  # the seek target of each keyframe: min(pts, dts)
     info: VideoInfo
 
 
@@ -70,13 +72,16 @@ def _build_index(path: Path, container) -> _Index:
     import av
 
     stream = container.streams.video[0]
-    pts = []
+    pts, keys = [], []
     try:
         for packet in container.demux(stream):
             if packet.size == 0:  # the flush packet at the end
                 continue
             ts = packet.pts if packet.pts is not None else packet.dts
-            pts.append(ts if ts is not None else len(pts))
+            ts = ts if ts is not None else len(pts)
+            pts.append(ts)
+            if packet.is_keyframe:
+                keys.append((ts, min(ts, packet.dts) if packet.dts is not None else ts))
     except av.FFmpegError as e:
         if not pts:
             raise VideoDecodeError(f"{path}: cannot read packets ({_reason(e)})") from None
@@ -90,7 +95,8 @@ def _build_index(path: Path, container) -> _Index:
     info = VideoInfo(len(pts), fps, int(ctx.width), int(ctx.height))
     if info.width <= 0 or info.height <= 0:
         raise VideoDecodeError(f"{path}: video stream has no frame size")
-    return _Index(pts, info)
+    keys = sorted(keys) or [(int(pts[0]), int(pts[0]))]
+    return _Index(pts, np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), info)
 
 
 def _index(path: Path, container) -> _Index:
@@ -151,26 +157,14 @@ def read_clip(path: str | os.PathLike, frame_indices: Sequence[int], short_side:
         stream.codec_context.thread_count = threads
         want = {int(idx.pts[i]): None for i in sorted(set(indices))}
         first, last = min(want), max(want)
-        if first > idx.pts[0]:
-            container.seek(first, backward=True, any_frame=False, stream=stream)
+        # The keyframe at or before the first wanted frame; demuxers such as mp4 seek by decode
+        # time, which B-frames put before presentation time, hence min(pts, dts).
+        k = int(np.searchsorted(idx.key_pts, first, side="right")) - 1
+        seek_to = int(idx.key_seek[k]) if k > 0 else None
         w, h = output_size(idx.info.width, idx.info.height, short_side)
-        got = 0
-        try:
-            for frame in container.decode(stream):
-                ts = frame.pts if frame.pts is not None else frame.dts
-                if ts in want and want[ts] is None:
-                    if short_side:
-                        frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="BILINEAR")
-                        want[ts] = frame.to_ndarray()
-                    else:
-                        want[ts] = frame.to_ndarray(format="rgb24")
-                    got += 1
-                    if got == len(want):
-                        break
-                if ts is not None and ts > last:
-                    break
-        except av.FFmpegError as e:
-            raise VideoDecodeError(f"{path}: decoding failed ({_reason(e)})") from None
+        got = _decode_into(path, container, stream, want, last, seek_to, w if short_side else None, h)
+        if got < len(want) and seek_to is not None:  # a demuxer that seeked past the frame: decode from the start
+            got = _decode_into(path, container, stream, want, last, 0, w if short_side else None, h)
         if got < len(want):
             missing = [i for i in sorted(set(indices)) if want[int(idx.pts[i])] is None]
             raise VideoDecodeError(f"{path}: truncated or corrupt, frame {missing[0]} of {n} could not be decoded")
@@ -178,6 +172,31 @@ def read_clip(path: str | os.PathLike, frame_indices: Sequence[int], short_side:
     finally:
         container.close()
     return torch.from_numpy(frames)
+
+
+def _decode_into(path, container, stream, want: dict, last: int, seek_to: int | None, w: int | None, h: int) -> int:
+    """Decode from ``seek_to`` (``None``: where the container is) until every key of ``want`` is filled."""
+    import av
+
+    if seek_to is not None:
+        container.seek(seek_to, backward=True, any_frame=False, stream=stream)
+    got = sum(v is not None for v in want.values())
+    try:
+        for frame in container.decode(stream):
+            ts = frame.pts if frame.pts is not None else frame.dts
+            if ts in want and want[ts] is None:
+                if w:
+                    want[ts] = frame.reformat(width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
+                else:
+                    want[ts] = frame.to_ndarray(format="rgb24")
+                got += 1
+                if got == len(want):
+                    break
+            if ts is not None and ts > last:
+                break
+    except av.FFmpegError as e:
+        raise VideoDecodeError(f"{path}: decoding failed ({_reason(e)})") from None
+    return got
 
 
 def read_all_frames(path: str | os.PathLike, short_side: int | None = None) -> torch.Tensor:
