@@ -1,0 +1,206 @@
+"""Distillation and weight-transfer experiment (issue 8) on the synthetic motion set.
+
+A small-width C3D teacher is trained; then each student is trained (a) from scratch,
+(b) with knowledge distillation from the teacher and (c) initialised by converting the
+teacher's weights (``lightvid.compress.convert``) plus distillation, where a conversion
+exists (c3d_mc4, c3d_2plus1d). Table: video top-1 (best checkpoint), parameters, GMACs per
+clip, CPU inference clips/s (batch 8, interleaved rounds, median), and epochs to reach 90%
+of the final (last-epoch) validation accuracy.
+
+    python benchmarks/bench_distill.py            # the full run (~15-30 min on 2 CPU cores)
+    python benchmarks/bench_distill.py --quick    # a smoke run (tiny set, 1-2 epochs)
+
+Every run lives in ``OUT/<run>/`` (a ``lightvid train``/``distill`` folder); a run whose
+``report.json`` exists is reused, so an interrupted benchmark continues where it stopped.
+Results: ``OUT/results.json`` and a markdown table on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+CONVERTIBLE = {"c3d_mc3", "c3d_mc4", "c3d_mc5", "c3d_2plus1d", "c3d"}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="runs/bench_distill")
+    p.add_argument("--quick", action="store_true", help="tiny set, 1 epoch: checks the pipeline, not the method")
+    p.add_argument("--students", default="c3d_mc4,c3d_2plus1d,fsb_c3d,ir_csn_26")
+    p.add_argument("--width", type=float, default=0.25, help="teacher width_mult (and the C3D-family students')")
+    p.add_argument("--csn-width", type=float, default=0.25, help="ir_csn / other ResNet students' width_mult")
+    p.add_argument("--size", type=int, default=32, help="frame side (synthetic set rendered at this size)")
+    p.add_argument("--train", type=int, default=200, help="training clips")
+    p.add_argument("--val", type=int, default=100, help="validation clips")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=5, help="student epochs")
+    p.add_argument("--teacher-epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5, help="timing rounds for CPU clips/s")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.train, args.val, args.classes = 30, 10, 5
+        args.epochs, args.teacher_epochs, args.rounds = 1, 2, 2
+        if args.out == "runs/bench_distill":
+            args.out = "runs/bench_distill_quick"
+    return args
+
+
+def student_kwargs(name: str, args) -> dict:
+    if name.startswith(("c3d", "fsb_c3d")):
+        return {"width_mult": args.width, "img_size": args.size, "fc_width": 512}
+    return {"width_mult": args.csn_width}
+
+
+def base_config(args, name: str, model: str, kwargs: dict, epochs: int):
+    from lightvid.train.config import TrainConfig, from_dict, validate_config
+
+    raw = {
+        "name": name, "seed": 0,
+        "model": {"name": model, "kwargs": kwargs},
+        "data": {"format": "synth", "root": str(Path(args.out) / "synth"), "clip_len": 16, "size": args.size,
+                 "short_side": args.size, "num_workers": 0,
+                 "synth": {"classes": args.classes, "train": args.train, "val": args.val, "size": args.size}},
+        "optim": {"name": "adamw", "lr": args.lr, "weight_decay": 0.01},
+        "schedule": {"name": "cosine", "warmup_epochs": 0.5},
+        "trainer": {"max_epochs": epochs, "batch_size": args.batch_size, "precision": "32", "progress_bar": False,
+                    "log_every_n_steps": 5, "num_threads": args.threads},
+    }
+    cfg = from_dict(TrainConfig, raw, "bench_distill")
+    validate_config(cfg, "bench_distill")
+    return cfg
+
+
+def curve(run: Path) -> list[float]:
+    from lightvid.train.report import epoch_metrics
+
+    rows = epoch_metrics(run / "metrics.csv")
+    return [r["val/acc_video"] for r in rows if "val/acc_video" in r]
+
+
+def epochs_to_90(accs: list[float]) -> int | None:
+    if not accs:
+        return None
+    target = 0.9 * accs[-1]
+    return next(i + 1 for i, a in enumerate(accs) if a >= target)
+
+
+def run_once(run: Path, fn) -> dict:
+    if (run / "report.json").is_file():
+        print(f"reusing {run}", file=sys.stderr)
+        return json.loads((run / "report.json").read_text())
+    if run.exists():  # an interrupted run: start it again from scratch
+        import shutil
+
+        shutil.rmtree(run)
+    t0 = time.perf_counter()
+    report = fn()
+    report["bench_wall_s"] = round(time.perf_counter() - t0, 1)
+    (run / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return report
+
+
+def clips_per_s(models: dict, size: int, rounds: int, batch: int = 8) -> dict:
+    """Median eval-mode clips/s per model, timing the models in interleaved rounds."""
+    x = torch.randn(batch, 3, 16, size, size)
+    times = {k: [] for k in models}
+    with torch.no_grad():
+        for m in models.values():
+            m.eval()(x)  # warm-up
+        for _ in range(rounds):
+            for k, m in models.items():
+                t0 = time.perf_counter()
+                m(x)
+                times[k].append(time.perf_counter() - t0)
+    return {k: batch / statistics.median(v) for k, v in times.items()}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import lightvid
+    from lightvid.analysis.summary import summarize
+    from lightvid.compress.distill import DistillConfig, distill
+    from lightvid.train.run import train
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    students = [s for s in args.students.split(",") if s]
+    for s in students:
+        if not lightvid.models.is_model(s):
+            raise SystemExit(f"unknown student {s!r}")
+    t_all = time.perf_counter()
+    tkw = student_kwargs("c3d", args)
+    teacher_run = out / "teacher_c3d"
+    run_once(teacher_run, lambda: train(base_config(args, "teacher", "c3d", tkw, args.teacher_epochs), teacher_run))
+    teacher_ckpt = str(teacher_run / "checkpoints" / "best.ckpt")
+
+    rows = []
+    names = {"c3d": tkw}
+    for s in students:
+        kw = student_kwargs(s, args)
+        names[s] = kw
+        modes = ["scratch", "distill"] + (["convert+distill"] if s in CONVERTIBLE else [])
+        for mode in modes:
+            run = out / f"{s}_{mode.replace('+', '_')}"
+            cfg = base_config(args, f"{s}-{mode}", s, kw, args.epochs)
+            if mode == "scratch":
+                fn = lambda cfg=cfg, run=run: train(cfg, run)  # noqa: E731
+            else:
+                dcfg = DistillConfig(teacher=teacher_ckpt, temperature=args.temperature, alpha=args.alpha,
+                                     convert=mode == "convert+distill").validate()
+                fn = lambda cfg=cfg, dcfg=dcfg, run=run: distill(cfg, dcfg, run)  # noqa: E731
+            rep = run_once(run, fn)
+            accs = curve(run)
+            rows.append({"student": s, "mode": mode, "val_top1_video": rep.get("val_top1_video"),
+                         "final_epoch_acc": accs[-1] if accs else None, "epoch1_acc": accs[0] if accs else None,
+                         "epochs_to_90pct": epochs_to_90(accs), "curve": accs,
+                         "teacher_top1_video": rep.get("teacher_top1_video"),
+                         "train_clips_per_s": rep.get("train_clips_per_s"), "wall_s": rep.get("bench_wall_s")})
+
+    models = {n: lightvid.create_model(n, num_classes=args.classes, **kw) for n, kw in names.items()}
+    speed = clips_per_s(models, args.size, args.rounds)
+    info = {}
+    for n, m in models.items():
+        s = summarize(m, (3, 16, args.size, args.size), n)
+        info[n] = {"params": s.params, "gmacs": s.macs / 1e9, "cpu_clips_per_s": speed[n], "kwargs": names[n]}
+    teacher_rep = json.loads((teacher_run / "report.json").read_text())
+    result = {"args": vars(args), "teacher": {"model": "c3d", "val_top1_video": teacher_rep.get("val_top1_video"),
+                                              "curve": curve(teacher_run), **info["c3d"]},
+              "students": rows, "models": info, "wall_s": round(time.perf_counter() - t_all, 1),
+              "threads": torch.get_num_threads()}
+    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(markdown(result))
+    return 0
+
+
+def markdown(result: dict) -> str:
+    info = result["models"]
+    t = result["teacher"]
+    lines = [f"teacher c3d (width {result['args']['width']}): video top-1 {t['val_top1_video']:.3f}, "
+             f"{t['params']:,} params, {t['gmacs']:.3f} GMACs, {t['cpu_clips_per_s']:.1f} CPU clips/s", "",
+             "| student | training | video top-1 | epoch-1 acc | epochs to 90% | params | GMACs | CPU clips/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["students"]:
+        m = info[r["student"]]
+        acc = "-" if r["val_top1_video"] is None else f"{r['val_top1_video']:.3f}"
+        e1 = "-" if r["epoch1_acc"] is None else f"{r['epoch1_acc']:.3f}"
+        lines.append(f"| {r['student']} | {r['mode']} | {acc} | {e1} | {r['epochs_to_90pct']} | {m['params']:,} | "
+                     f"{m['gmacs']:.3f} | {m['cpu_clips_per_s']:.1f} |")
+    lines.append("")
+    lines.append(f"total wall time {result['wall_s']:.0f} s with {result['threads']} threads")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
