@@ -260,6 +260,20 @@ def _convert_inflate(src: nn.Module, to: str, src_name: str, calib, gen, model_k
                                   "static clip vs 2D on one frame, frames clear of the temporal padding"))
     if not report:
         raise UserError(f"convert: no convolution of {to} matches one of {src_name} by name; cannot inflate")
+    # end to end on a "boring" video: the 3D model on a repeated frame vs the 2D model on the frame
+    if calib is not None:
+        clip = calib
+    else:
+        size = dst.default_cfg.get("test_input_size") or dst.default_cfg["input_size"]
+        clip = torch.randn(2, *size, generator=gen)
+    frame = clip[:, :, clip.shape[2] // 2]  # (B, C, H, W)
+    boring = frame[:, :, None].expand(-1, -1, clip.shape[2], -1, -1).contiguous()  # (B, C, T, H, W)
+    src.eval()
+    ref, out = src(frame), dst(boring)
+    err = rel_err(out, ref) if out.shape == ref.shape else float("nan")
+    agree = float((out.argmax(1) == ref.argmax(1)).float().mean()) if out.shape == ref.shape else float("nan")
+    report.append(LayerRecord("logits", "end-to-end", err < EXACT_TOL, err, None,
+                              f"boring clip vs 2D on its frame; top-1 agreement {agree:.0%} on {len(frame)} clips"))
     return dst, report
 
 
