@@ -17,10 +17,10 @@ Table 1 and those projects' published figures, not copied):
   and the classifier. ``num_features`` is 2048.
 
 ``x3d_xs``, ``x3d_s`` and ``x3d_m`` are one network (3.79M parameters with 400 classes) at
-the inputs the paper expands to: 4x160x160, 13x160x160 and 16x224x224. Their MACs there
-are the SlowFast model zoo's "FLOPs" (fvcore counts one multiply-add as one flop): 0.60,
-1.96 and 4.73 G (tests/test_x3d.py checks both, docs/light3d.md explains the pytorchvideo
-zoo's larger 0.91 / 2.96 / 6.72 G).
+the inputs the paper expands to: 4x160x160, 13x160x160 and 16x224x224. Their MACs there,
+0.605, 1.963 and 4.732 G, are the SlowFast model zoo's "FLOPs" 0.60, 1.96 and 4.73 (fvcore
+counts one multiply-add as one flop; tests/test_x3d.py checks them, docs/light3d.md explains
+the rounding and the pytorchvideo zoo's 0.91 / 2.96 / 6.72 G at the larger test crops).
 """
 from __future__ import annotations
 
