@@ -26,6 +26,7 @@ from lightvid.errors import UserError
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 _INDEX_CACHE: OrderedDict = OrderedDict()  # (path, mtime, size) -> _Index
 _INDEX_CACHE_SIZE = 4096
+SKIP_NONREF = True  # skip decoding unwanted non-reference frames (benchmarks toggle it)
 
 
 class VideoDecodeError(UserError):
@@ -181,21 +182,33 @@ def _decode_into(path, container, stream, want: dict, last: int, seek_to: int | 
     if seek_to is not None:
         container.seek(seek_to, backward=True, any_frame=False, stream=stream)
     got = sum(v is not None for v in want.values())
+    ctx = stream.codec_context
+    skipping = False
     try:
-        for frame in container.decode(stream):
-            ts = frame.pts if frame.pts is not None else frame.dts
-            if ts in want and want[ts] is None:
-                if w:
-                    want[ts] = frame.reformat(width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
-                else:
-                    want[ts] = frame.to_ndarray(format="rgb24")
-                got += 1
-                if got == len(want):
-                    break
-            if ts is not None and ts > last:
-                break
+        for packet in container.demux(stream):
+            # A frame nobody wants that no other frame refers to (a non-reference B-frame)
+            # need not be decoded at all: the decoder drops it while parsing.
+            pts = packet.pts if packet.pts is not None else packet.dts
+            skip = packet.size > 0 and pts is not None and pts not in want
+            if skip != skipping and SKIP_NONREF:
+                ctx.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
+            for frame in ctx.decode(packet):
+                ts = frame.pts if frame.pts is not None else frame.dts
+                if ts in want and want[ts] is None:
+                    if w:
+                        want[ts] = frame.reformat(width=w, height=h, format="rgb24",
+                                                  interpolation="BILINEAR").to_ndarray()
+                    else:
+                        want[ts] = frame.to_ndarray(format="rgb24")
+                    got += 1
+                if ts is not None and ts > last:
+                    return got
+            if got == len(want):
+                return got
     except av.FFmpegError as e:
         raise VideoDecodeError(f"{path}: decoding failed ({_reason(e)})") from None
+    finally:
+        ctx.skip_frame = "DEFAULT"
     return got
 
 
