@@ -1,0 +1,249 @@
+"""Bag of visual words over dense SIFT (seed 004 Part 1; Csurka et al. 2004, Lazebnik et al. 2006).
+
+1. Dense SIFT: OpenCV's SIFT descriptor (``cv2.SIFT_create().compute``) at upright keypoints
+   on a regular grid, every ``step`` pixels, of keypoint size ``sift_size``. In OpenCV a
+   keypoint of size ``s`` has spatial bins of ``1.5 s`` pixels, so the 4x4-bin descriptor
+   covers a ``6 s`` pixel square (``sift_size=4``: 24 px). Descriptors are 128 bytes.
+2. Vocabulary: k-means (scikit-learn ``MiniBatchKMeans``) with ``vocab`` words on at most
+   ``vocab_samples`` descriptors drawn evenly from the training items. Cached on disk as
+   ``<cache>/<key>.npz``, the key hashing every parameter that shapes it and the training
+   file list (relative paths and sizes); a second run with the same inputs skips k-means.
+3. A histogram of nearest words per item (for a video: the words of all its sampled frames
+   pooled), normalised ``l1``, ``l2`` or ``sqrt`` (Hellinger: square root of the L1
+   histogram, then unit L2).
+4. A classifier: k-nearest neighbours (``euclidean``/``cityblock``/``cosine``) or a linear SVM
+   (``LinearSVC``, one-vs-rest, cost ``C``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from lightvid.baselines.folders import FolderData, read_item
+from lightvid.errors import UserError
+
+VOCAB_VERSION = 1
+HIST_NORMS = ("l1", "l2", "sqrt")
+CLASSIFIERS = ("knn", "svm")
+METRICS = ("euclidean", "cityblock", "cosine")
+
+
+@dataclass
+class BowConfig:
+    step: int = 4
+    sift_size: float = 4.0
+    vocab: int = 400
+    vocab_samples: int = 200_000
+    hist_norm: str = "sqrt"
+    classifier: str = "svm"
+    k: int = 8
+    metric: str = "euclidean"
+    C: float = 1.0
+    frames: int = 8  # videos only
+    seed: int = 0
+    jobs: int = 1
+
+    def validate(self) -> None:
+        if self.step < 1:
+            raise UserError(f"--step must be >= 1, got {self.step}")
+        if self.sift_size <= 0:
+            raise UserError(f"--sift-size must be > 0, got {self.sift_size}")
+        if self.vocab < 2:
+            raise UserError(f"--vocab must be >= 2, got {self.vocab}")
+        if self.vocab_samples < self.vocab:
+            raise UserError(f"--vocab-samples ({self.vocab_samples}) must be >= --vocab ({self.vocab})")
+        if self.hist_norm not in HIST_NORMS:
+            raise UserError(f"--hist-norm must be one of {', '.join(HIST_NORMS)}, got {self.hist_norm!r}")
+        if self.classifier not in CLASSIFIERS:
+            raise UserError(f"--classifier must be one of {', '.join(CLASSIFIERS)}, got {self.classifier!r}")
+        if self.metric not in METRICS:
+            raise UserError(f"--metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.k < 1:
+            raise UserError(f"--k must be >= 1, got {self.k}")
+        if self.C <= 0:
+            raise UserError(f"--C must be > 0, got {self.C}")
+        if self.frames < 1:
+            raise UserError(f"--frames must be >= 1, got {self.frames}")
+        if self.jobs < 1:
+            raise UserError(f"--jobs must be >= 1, got {self.jobs}")
+
+
+_SIFT = None
+
+
+def dense_sift(gray: np.ndarray, step: int = 4, size: float = 4.0) -> np.ndarray:
+    """``(H, W)`` uint8 -> ``(N, 128)`` uint8 SIFT descriptors on a ``step``-pixel grid."""
+    import cv2
+
+    global _SIFT
+    if _SIFT is None:
+        _SIFT = cv2.SIFT_create()
+    h, w = gray.shape
+    start = max(step // 2, 0)
+    kps = [cv2.KeyPoint(float(x), float(y), float(size), 0.0)
+           for y in range(start, h, step) for x in range(start, w, step)]
+    if not kps:
+        return np.zeros((0, 128), np.uint8)
+    _, desc = _SIFT.compute(np.ascontiguousarray(gray), kps)
+    if desc is None:
+        return np.zeros((0, 128), np.uint8)
+    return np.clip(np.rint(desc), 0, 255).astype(np.uint8)  # OpenCV's values are integers in [0, 255]
+
+
+def item_descriptors(args) -> np.ndarray | None:
+    """Descriptors of one image, or of all sampled frames of one video; ``None`` if unreadable."""
+    path, kind, frames, step, size = args
+    import cv2
+
+    cv2.setNumThreads(1)
+    item = read_item(path, kind, frames)
+    if item is None:
+        return None
+    if item.ndim == 2:
+        return dense_sift(item, step, size)
+    return np.concatenate([dense_sift(f, step, size) for f in item])  # (frames * N, 128)
+
+
+def extract_all(paths, kind: str, cfg: BowConfig, desc: str) -> list[np.ndarray | None]:
+    jobs = [(p, kind, cfg.frames, cfg.step, cfg.sift_size) for p in paths]
+    if cfg.jobs == 1:
+        return [item_descriptors(j) for j in tqdm(jobs, desc=desc, unit=kind, leave=False)]
+    with ProcessPoolExecutor(cfg.jobs) as ex:
+        return list(tqdm(ex.map(item_descriptors, jobs, chunksize=8), total=len(jobs), desc=desc, unit=kind,
+                         leave=False))
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("LIGHTVID_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "lightvid")
+    return Path(base) / "vocab"
+
+
+def vocab_key(cfg: BowConfig, data: FolderData) -> str:
+    """Hash of what determines the vocabulary: its parameters and the training file list."""
+    files = [(str(p.relative_to(data.root)), p.stat().st_size) for p in data.train.paths]
+    spec = dict(version=VOCAB_VERSION, step=cfg.step, sift_size=cfg.sift_size, vocab=cfg.vocab,
+                vocab_samples=cfg.vocab_samples, seed=cfg.seed, kind=data.kind,
+                frames=cfg.frames if data.kind == "video" else None, files=files)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def sample_descriptors(descs: list[np.ndarray], total: int, seed: int) -> np.ndarray:
+    """At most ``total`` descriptors, an even share from each item (random within an item)."""
+    rng = np.random.default_rng(seed)
+    descs = [d for d in descs if d is not None and len(d)]
+    if not descs:
+        raise UserError("no SIFT descriptors in the training items (images too small for --step/--sift-size?)")
+    per = max(1, total // len(descs))
+    picks = [d if len(d) <= per else d[rng.choice(len(d), per, replace=False)] for d in descs]
+    return np.concatenate(picks).astype(np.float32)
+
+
+def fit_vocabulary(sample: np.ndarray, words: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import MiniBatchKMeans
+
+    if len(sample) < words:
+        raise UserError(f"only {len(sample)} descriptors for a {words}-word vocabulary; lower --vocab or --step")
+    km = MiniBatchKMeans(n_clusters=words, batch_size=4096, n_init=3, max_iter=100, random_state=seed)
+    km.fit(sample)
+    return km.cluster_centers_.astype(np.float32)  # (words, 128)
+
+
+def load_or_fit_vocabulary(cfg: BowConfig, data: FolderData, train_descs, cache_dir: Path | None) -> tuple[np.ndarray, bool]:
+    """The vocabulary and whether it came from the cache."""
+    path = None
+    if cache_dir is not None:
+        path = cache_dir / f"{vocab_key(cfg, data)}.npz"
+        if path.is_file():
+            try:
+                with np.load(path) as z:
+                    centers = z["centers"]
+                if centers.shape == (cfg.vocab, 128):
+                    return centers.astype(np.float32), True
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged cache entry is rebuilt below
+    centers = fit_vocabulary(sample_descriptors(train_descs, cfg.vocab_samples, cfg.seed), cfg.vocab, cfg.seed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+        np.savez(tmp, centers=centers, params=json.dumps(asdict(cfg)))
+        os.replace(tmp, path)
+    return centers, False
+
+
+def assign_words(desc: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Index of the nearest word (squared euclidean) for each descriptor."""
+    d = desc.astype(np.float32)
+    dist = (centers * centers).sum(1)[None, :] - 2.0 * d @ centers.T  # + |d|^2, constant per row
+    return dist.argmin(1)
+
+
+def histogram(desc: np.ndarray, centers: np.ndarray, norm: str) -> np.ndarray:
+    h = np.bincount(assign_words(desc, centers), minlength=len(centers)).astype(np.float32) if len(desc) else \
+        np.zeros(len(centers), np.float32)
+    if norm == "l2":
+        return h / max(float(np.linalg.norm(h)), 1e-12)
+    h = h / max(float(h.sum()), 1e-12)
+    return np.sqrt(h) if norm == "sqrt" else h
+
+
+def classify(cfg: BowConfig, train_x, train_y, test_x) -> np.ndarray:
+    if cfg.classifier == "knn":
+        from lightvid.baselines.tiny import knn_predict
+
+        return knn_predict(train_x, train_y, test_x, cfg.k, cfg.metric)
+    from sklearn.svm import LinearSVC
+
+    clf = LinearSVC(C=cfg.C, max_iter=20_000, random_state=cfg.seed)
+    clf.fit(train_x, train_y)
+    return clf.predict(test_x)
+
+
+def _histograms(descs, centers, norm) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.array([d is not None for d in descs], dtype=bool)
+    rows = [histogram(d, centers, norm) for d in descs if d is not None]
+    return (np.stack(rows) if rows else np.zeros((0, len(centers)), np.float32)), ok
+
+
+def run_bow(data: FolderData, cfg: BowConfig, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict, int]:
+    """(true labels, predictions, timings, unreadable count) on ``data``'s test split."""
+    cfg.validate()
+    t0 = time.perf_counter()
+    train_descs = extract_all(data.train.paths, data.kind, cfg, "sift train")
+    t1 = time.perf_counter()
+    centers, cached = load_or_fit_vocabulary(cfg, data, train_descs, cache_dir)
+    t2 = time.perf_counter()
+    tr_x, tr_ok = _histograms(train_descs, centers, cfg.hist_norm)
+    del train_descs
+    test_descs = extract_all(data.test.paths, data.kind, cfg, "sift test")
+    te_x, te_ok = _histograms(test_descs, centers, cfg.hist_norm)
+    del test_descs
+    t3 = time.perf_counter()
+    if not len(tr_x):
+        raise UserError(f"{data.root}: no readable training {data.kind}")
+    pred = classify(cfg, tr_x, data.train.labels[tr_ok], te_x) if len(te_x) else np.zeros(0, int)
+    t4 = time.perf_counter()
+    timings = {"sift_train": t1 - t0, "vocabulary" + (" (cached)" if cached else ""): t2 - t1,
+               "sift_test+histograms": t3 - t2, "classify": t4 - t3}
+    bad = int((~tr_ok).sum() + (~te_ok).sum())
+    return data.test.labels[te_ok], pred, timings, bad
+
+
+def params_of(cfg: BowConfig, kind: str) -> dict:
+    d = asdict(cfg)
+    d.pop("jobs")
+    if kind == "image":
+        d.pop("frames")
+    if cfg.classifier == "knn":
+        d.pop("C")
+    else:
+        d.pop("k"), d.pop("metric")
+    return d
