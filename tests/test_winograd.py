@@ -105,3 +105,13 @@ def test_accelerate_auto_prints_choice_per_layer(capsys):
         assert torch.allclose(out_model(x), ref, atol=1e-4, rtol=1e-4)
     with pytest.raises(UserError):
         lightvid.accelerate(model, x, algo="fft")
+
+
+def test_inference_mode_threaded():
+    conv = nn.Conv3d(4, 8, 3, padding=1)
+    wino = W.from_conv(conv)
+    x = torch.randn(4, 4, 6, 10, 10)
+    with torch.inference_mode():
+        out = wino(x)
+        ref = conv(x)
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-4)

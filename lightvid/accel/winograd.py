@@ -213,7 +213,13 @@ def _run_threaded(fn, chunks, workers: int) -> None:
     if pool is None:
         pool = _POOL[workers] = ThreadPoolExecutor(workers, thread_name_prefix="winograd",
                                                    initializer=torch.set_num_threads, initargs=(1,))
-    list(pool.map(fn, chunks))
+    inference = torch.is_inference_mode_enabled()  # thread-local state: carry it to the workers
+
+    def call(chunk):
+        with torch.inference_mode(inference), torch.no_grad():
+            fn(chunk)
+
+    list(pool.map(call, chunks))
 
 
 def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, padding, m: int,

@@ -1,0 +1,234 @@
+"""The optimised inference path: BN folding, channels-last, bf16, torch.compile, Winograd.
+
+``optimize(model, precision="auto")`` returns an :class:`OptimizedModel` wrapping a copy of
+``model`` (the original is untouched):
+
+1. batch norms that directly follow a convolution (found by ``torch.fx`` tracing, or
+   adjacent ``nn.Sequential`` children when the model does not trace) are folded into it
+   (Ioffe and Szegedy 2015's affine map merged into the weights and bias) and replaced by
+   ``nn.Identity``;
+2. weights go to channels-last(-3d) memory format, and so does every input;
+3. ``precision="bf16"`` casts weights and inputs to bfloat16 (oneDNN runs them on AMX /
+   AVX-512 BF16 where the CPU has them); ``"auto"`` picks bf16 only when the CPU has native
+   bf16 (or on a CUDA device that supports it), otherwise fp32. Outputs come back as fp32;
+4. ``winograd=True`` (fp32 only, needs ``example_input``) runs :func:`lightvid.accelerate`'s
+   hybrid per-layer choice;
+5. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc): it costs a long
+   first call (measured in docs/inference.md); ``compile="auto"`` compiles, times both on
+   ``example_input`` and keeps the faster.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+
+from lightvid.errors import UserError
+
+PRECISIONS = ("fp32", "bf16", "auto")
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> frozenset:
+    """Flags of the first CPU in /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def has_native_bf16(device: str | torch.device = "cpu") -> bool:
+    """True where bf16 matmuls run natively: AMX-BF16 or AVX512-BF16 on CPU, bf16 CUDA GPUs."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    flags = cpu_flags()
+    if flags:
+        return bool({"amx_bf16", "avx512_bf16"} & flags)
+    return "AMX" in torch.backends.cpu.get_cpu_capability().upper()
+
+
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if has_native_bf16(device) else "fp32"
+    return precision
+
+
+# ----------------------------------------------------------------------------- BN folding
+
+
+def fold_bn_into_conv(conv: nn.Module, bn: nn.Module) -> None:
+    """``bn(conv(x)) == conv'(x)``: scale the conv's output channels, shift its bias (in place)."""
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1 / torch.sqrt(
+            bn.running_var + bn.eps)
+        shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+        w = conv.weight
+        conv.weight = nn.Parameter(w * scale.reshape(-1, *([1] * (w.dim() - 1))), requires_grad=False)
+        b = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        conv.bias = nn.Parameter((b - bn.running_mean) * scale + shift, requires_grad=False)
+
+
+def _fx_pairs(model: nn.Module) -> list[tuple[str, str]] | None:
+    """(conv, bn) module names where the bn is the conv output's only user; None if fx fails."""
+    try:
+        import torch.fx
+
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:
+        return None
+    mods = dict(model.named_modules())
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(mods.get(node.target), _BN):
+            continue
+        src = node.args[0] if node.args else None
+        if (isinstance(src, torch.fx.Node) and src.op == "call_module"
+                and isinstance(mods.get(src.target), _CONV) and len(src.users) == 1):
+            pairs.append((src.target, node.target))
+    return pairs
+
+
+def _sequential_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    pairs = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Sequential):
+            kids = list(mod.named_children())
+            for (n1, a), (n2, b) in zip(kids, kids[1:]):
+                if isinstance(a, _CONV) and isinstance(b, _BN):
+                    prefix = f"{name}." if name else ""
+                    pairs.append((prefix + n1, prefix + n2))
+    return pairs
+
+
+def fold_batchnorms(model: nn.Module) -> int:
+    """Fold every conv -> BN pair of an eval-mode ``model`` in place; returns how many."""
+    pairs = _fx_pairs(model)
+    if pairs is None:
+        pairs = _sequential_pairs(model)
+    uses: dict[str, int] = {}
+    for conv_name, _ in pairs:  # a conv shared by two BNs cannot be folded
+        uses[conv_name] = uses.get(conv_name, 0) + 1
+    done = 0
+    for conv_name, bn_name in pairs:
+        conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+        if uses[conv_name] != 1 or bn.running_mean is None or conv.out_channels != bn.num_features:
+            continue
+        fold_bn_into_conv(conv, bn)
+        parent, _, attr = bn_name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, nn.Identity())
+        done += 1
+    return done
+
+
+# ----------------------------------------------------------------------------- the wrapper
+
+
+class OptimizedModel(nn.Module):
+    """Casts the input to the model's dtype and memory format, returns fp32 outputs."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype, channels_last: bool, report: dict):
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.report = report
+        self.default_cfg = getattr(model, "default_cfg", {})
+        self.num_classes = getattr(model, "num_classes", None)
+        self.compiled = None
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.dtype)
+        if self.channels_last and x.dim() in (4, 5):
+            x = x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            out = (self.compiled or self.model)(self.prepare(x))
+        return out.float()
+
+
+def _median_time(fn, x, repeats: int = 3) -> float:
+    fn(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = False, winograd: bool = False,
+             example_input: torch.Tensor | None = None, channels_last: bool = True,
+             verbose: bool = False) -> OptimizedModel:
+    """An inference-only copy of ``model``: BN folded, channels-last, bf16/fp32, optionally compiled.
+
+    ``model.report`` records what was done: precision, folded BNs, Winograd layers, compile
+    time. See the module docstring for each step.
+    """
+    if compile not in (True, False, "auto"):
+        raise UserError(f"compile must be True, False or 'auto', got {compile!r}")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    prec = resolve_precision(precision, device)
+    m = copy.deepcopy(model).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    report = {"precision": prec, "native_bf16": has_native_bf16(device), "folded_bn": fold_batchnorms(m),
+              "channels_last": channels_last, "winograd_layers": 0, "compiled": False, "compile_s": None}
+    if channels_last:
+        to_channels_last(m)
+    if winograd:
+        if prec != "fp32":
+            raise UserError("winograd=True needs precision='fp32' (bf16 runs natively on AMX/AVX512-BF16)")
+        if example_input is None:
+            raise UserError("winograd=True needs an example_input to time each layer on")
+        from lightvid.accel.winograd import accelerate
+
+        accelerate(m, example_input.to(device), algo="auto", verbose=verbose)
+        report["winograd_layers"] = sum(c[1] != "direct" for c in m.winograd_choices)
+    dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+    m = m.to(dtype)
+    opt = OptimizedModel(m, dtype, channels_last, report)
+    if compile:
+        if compile == "auto" and example_input is None:
+            raise UserError("compile='auto' needs an example_input to time on")
+        t0 = time.perf_counter()
+        opt.compiled = torch.compile(m)
+        if example_input is not None:
+            with torch.inference_mode():
+                opt.compiled(opt.prepare(example_input.to(device)))  # the compilation happens here
+        report["compile_s"] = time.perf_counter() - t0
+        report["compiled"] = True
+        if compile == "auto":
+            x = opt.prepare(example_input.to(device))
+            with torch.inference_mode():
+                t_eager, t_comp = _median_time(m, x), _median_time(opt.compiled, x)
+            report.update(eager_ms=1e3 * t_eager, compiled_ms=1e3 * t_comp)
+            if t_comp >= t_eager:
+                opt.compiled, report["compiled"] = None, False
+    if verbose:
+        print("optimize: " + ", ".join(f"{k}={v}" for k, v in report.items()), flush=True)
+    return opt
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """4-D parameters to channels-last, 5-D ones to channels-last-3d (in place)."""
+    fmts = {4: torch.channels_last, 5: torch.channels_last_3d}
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() in fmts:
+                p.data = p.data.contiguous(memory_format=fmts[p.dim()])
+    return model
