@@ -33,23 +33,24 @@ def parse_args(argv=None):
     p.add_argument("--out", default="runs/bench_distill")
     p.add_argument("--quick", action="store_true", help="tiny set, 1 epoch: checks the pipeline, not the method")
     p.add_argument("--students", default="c3d_mc4,c3d_2plus1d,fsb_c3d,ir_csn_26")
-    p.add_argument("--width", type=float, default=0.25, help="teacher width_mult (and the C3D-family students')")
-    p.add_argument("--csn-width", type=float, default=0.25, help="ir_csn / other ResNet students' width_mult")
+    p.add_argument("--width", type=float, default=0.125, help="teacher width_mult (and the C3D-family students')")
+    p.add_argument("--csn-width", type=float, default=0.125, help="ir_csn / other ResNet students' width_mult")
     p.add_argument("--size", type=int, default=32, help="frame side (synthetic set rendered at this size)")
-    p.add_argument("--train", type=int, default=200, help="training clips")
-    p.add_argument("--val", type=int, default=100, help="validation clips")
+    p.add_argument("--train", type=int, default=800, help="training clips")
+    p.add_argument("--limit-train", type=float, default=0.25, help="fraction of the training clips per epoch")
+    p.add_argument("--val", type=int, default=200, help="validation clips")
     p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=5, help="student epochs")
-    p.add_argument("--teacher-epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=6, help="student epochs")
+    p.add_argument("--teacher-epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5, help="timing rounds for CPU clips/s")
     args = p.parse_args(argv)
     if args.quick:
-        args.train, args.val, args.classes = 30, 10, 5
+        args.train, args.val, args.classes, args.limit_train = 30, 10, 5, 1.0
         args.epochs, args.teacher_epochs, args.rounds = 1, 2, 2
         if args.out == "runs/bench_distill":
             args.out = "runs/bench_distill_quick"
@@ -58,7 +59,7 @@ def parse_args(argv=None):
 
 def student_kwargs(name: str, args) -> dict:
     if name.startswith(("c3d", "fsb_c3d")):
-        return {"width_mult": args.width, "img_size": args.size, "fc_width": 512}
+        return {"width_mult": args.width, "img_size": args.size, "fc_width": 512, "drop_rate": 0.2}
     return {"width_mult": args.csn_width}
 
 
@@ -71,10 +72,11 @@ def base_config(args, name: str, model: str, kwargs: dict, epochs: int):
         "data": {"format": "synth", "root": str(Path(args.out) / "synth"), "clip_len": 16, "size": args.size,
                  "short_side": args.size, "num_workers": 0,
                  "synth": {"classes": args.classes, "train": args.train, "val": args.val, "size": args.size}},
-        "optim": {"name": "adamw", "lr": args.lr, "weight_decay": 0.01},
-        "schedule": {"name": "cosine", "warmup_epochs": 0.5},
+        "optim": {"name": "adamw", "lr": args.lr, "weight_decay": 0.05},
+        "schedule": {"name": "cosine", "warmup_epochs": 1},
         "trainer": {"max_epochs": epochs, "batch_size": args.batch_size, "precision": "32", "progress_bar": False,
-                    "log_every_n_steps": 5, "num_threads": args.threads},
+                    "log_every_n_steps": 5, "num_threads": args.threads,
+                    "limit_train_batches": args.limit_train},
     }
     cfg = from_dict(TrainConfig, raw, "bench_distill")
     validate_config(cfg, "bench_distill")
@@ -123,6 +125,30 @@ def clips_per_s(models: dict, size: int, rounds: int, batch: int = 8) -> dict:
                 m(x)
                 times[k].append(time.perf_counter() - t0)
     return {k: batch / statistics.median(v) for k, v in times.items()}
+
+
+def conversion_table(args, teacher_ckpt: str, students: list[str]) -> list[dict]:
+    """Each conversion of the trained teacher, before any training: per-layer errors, val agreement."""
+    from lightvid.compress.cli import _agreement, _first_clips
+    from lightvid.compress.convert import convert
+    from lightvid.data.build import build_dataset
+    from lightvid.train.checkpoint import load_model
+
+    teacher, meta = load_model(teacher_ckpt)
+    cfg = base_config(args, "convert", "c3d", student_kwargs("c3d", args), 1)
+    dcfg = meta.get("default_cfg") or {}
+    val = build_dataset(cfg.data, cfg.data.val_split, False, dcfg.get("mean"), dcfg.get("std"))
+    calib = _first_clips(val, 16)
+    rows = []
+    for s in students:
+        if s not in CONVERTIBLE or s == "c3d":
+            continue
+        for pool in (("fit", "mean", "even") if s.startswith("c3d_mc") else ("fit",)):
+            model, report = convert(teacher, s, calib=calib, time_pool=pool, **student_kwargs(s, args))
+            agree = _agreement(teacher, model, val, 32)
+            rows.append({"student": s, "time_pool": pool, **agree,
+                         "layers": [r.to_dict() for r in report if not r.exact]})
+    return rows
 
 
 def main(argv=None) -> int:
@@ -174,10 +200,11 @@ def main(argv=None) -> int:
     for n, m in models.items():
         s = summarize(m, (3, 16, args.size, args.size), n)
         info[n] = {"params": s.params, "gmacs": s.macs / 1e9, "cpu_clips_per_s": speed[n], "kwargs": names[n]}
+    conversions = conversion_table(args, teacher_ckpt, students)
     teacher_rep = json.loads((teacher_run / "report.json").read_text())
     result = {"args": vars(args), "teacher": {"model": "c3d", "val_top1_video": teacher_rep.get("val_top1_video"),
                                               "curve": curve(teacher_run), **info["c3d"]},
-              "students": rows, "models": info, "wall_s": round(time.perf_counter() - t_all, 1),
+              "students": rows, "conversions": conversions, "models": info, "wall_s": round(time.perf_counter() - t_all, 1),
               "threads": torch.get_num_threads()}
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     print(markdown(result))
@@ -197,6 +224,12 @@ def markdown(result: dict) -> str:
         e1 = "-" if r["epoch1_acc"] is None else f"{r['epoch1_acc']:.3f}"
         lines.append(f"| {r['student']} | {r['mode']} | {acc} | {e1} | {r['epochs_to_90pct']} | {m['params']:,} | "
                      f"{m['gmacs']:.3f} | {m['cpu_clips_per_s']:.1f} |")
+    lines += ["", "| conversion of the trained teacher | time_pool | top-1 agreement | converted top-1 (clip) | "
+              "teacher top-1 (clip) | approximate layers: rel_err on activations |", "|---|---|---|---|---|---|"]
+    for c in result.get("conversions", []):
+        errs = ", ".join(f"{r['layer']} {r['rel_err_act']:.3f}" for r in c["layers"] if r.get("rel_err_act") is not None)
+        lines.append(f"| c3d -> {c['student']} | {c['time_pool']} | {c['agreement']:.3f} | {c['converted_top1']:.3f} | "
+                     f"{c['source_top1']:.3f} | {errs} |")
     lines.append("")
     lines.append(f"total wall time {result['wall_s']:.0f} s with {result['threads']} threads")
     return "\n".join(lines)
