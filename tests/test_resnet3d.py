@@ -114,8 +114,8 @@ def _reference_forward(sd: dict, x: torch.Tensor, arch: str) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", sorted(TV_KEYS))
 def test_same_outputs_as_torchvision_forward(name):
-    torch.manual_seed(0)
-    model = lightvid.create_model(name, num_classes=400).eval()
+    torch.manual_seed(0)  # op order does not depend on width: a quarter-width model keeps this fast
+    model = lightvid.create_model(name, num_classes=400, width_mult=0.25).eval()
     _randomize_bn(model)
     x = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():
