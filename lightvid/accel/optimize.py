@@ -147,7 +147,7 @@ class OptimizedModel(nn.Module):
         self.report = report
         self.default_cfg = getattr(model, "default_cfg", {})
         self.num_classes = getattr(model, "num_classes", None)
-        self.compiled = None
+        object.__setattr__(self, "compiled", None)  # the torch.compile'd model, not a registered submodule
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.dtype)
@@ -157,7 +157,7 @@ class OptimizedModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            out = (self.compiled or self.model)(self.prepare(x))
+            out = (self.model if self.compiled is None else self.compiled)(self.prepare(x))
         return out.float()
 
 
@@ -206,7 +206,7 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
         if compile == "auto" and example_input is None:
             raise UserError("compile='auto' needs an example_input to time on")
         t0 = time.perf_counter()
-        opt.compiled = torch.compile(m)
+        object.__setattr__(opt, "compiled", torch.compile(m))
         if example_input is not None:
             with torch.inference_mode():
                 opt.compiled(opt.prepare(example_input.to(device)))  # the compilation happens here
@@ -218,7 +218,8 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
                 t_eager, t_comp = _median_time(m, x), _median_time(opt.compiled, x)
             report.update(eager_ms=1e3 * t_eager, compiled_ms=1e3 * t_comp)
             if t_comp >= t_eager:
-                opt.compiled, report["compiled"] = None, False
+                object.__setattr__(opt, "compiled", None)
+                report["compiled"] = False
     if verbose:
         print("optimize: " + ", ".join(f"{k}={v}" for k, v in report.items()), flush=True)
     return opt

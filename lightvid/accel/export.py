@@ -1,0 +1,143 @@
+"""Export a model to ONNX (checked against ONNX Runtime), TorchScript or safetensors.
+
+* ONNX: ``torch.onnx.export`` (the TorchScript-based exporter, opset 17, dynamic batch);
+  :func:`verify_onnx` runs the file with ONNX Runtime and returns the max abs difference
+  to PyTorch on the same input (the export fails when it exceeds ``atol``, 1e-4 by default).
+* TorchScript: ``torch.jit.trace`` at the model's input size.
+* safetensors: the state_dict (``create_model(name, weights=FILE)`` loads it back).
+
+Models and checkpoints come in through :func:`load_target`: a registered model name
+(random weights unless ``--weights``) or a training checkpoint (``load_model`` contract).
+Files are written to a temporary name and renamed into place.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from lightvid.errors import UserError
+
+FORMATS = ("onnx", "torchscript", "safetensors")
+CKPT_SUFFIXES = (".ckpt", ".pt", ".pth")
+
+
+def load_target(target: str, **model_kwargs) -> tuple[nn.Module, dict]:
+    """``(model in eval mode, meta)`` from a registered name or a training checkpoint path."""
+    from lightvid.models.registry import create_model, is_model
+
+    if is_model(target):
+        model = create_model(target, **model_kwargs).eval()
+        return model, {"model": target, "model_kwargs": model_kwargs,
+                       "classes": [str(i) for i in range(getattr(model, "num_classes", 0) or 0)]}
+    if Path(target).suffix in CKPT_SUFFIXES or Path(target).is_file():
+        from lightvid.train.checkpoint import load_model
+
+        if model_kwargs:
+            raise UserError(f"{target}: model flags (--num-classes, --width-mult, --kw) apply to model names, "
+                            "not to checkpoints")
+        return load_model(target)
+    from lightvid.models.registry import unknown_model_error
+
+    raise unknown_model_error(target)
+
+
+def _tmp_for(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, opset: int = 17) -> Path:
+    path = Path(path)
+    tmp = _tmp_for(path)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None):
+    """An ONNX Runtime CPU session (``threads`` intra-op threads, default torch's)."""
+    import onnxruntime as ort
+
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such ONNX file")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise UserError(f"{path}: not a loadable ONNX model ({str(e).strip().splitlines()[0][:200]})") from None
+
+
+def verify_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor) -> float:
+    """Max abs difference between ONNX Runtime's and PyTorch's outputs on ``example``."""
+    sess = onnx_session(path)
+    name = sess.get_inputs()[0].name
+    got = sess.run(None, {name: example.numpy().astype(np.float32)})[0]
+    with torch.no_grad():
+        want = model(example).float().numpy()
+    if got.shape != want.shape:
+        raise UserError(f"{path}: ONNX output shape {got.shape} differs from PyTorch's {want.shape}")
+    return float(np.abs(got - want).max())
+
+
+def export_torchscript(model: nn.Module, path: str | os.PathLike, example: torch.Tensor) -> Path:
+    path = Path(path)
+    tmp = _tmp_for(path)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(model, (example,))
+            traced.save(str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def export_safetensors(model: nn.Module, path: str | os.PathLike) -> Path:
+    from lightvid.checkpoint import save_atomic
+
+    return save_atomic({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+
+
+def export(model: nn.Module, path: str | os.PathLike, fmt: str = "onnx", input_size=None,
+           atol: float = 1e-4, seed: int = 0) -> dict:
+    """Write ``model`` to ``path`` in ``fmt``; returns ``{"path", "format", "max_abs_err"?}``.
+
+    ``input_size`` (without batch) defaults to ``model.default_cfg["input_size"]``; the
+    example is a seeded random batch of 2. ONNX exports are verified with ONNX Runtime.
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    model = model.eval()
+    if fmt == "safetensors":
+        return {"path": str(export_safetensors(model, path)), "format": fmt}
+    size = tuple(input_size or getattr(model, "default_cfg", {}).get("input_size", ()))
+    if not size:
+        raise UserError("the model has no default_cfg['input_size']; pass --input CxTxHxW")
+    example = torch.randn(2, *size, generator=torch.Generator().manual_seed(seed))
+    if fmt == "torchscript":
+        return {"path": str(export_torchscript(model, path, example)), "format": fmt}
+    export_onnx(model, path, example)
+    err = verify_onnx(model, path, example)
+    if err > atol:
+        raise UserError(f"{path}: ONNX Runtime's output differs from PyTorch's by {err:.2e} > {atol:g}")
+    return {"path": str(path), "format": fmt, "max_abs_err": err}

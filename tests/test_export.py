@@ -1,0 +1,90 @@
+"""lightvid export: ONNX Runtime matches PyTorch within 1e-4; TorchScript and safetensors round-trip."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import lightvid
+from lightvid.accel.bench import bench, onnx_macs
+from lightvid.accel.export import export, onnx_session, verify_onnx
+from lightvid.analysis.summary import summarize
+from lightvid.cli import main
+from lightvid.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def c3d_onnx(tmp_path_factory):
+    torch.manual_seed(0)
+    model = lightvid.create_model("c3d", num_classes=5, width_mult=0.125).eval()
+    path = tmp_path_factory.mktemp("onnx") / "c3d.onnx"
+    info = export(model, path, "onnx", (3, 16, 96, 96))
+    return model, path, info
+
+
+def test_onnx_matches_pytorch(c3d_onnx):
+    model, path, info = c3d_onnx
+    assert info["max_abs_err"] <= 1e-4
+    x = torch.randn(3, 3, 16, 96, 96)  # another batch size: the batch axis is dynamic
+    assert verify_onnx(model, path, x) <= 1e-4
+
+
+def test_onnx_macs_match_summary(c3d_onnx):
+    model, path, _ = c3d_onnx
+    assert onnx_macs(path) == summarize(model, (3, 16, 96, 96)).macs
+
+
+def test_bench_runs_onnx_file(c3d_onnx):
+    _, path, _ = c3d_onnx
+    r = bench(str(path), batch=1, input_size=(3, 16, 96, 96), warmup=1, repeats=2, progress=False)
+    assert r.latency_ms > 0 and r.gflops_per_s > 0 and 0 < r.fraction_of_peak
+    with pytest.raises(UserError):
+        bench(str(path), input_size=(3, 16, 96, 96), precision="bf16")
+    with pytest.raises(UserError):
+        bench(str(path), input_size=(3, 8, 32, 32))
+
+
+def test_resnet_with_bn_onnx(tmp_path):
+    model = lightvid.create_model("r2plus1d_18", num_classes=4, width_mult=0.25).eval()
+    info = export(model, tmp_path / "r.onnx", "onnx", (3, 4, 32, 32))
+    assert info["max_abs_err"] <= 1e-4
+
+
+def test_torchscript_and_safetensors(tmp_path):
+    model = lightvid.create_model("c3d", num_classes=3, width_mult=0.125).eval()
+    x = torch.randn(1, 3, 16, 96, 96)
+    export(model, tmp_path / "m.pt", "torchscript", (3, 16, 96, 96))
+    ts = torch.jit.load(str(tmp_path / "m.pt"))
+    with torch.no_grad():
+        assert torch.allclose(ts(x), model(x), atol=1e-5)
+    export(model, tmp_path / "m.safetensors", "safetensors")
+    back = lightvid.create_model("c3d", num_classes=3, width_mult=0.125, weights=str(tmp_path / "m.safetensors"))
+    with torch.no_grad():
+        assert torch.equal(back.eval()(x), model(x))
+
+
+def test_export_and_bench_cli(tmp_path, capsys):
+    out = tmp_path / "x.onnx"
+    assert main(["export", "r2plus1d_18", str(out), "--num-classes", "3", "--width-mult", "0.25",
+                 "--input", "3x4x32x32"]) == 0
+    assert "max abs err" in capsys.readouterr().out
+    assert main(["bench", str(out), "--repeats", "2", "--warmup", "1", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("model", "batch", "precision", "latency_ms", "clips_per_s", "gflops_per_s", "peak_gflops_per_s"):
+        assert key in r
+    assert main(["bench", "r2plus1d_18", "--width-mult", "0.25", "--input", "3x4x32x32", "--batch", "2",
+                 "--precision", "bf16", "--optimize", "--repeats", "2", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["batch"] == 2 and r["precision"] == "bf16" and r["optimized"] and np.isfinite(r["gflops_per_s"])
+    with pytest.raises(SystemExit):
+        main(["export", "c3d", str(tmp_path / "y.onnx"), "--format", "tflite"])
+    assert main(["bench", "no_such_model"]) == 2
+    assert main(["bench", str(tmp_path / "missing.onnx")]) == 2
+    assert "no such ONNX file" in capsys.readouterr().err
+
+
+def test_bad_onnx_file(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(UserError):
+        onnx_session(bad)
