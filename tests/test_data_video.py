@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from lightvid.data import video
 from lightvid.data.video import VideoDecodeError, output_size, probe, read_all_frames, read_clip
 
 
@@ -63,8 +64,11 @@ def test_read_clip_is_exact(videos, name):
     cases = [[0], [n - 1], list(range(n)), [n - 1, 0, n // 2, n // 2]]
     cases += [sorted(rng.choice(n, size=min(6, n), replace=False).tolist()) for _ in range(5)]
     cases += [list(range(s, min(s + 8, n))) for s in (3, n // 2 + 1)]
-    for idx in cases:
-        assert torch.equal(read_clip(path, idx), full[idx]), idx
+    for fresh in (True, False):  # a first read (index built on the spot) and a cached-index read
+        for idx in cases:
+            if fresh:
+                video._INDEX_CACHE.clear()
+            assert torch.equal(read_clip(path, idx), full[idx]), (fresh, idx)
 
 
 def test_probe_and_shapes(videos):

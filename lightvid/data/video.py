@@ -100,15 +100,26 @@ def _build_index(path: Path, container) -> _Index:
     return _Index(pts, np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), info)
 
 
-def _index(path: Path, container) -> _Index:
-    st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size)
+def _cache_key(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        raise VideoDecodeError(f"{path}: no such file") from None
+    return str(path), st.st_mtime_ns, st.st_size
+
+
+def _cached(path: Path) -> _Index | None:
+    key = _cache_key(path)
     hit = _INDEX_CACHE.get(key)
     if hit is not None:
         _INDEX_CACHE.move_to_end(key)
-        return hit
+    return hit
+
+
+def _index(path: Path, container) -> _Index:
+    """Build (demuxing the whole stream: the container is left at its end) and cache the index."""
     idx = _build_index(path, container)
-    _INDEX_CACHE[key] = idx
+    _INDEX_CACHE[_cache_key(path)] = idx
     if len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
         _INDEX_CACHE.popitem(last=False)
     return idx
@@ -117,6 +128,9 @@ def _index(path: Path, container) -> _Index:
 def probe(path: str | os.PathLike) -> VideoInfo:
     """``(frames, fps, width, height)`` of a video, exact frame count from its packets."""
     path = Path(path)
+    hit = _cached(path)
+    if hit is not None:
+        return hit.info
     container = _open(path)
     try:
         return _index(path, container).info
@@ -149,7 +163,10 @@ def read_clip(path: str | os.PathLike, frame_indices: Sequence[int], short_side:
         raise ValueError("read_clip needs at least one frame index")
     container = _open(path)
     try:
-        idx = _index(path, container)
+        idx = _cached(path)
+        fresh = idx is None
+        if fresh:
+            idx = _index(path, container)  # leaves the container at the end: always seek below
         n = idx.info.frames
         bad = [i for i in indices if not 0 <= i < n]
         if bad:
@@ -161,11 +178,11 @@ def read_clip(path: str | os.PathLike, frame_indices: Sequence[int], short_side:
         # The keyframe at or before the first wanted frame; demuxers such as mp4 seek by decode
         # time, which B-frames put before presentation time, hence min(pts, dts).
         k = int(np.searchsorted(idx.key_pts, first, side="right")) - 1
-        seek_to = int(idx.key_seek[k]) if k > 0 else None
+        seek_to = int(idx.key_seek[max(k, 0)]) if k > 0 or fresh else None
         w, h = output_size(idx.info.width, idx.info.height, short_side)
         got = _decode_into(path, container, stream, want, last, seek_to, w if short_side else None, h)
         if got < len(want) and seek_to is not None:  # a demuxer that seeked past the frame: decode from the start
-            got = _decode_into(path, container, stream, want, last, 0, w if short_side else None, h)
+            got = _decode_into(path, container, stream, want, last, int(idx.key_seek[0]), w if short_side else None, h)
         if got < len(want):
             missing = [i for i in sorted(set(indices)) if want[int(idx.pts[i])] is None]
             raise VideoDecodeError(f"{path}: truncated or corrupt, frame {missing[0]} of {n} could not be decoded")
