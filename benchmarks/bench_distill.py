@@ -41,8 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--val", type=int, default=200, help="validation clips")
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--epochs", type=int, default=6, help="student epochs")
-    p.add_argument("--teacher-epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--teacher-epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.5)
@@ -81,6 +81,26 @@ def base_config(args, name: str, model: str, kwargs: dict, epochs: int):
     cfg = from_dict(TrainConfig, raw, "bench_distill")
     validate_config(cfg, "bench_distill")
     return cfg
+
+
+def he_init(args, model: str, kwargs: dict) -> str:
+    """A Kaiming-initialised state_dict for ``model`` (seeded), used by every run that does not convert.
+
+    C3D's layers keep PyTorch's default initialisation, under which the 11-layer network
+    without batch norm loses its signal and stays at chance (measured: 4 epochs at exactly
+    10% on this set); :func:`lightvid.models.base.init_weights` (He et al. 2015) fixes that.
+    """
+    import lightvid
+    from lightvid.checkpoint import save_atomic
+    from lightvid.models.base import init_weights
+
+    path = Path(args.out) / f"init_{model}.pt"
+    if not path.is_file():
+        torch.manual_seed(0)
+        m = lightvid.create_model(model, num_classes=args.classes, **kwargs)
+        init_weights(m)
+        save_atomic(m.state_dict(), path)
+    return str(path)
 
 
 def curve(run: Path) -> list[float]:
@@ -168,7 +188,9 @@ def main(argv=None) -> int:
     t_all = time.perf_counter()
     tkw = student_kwargs("c3d", args)
     teacher_run = out / "teacher_c3d"
-    run_once(teacher_run, lambda: train(base_config(args, "teacher", "c3d", tkw, args.teacher_epochs), teacher_run))
+    tcfg = base_config(args, "teacher", "c3d", tkw, args.teacher_epochs)
+    tcfg.model.weights = he_init(args, "c3d", tkw)
+    run_once(teacher_run, lambda: train(tcfg, teacher_run))
     teacher_ckpt = str(teacher_run / "checkpoints" / "best.ckpt")
 
     rows = []
@@ -180,6 +202,8 @@ def main(argv=None) -> int:
         for mode in modes:
             run = out / f"{s}_{mode.replace('+', '_')}"
             cfg = base_config(args, f"{s}-{mode}", s, kw, args.epochs)
+            if mode != "convert+distill":
+                cfg.model.weights = he_init(args, s, kw)
             if mode == "scratch":
                 fn = lambda cfg=cfg, run=run: train(cfg, run)  # noqa: E731
             else:
