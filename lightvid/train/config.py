@@ -208,7 +208,7 @@ def from_dict(cls, data: dict, source: str = "<config>", prefix: str = ""):
     kwargs = {}
     for key, value in data.items():
         if key not in names:
-            raise UserError(f"{source}: unknown key {prefix}{key!r}; closest: {_closest(str(key), names)}")
+            raise UserError(f"{source}: unknown key '{prefix}{key}'; closest: {_closest(str(key), names)}")
         kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}", source)
     return cls(**kwargs)
 

@@ -71,13 +71,12 @@ class VideoDataModule(L.LightningDataModule):
     """Training and validation datasets of a ``DataConfig``, normalised with the model's mean/std."""
 
     def __init__(self, data_cfg, batch_size: int = 16, eval_batch_size: int | None = None, mean=None, std=None,
-                 input_transform: str | None = None, seed: int = 0, deterministic: bool = False):
+                 seed: int = 0, deterministic: bool = False):
         super().__init__()
         self.cfg = data_cfg
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.mean, self.std = mean, std
-        self.input_transform = input_transform
         self.seed = seed
         self.deterministic = deterministic
         self.train_dataset = None
@@ -94,11 +93,10 @@ class VideoDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is None and stage in (None, "fit"):
-            self.train_dataset = build_dataset(self.cfg, self.train_split, True, self.mean, self.std,
-                                               input_transform=self.input_transform)
+            # the model applies its own input transform (create_model(input_transform=...))
+            self.train_dataset = build_dataset(self.cfg, self.train_split, True, self.mean, self.std)
         if self.val_dataset is None:
-            self.val_dataset = build_dataset(self.cfg, self.val_split, False, self.mean, self.std,
-                                             input_transform=self.input_transform)
+            self.val_dataset = build_dataset(self.cfg, self.val_split, False, self.mean, self.std)
 
     @property
     def classes(self) -> list[str]:

@@ -27,6 +27,10 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the message names the step."""
 
 
+class TooManyBadFilesError(RuntimeError):
+    """More of an epoch failed to decode than ``data.max_bad_fraction`` allows."""
+
+
 def _plain(obj):
     """Tuples -> lists, recursively (checkpoint metadata must be weights_only-safe and YAML-able)."""
     if isinstance(obj, dict):
@@ -75,7 +79,9 @@ class ClassificationModule(L.LightningModule):
         self._video_probs: torch.Tensor | None = None  # (V, K) summed softmax per video
         self._video_count: torch.Tensor | None = None  # (V,)
         self._video_label: torch.Tensor | None = None  # (V,)
-        self.last_bad = 0
+        data_cfg = (config or {}).get("data") or {}
+        self.max_bad_fraction = float(data_cfg.get("max_bad_fraction", 1.0))
+        self._epoch_items = self._epoch_bad = 0
 
     # -- model -----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,6 +94,8 @@ class ClassificationModule(L.LightningModule):
     # -- training --------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         x, y, _, num_bad = batch
+        self._epoch_items += x.shape[0] + int(num_bad)
+        self._epoch_bad += int(num_bad)
         if num_bad:
             self.log("data/bad_train", float(num_bad), on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=True)
         if x.shape[0] == 0:
@@ -103,6 +111,16 @@ class ClassificationModule(L.LightningModule):
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_items = self._epoch_bad = 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._epoch_items and self._epoch_bad / self._epoch_items > self.max_bad_fraction:
+            raise TooManyBadFilesError(
+                f"{self._epoch_bad} of {self._epoch_items} training clips of epoch {self.current_epoch} failed to "
+                f"decode (more than data.max_bad_fraction={self.max_bad_fraction}); see the warnings above, "
+                "or run `lightvid data check`")
 
     # -- validation: clip level per step, video level per epoch ---------------------------------
     def on_validation_epoch_start(self) -> None:

@@ -18,18 +18,28 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def epoch_metrics(metrics_csv: str | Path) -> list[dict]:
-    """One dict per epoch: the last value of every column logged in that epoch."""
+def epoch_metrics(metrics_csv) -> list[dict]:
+    """One dict per epoch: the last value of every column logged in that epoch.
+
+    ``metrics_csv`` is a file or a list of files, oldest first (a resumed run's parts); an
+    epoch re-run after an interruption overrides what the interrupted session logged.
+    """
+    files = [metrics_csv] if isinstance(metrics_csv, (str, Path)) else list(metrics_csv)
     rows: dict[int, dict] = {}
-    with open(metrics_csv, newline="") as f:
-        for row in csv.DictReader(f):
-            if not row.get("epoch"):
-                continue
-            ep = int(float(row["epoch"]))
-            d = rows.setdefault(ep, {"epoch": ep})
-            for k, v in row.items():
-                if v not in ("", None) and k != "epoch":
-                    d[k] = float(v)
+    for path in files:
+        if not Path(path).is_file():
+            continue
+        seen: dict[int, dict] = {}
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if not row.get("epoch"):
+                    continue
+                ep = int(float(row["epoch"]))
+                d = seen.setdefault(ep, {"epoch": ep})
+                for k, v in row.items():
+                    if v not in ("", None) and k != "epoch":
+                        d[k] = float(v)
+        rows.update(seen)
     return [rows[e] for e in sorted(rows)]
 
 

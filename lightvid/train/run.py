@@ -101,7 +101,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     from lightvid.models.registry import create_model
     from lightvid.train.checkpoint import AtomicCheckpointIO
     from lightvid.train.datamodule import EpochSeed, VideoDataModule
-    from lightvid.train.module import ClassificationModule, NonFiniteLossError
+    from lightvid.train.module import ClassificationModule, NonFiniteLossError, TooManyBadFilesError
 
     t_start = time.perf_counter()
     module_cls = module_cls or ClassificationModule
@@ -123,13 +123,16 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
         out.mkdir(parents=True, exist_ok=True)
         (out / DATA_READY).unlink(missing_ok=True)
         save_config(cfg, out / "config.yaml")
+        if resume and (out / "metrics.csv").is_file():  # CSVLogger would delete it: keep it as a part
+            n = len(list(out.glob("metrics.part*.csv")))
+            (out / "metrics.csv").rename(out / f"metrics.part{n}.csv")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     with torch.device("meta"):
         ref = create_model(cfg.model.name, **cfg.model.kwargs)
     mean, std = ref.default_cfg.get("mean"), ref.default_cfg.get("std")
     dm = VideoDataModule(cfg.data, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, mean=mean,
-                         std=std, input_transform=cfg.model.input_transform, seed=cfg.seed,
+                         std=std, seed=cfg.seed,
                          deterministic=t.deterministic)
     if rank == 0:  # rank 0 prepares (e.g. generates the synthetic set); the others wait for it
         dm.setup("fit")
@@ -159,13 +162,15 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")  # our config.yaml is there
         trainer = L.Trainer(
             max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
             strategy=t.strategy, precision=precision, deterministic=t.deterministic,
             gradient_clip_val=t.grad_clip, accumulate_grad_batches=t.accumulate_grad_batches,
-            limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
+            limit_train_batches=None if t.limit_train_batches == 1.0 else t.limit_train_batches,
+            limit_val_batches=None if t.limit_val_batches == 1.0 else t.limit_val_batches,
             check_val_every_n_epoch=t.check_val_every_n_epoch, log_every_n_steps=t.log_every_n_steps,
-            logger=CSVLogger(out, name="", version=""), callbacks=cbs, plugins=[AtomicCheckpointIO()],
+            logger=CSVLogger(out, name="", version="", flush_logs_every_n_steps=t.log_every_n_steps), callbacks=cbs, plugins=[AtomicCheckpointIO()],
             default_root_dir=out, num_sanity_val_steps=0, enable_progress_bar=t.progress_bar,
             enable_model_summary=False, use_distributed_sampler=False,
         )
@@ -174,6 +179,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
         except NonFiniteLossError as e:
             kept = f"{last}" if last.exists() else "none written yet"
             raise UserError(f"{e.args[0]} (checkpoint kept: {kept})") from None
+        except TooManyBadFilesError as e:
+            raise UserError(e.args[0]) from None
     if trainer.interrupted:
         raise UserError(f"training interrupted; resume with `lightvid train --out {out} --resume`")
     if not trainer.is_global_zero:
@@ -240,7 +247,7 @@ def final_report(report: dict, cfg: TrainConfig, out: Path, dm, best: Path, prec
             report.update(params=s.params, macs=s.macs, input=list(shape))
         except (RuntimeError, ValueError) as e:
             (out / "summary.txt").write_text(f"summary failed at input {shape}: {e}\n")
-    epochs = epoch_metrics(out / "metrics.csv") if (out / "metrics.csv").is_file() else []
+    epochs = epoch_metrics(metrics_files(out))
     if epochs:
         plot_learning_curves(epochs, out / "learning_curves.png", title=f"{cfg.name}: {cfg.model.name}")
         report["learning_curves"] = str(out / "learning_curves.png")
@@ -285,6 +292,12 @@ def final_report(report: dict, cfg: TrainConfig, out: Path, dm, best: Path, prec
     print()
     print(format_table(rows, title=f"run {out}"))
     return report
+
+
+def metrics_files(out: Path) -> list[Path]:
+    """``metrics.csv`` and the parts earlier (resumed) sessions left, oldest first."""
+    parts = sorted(out.glob("metrics.part*.csv"), key=lambda p: int(p.stem.split("part")[-1]))
+    return [*parts, out / "metrics.csv"]
 
 
 def _eval_device(cfg: TrainConfig) -> str:
