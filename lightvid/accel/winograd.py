@@ -27,6 +27,7 @@ they fall back to the direct convolution.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from fractions import Fraction as Fr
 
@@ -161,12 +162,28 @@ def _workspace(ws: dict, shape, x: torch.Tensor) -> torch.Tensor:
     return buf
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(tag: str, shape, like: torch.Tensor) -> torch.Tensor:
+    """A per-thread buffer reused across chunks and calls (no fresh pages, no page faults)."""
+    cache = getattr(_SCRATCH, "bufs", None)
+    if cache is None:
+        cache = _SCRATCH.bufs = {}
+    key = (tag, like.dtype, like.device, torch.is_inference_mode_enabled())
+    numel = math.prod(shape)
+    buf = cache.get(key)
+    if buf is None or buf.numel() < numel:
+        cache[key] = buf = torch.empty(numel, dtype=like.dtype, device=like.device)
+    return buf[:numel].view(shape)
+
+
 def _in_transform(x: torch.Tensor, BT: list, m: int, n: int, dim: int, pos: int) -> torch.Tensor:
     """Apply B^T along ``dim`` of ``x`` (tile stride ``m``, ``n`` tiles); new axis at ``pos``."""
     a = len(BT)
     shape = list(x.shape)
     shape[dim] = n
-    out = x.new_empty(shape[:pos] + [a] + shape[pos:])
+    out = _scratch(f"in{pos}", shape[:pos] + [a] + shape[pos:], x)
     for j, row in enumerate(BT):
         dst = out.select(pos, j)
         terms = [(c, k) for k, c in enumerate(row) if c != 0]
@@ -258,11 +275,11 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, p
         for i in range(d):  # v: (a,)*i + (Bc, n1, .., ni, S(i+1).., C)
             v = _in_transform(v, BT, m, nc[i + 1], dim=2 * i + 1, pos=i)
         v = v.reshape(a ** d, -1, C)  # (P, tiles, C)
-        mm = torch.bmm(v, u)  # (P, tiles, K)
+        mm = torch.bmm(v, u, out=_scratch("mm", (v.shape[0], v.shape[1], K), v))  # (P, tiles, K)
         del v
         mm = mm.view([a] * d + nc + [K])
         for i in range(d - 1):  # reduce the leading position axes: (m,)*i + (a,)*(d-i) + nc + (K,)
-            t = mm.new_empty(list(mm.shape[:i]) + [m] + list(mm.shape[i + 1:]))
+            t = _scratch(f"out{i}", list(mm.shape[:i]) + [m] + list(mm.shape[i + 1:]), mm)
             _out_rows(mm, AT, i, lambda r, t=t, i=i: t.select(i, r))
             mm = t
         # the last one writes into y viewed (m,)*d + (Bc, n1, .., nd) + (K,)
