@@ -74,6 +74,9 @@ def test_variant_and_i3d_counts():
     assert s.params == 12_697_264
     assert s.macs == 111_150_686_208
     assert s.layers[-1].out_shape == [400]
+    assert _meta_summary("googlenet", (3, 224, 224), aux_logits=True).params == 13_378_280
+    assert _meta_summary("i3d", (3, 16, 112, 112), batch_norm=False, lrn=True, b3_kernel=5,
+                         pool4_kernel=3).params == 15_023_168
 
 
 def test_i3d_shapes_follow_the_paper():
