@@ -97,3 +97,14 @@ def test_fully_separate_needs_a_3d_conv():
     with pytest.raises(ValueError, match="no 3D convolution"):
         lightvid.create_model("fsb_r3d_18", conv_types="2d", width_mult=0.125)
     assert fully_separate(nn.Sequential(nn.Conv3d(3, 4, (1, 3, 3))), 1.0) == 0
+
+
+def test_fsb_resnet_blocks_follow_the_resnet_init():
+    torch.manual_seed(0)
+    model = lightvid.create_model("fsb_r3d_18", width_mult=0.125)
+    fsb = model.layer4[1].conv1[0]
+    assert isinstance(fsb, FullySeparableConv3d)
+    w = fsb.temporal.weight  # kaiming normal, fan_out = out_channels x K
+    expected = (2.0 / (w.shape[0] * w.shape[2])) ** 0.5
+    assert abs(w.std().item() / expected - 1) < 0.1
+    assert abs(w.mean().item()) < 0.1 * expected

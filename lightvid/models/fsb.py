@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from lightvid.models.base import init_weights
 from lightvid.models.c3d import C3D
 from lightvid.models.registry import register_model
 from lightvid.models.resnet3d import VideoResNet
@@ -99,9 +100,14 @@ def fully_separate(module: nn.Module, alpha: float = 1.0, skip: tuple[str, ...] 
     return len(targets)
 
 
-def _with_fsb(model: nn.Module, alpha: float, skip: tuple[str, ...]) -> nn.Module:
+def _with_fsb(model: nn.Module, alpha: float, skip: tuple[str, ...], kaiming: bool = False) -> nn.Module:
+    """Make ``model`` fully separable; ``kaiming`` re-initialises the blocks as the base model's ``init_weights``."""
     if fully_separate(model, alpha, skip) == 0:
         raise ValueError(f"{type(model).__name__} has no 3D convolution to make fully separable")
+    if kaiming:
+        for m in model.modules():
+            if isinstance(m, FullySeparableConv3d):
+                init_weights(m)
     model.fsb_alpha = alpha
     model.default_cfg = dict(model.default_cfg, paper=FSB_PAPER, fsb_alpha=alpha)
     return model
@@ -116,10 +122,10 @@ def fsb_c3d(alpha: float = 1.0, **kwargs):
 @register_model
 def fsb_r3d_18(alpha: float = 1.0, **kwargs):
     """R3D-18 with a fully separable block for every 3x3x3 convolution of its four stages."""
-    return _with_fsb(VideoResNet(18, **kwargs), alpha, skip=("stem",))
+    return _with_fsb(VideoResNet(18, **kwargs), alpha, skip=("stem",), kaiming=True)
 
 
 @register_model
 def fsb_r3d_50(alpha: float = 1.0, **kwargs):
     """R3D-50 (bottleneck) with a fully separable block for every 3x3x3 convolution of its stages."""
-    return _with_fsb(VideoResNet(50, **kwargs), alpha, skip=("stem",))
+    return _with_fsb(VideoResNet(50, **kwargs), alpha, skip=("stem",), kaiming=True)
