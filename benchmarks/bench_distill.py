@@ -88,8 +88,12 @@ def he_init(args, model: str, kwargs: dict) -> str:
 
     C3D's layers keep PyTorch's default initialisation, under which the 11-layer network
     without batch norm loses its signal and stays at chance (measured: 4 epochs at exactly
-    10% on this set); :func:`lightvid.models.base.init_weights` (He et al. 2015) fixes that.
+    10% on this set). Here convolutions get :func:`lightvid.models.base.init_weights` (He et
+    al. 2015, fan-out) and hidden linear layers He fan-in (N(0, 0.01) there still flattens
+    C3D's fc6/fc7 signal to a constant); the classifier keeps N(0, 0.01).
     """
+    import torch.nn as nn
+
     import lightvid
     from lightvid.checkpoint import save_atomic
     from lightvid.models.base import init_weights
@@ -99,6 +103,10 @@ def he_init(args, model: str, kwargs: dict) -> str:
         torch.manual_seed(0)
         m = lightvid.create_model(model, num_classes=args.classes, **kwargs)
         init_weights(m)
+        head = m.get_classifier()
+        for mod in m.modules():
+            if isinstance(mod, nn.Linear) and mod is not head:
+                nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
         save_atomic(m.state_dict(), path)
     return str(path)
 
