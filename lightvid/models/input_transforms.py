@@ -33,7 +33,8 @@ from lightvid.models.base import Classifier
 def temporal_residual_gradient(x: torch.Tensor) -> torch.Tensor:
     """TRG of a clip ``(C, T, H, W)`` or a batch ``(B, C, T, H, W)``: mean frame, then the T-1 differences."""
     if x.dim() not in (4, 5):
-        raise ValueError(f"temporal_residual_gradient expects (C, T, H, W) or (B, C, T, H, W), got shape {tuple(x.shape)}")
+        raise ValueError("temporal_residual_gradient expects (C, T, H, W) or (B, C, T, H, W), "
+                         f"got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         x = x.float()
     t_dim = x.dim() - 3
