@@ -51,6 +51,15 @@ def test_golden_parameter_counts(name, expected):
     assert n_params(meta_model(name)) == expected
 
 
+@pytest.mark.parametrize("name,gmacs", [("resnet18", 1.81), ("resnet50", 4.09), ("resnext50_32x4d", 4.23),
+                                          ("vgg16", 15.47), ("densenet121", 2.83)])
+def test_macs_match_torchvisions_published_figures(name, gmacs):
+    """torchvision's model table lists these "GFLOPS" (multiply-accumulates) at 3x224x224."""
+    with torch.device("meta"):
+        s = summarize(lightvid.create_model(name), (3, 224, 224))
+    assert round(s.macs / 1e9, 2) == gmacs
+
+
 def test_width_mult_and_classes_shrink_models():
     assert n_params(meta_model("resnet18", width_mult=0.5)) < 11_689_512 / 3
     assert n_params(meta_model("vgg16", num_classes=10)) == 138_357_544 - 4096 * 990 - 990
@@ -225,3 +234,26 @@ def test_summary_cli_on_image_models(capsys):
     assert out["params"] == 6_158_538 and out["input"] == [3, 32, 32] and out["params_head"] == 10_250
     assert main(["list", "vgg*"]) == 0
     assert "vgg16_c" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_lightvid_train_resnet18_cifar_on_cifar10_zip(shared_data, tmp_path):
+    """configs/cifar10_resnet18.yaml runs through the video pipeline (images are T=1), cut to a few batches."""
+    from lightvid.train.checkpoint import load_model
+    from lightvid.train.config import load_config
+    from lightvid.train.run import train
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "cifar10_resnet18.yaml"
+    cfg = load_config(config, [f"data.root={shared_data / 'cifar10-jpeg.zip'}", "model.kwargs.width_mult=0.125",
+                               "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.batch_size=32",
+                               "trainer.limit_val_batches=2", "trainer.final_eval=false",
+                               "trainer.progress_bar=false", "trainer.log_every_n_steps=1",
+                               "data.num_workers=0"])
+    report = train(cfg, tmp_path / "run")
+    assert report["train_clips"] == 50_000 and report["val_clips"] == 10_000
+    assert 0.0 <= report["val_top1_clip"] <= 1.0
+    model, meta = load_model(report["best_checkpoint"])
+    assert meta["model"] == "resnet18_cifar" and len(meta["classes"]) == 10 and "airplane" in meta["classes"]
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
