@@ -58,6 +58,10 @@ def test_trg_model_is_the_inner_model_on_trg_input():
     assert cfg["input_transform"] == "trg" and cfg["architecture"] == "c3d" and cfg["input_size"][0] == 3
     assert isinstance(wrapped, Classifier) and wrapped.num_classes == 5
     assert sum(p.numel() for p in wrapped.head_parameters()) == sum(p.numel() for p in plain.head_parameters())
+    wrapped.train()
+    wrapped(x).pow(2).mean().backward()
+    assert all(p.grad is not None for p in wrapped.parameters())
+    wrapped.eval()
     wrapped.reset_classifier(0)
     with torch.no_grad():
         assert wrapped(x).shape == (2, wrapped.num_features)
