@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from lightvid.data import formats
 from lightvid.data.sampling import LOOPS, SAMPLINGS, ClipSampler
 from lightvid.data.transforms import ClipTransform
-from lightvid.data.video import VideoDecodeError, probe, read_clip
+from lightvid.data.video import VideoDecodeError, read_clip
 from lightvid.errors import UserError
 
 VIDEO_FORMATS = ("folders", "list", "ucf101", "hmdb51", "kinetics_csv", "synth")
@@ -161,23 +161,19 @@ class VideoDataset(Dataset):
         path, label = self.samples[v]
         clip_i, crop_i = divmod(view, self.crops)
         try:
-            if self.train:
-                n, fps = _frames_fps(path)
-                frames = read_clip(path, self.sampler.train_clip(n, fps), self.transform.short_side)
+            if self.train:  # one open per sample: the sampler gets the frame count from read_clip
+                frames = read_clip(path, lambda info: self.sampler.train_clip(info.frames, info.fps),
+                                   self.transform.short_side)
                 return self.transform(frames)[0], label, v
             if self._last is None or self._last[0] != (v, clip_i):
-                n, fps = _frames_fps(path)
-                idx = self.sampler.eval_clips(n, fps, self.eval_clips)[clip_i]
-                self._last = ((v, clip_i), self.transform(read_clip(path, idx, self.transform.short_side)))
+                frames = read_clip(path, lambda info: self.sampler.eval_clips(info.frames, info.fps,
+                                                                              self.eval_clips)[clip_i],
+                                   self.transform.short_side)
+                self._last = ((v, clip_i), self.transform(frames))
             return self._last[1][crop_i], label, v
         except VideoDecodeError as e:
             warnings.warn(f"skipping a video that failed to decode: {e}", stacklevel=2)
             return None
-
-
-def _frames_fps(path: Path) -> tuple[int, float]:
-    info = probe(path)  # cached per process after the first read
-    return info.frames, info.fps
 
 
 class ImageDataset(Dataset):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -147,20 +147,19 @@ def output_size(width: int, height: int, short_side: int | None) -> tuple[int, i
     return max(1, round(width * short_side / height)), short_side
 
 
-def read_clip(path: str | os.PathLike, frame_indices: Sequence[int], short_side: int | None = None,
-              threads: int = 1) -> torch.Tensor:
+def read_clip(path: str | os.PathLike, frame_indices: Sequence[int] | Callable[[VideoInfo], Sequence[int]],
+              short_side: int | None = None, threads: int = 1) -> torch.Tensor:
     """Exact frames ``frame_indices`` (any order, repeats allowed) as uint8 ``(T, H, W, 3)`` RGB.
 
-    ``short_side`` resizes while converting (bilinear, aspect kept). Raises
+    ``frame_indices`` may be a function of the video's :class:`VideoInfo` (a sampler needs
+    the frame count): the file is then still opened only once. ``short_side`` resizes while
+    converting (bilinear, aspect kept). Raises
     :class:`VideoDecodeError` naming the file for a missing, empty, non-video or truncated
     file, or an index outside ``[0, frames)``.
     """
     import av
 
     path = Path(path)
-    indices = [int(i) for i in frame_indices]
-    if not indices:
-        raise ValueError("read_clip needs at least one frame index")
     container = _open(path)
     try:
         idx = _cached(path)
@@ -168,6 +167,9 @@ def read_clip(path: str | os.PathLike, frame_indices: Sequence[int], short_side:
         if fresh:
             idx = _index(path, container)  # leaves the container at the end: always seek below
         n = idx.info.frames
+        indices = [int(i) for i in (frame_indices(idx.info) if callable(frame_indices) else frame_indices)]
+        if not indices:
+            raise ValueError("read_clip needs at least one frame index")
         bad = [i for i in indices if not 0 <= i < n]
         if bad:
             raise VideoDecodeError(f"{path}: frame index {bad[0]} outside [0, {n})")
