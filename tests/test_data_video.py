@@ -78,6 +78,8 @@ def test_probe_and_shapes(videos):
     assert probe(videos["vfr"]).frames == 40
     clip = read_clip(videos["odd"], [0, 1, 2])
     assert clip.shape == (3, 47, 33, 3) and clip.dtype == torch.uint8
+    last = read_clip(videos["cfr"], lambda info: [info.frames - 1])  # indices from the opened file's info
+    assert torch.equal(last, read_all_frames(videos["cfr"])[-1:])
     small = read_clip(videos["cfr"], [4, 5], short_side=16)
     assert small.shape == (2, 16, 24, 3)
     assert output_size(33, 47, 16) == (16, 23)
