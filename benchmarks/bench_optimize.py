@@ -60,7 +60,7 @@ def validation_clips(args, model) -> torch.Tensor:
 def agreement(ref_model, model, clips, batch: int = 8) -> float:
     same = 0
     with torch.inference_mode():
-        for i in range(0, len(clips), batch):
+        for i in tqdm(range(0, len(clips), batch), desc="agreement", leave=False):
             x = clips[i: i + batch]
             same += (ref_model(x).argmax(1) == model(x).argmax(1)).sum().item()
     return same / len(clips)
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="add bf16 + torch.compile (slow first call)")
-    p.add_argument("--clips", type=int, default=200, help="validation clips for top-1 agreement")
+    p.add_argument("--clips", type=int, default=64, help="validation clips for top-1 agreement")
     p.add_argument("--synth-root", default="data/synth")
     p.add_argument("--random", action="store_true", help="agreement on random clips instead of the synthetic set")
     p.add_argument("--quick", action="store_true", help="c3d only, 3 repeats, 32 clips")
