@@ -123,6 +123,14 @@ def test_building_blocks():
     h = histogram(d, centers, "sqrt")
     assert h.shape == (10,) and np.isclose(np.linalg.norm(h), 1.0)
     assert np.isclose(histogram(d, centers, "l1").sum(), 1.0)
+    # a spatial pyramid: level 0 equals the plain histogram, each 2x2 cell counts its quarter
+    pos = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.6, 0.2]], np.float16)
+    four = np.stack([centers[3], centers[3], centers[5], centers[7]])
+    pyr = histogram(four, centers, "l1", pos, levels=1) * 2  # level weights 1/2 and 1/2, total 1 -> 2
+    assert pyr.shape == (50,)
+    assert np.allclose(pyr[:10], histogram(four, centers, "l1")) and np.isclose(pyr.sum(), 2.0)
+    cells = pyr[10:].reshape(4, 10)  # (cell = row * 2 + column, word)
+    assert cells[0, 3] == 0.25 and cells[1, 3] == 0.25 and cells[1, 7] == 0.25 and cells[3, 5] == 0.25
     cm = confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), 3)
     assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
     assert per_class_accuracy(cm, ["a", "b", "c"]) == {"a": 0.5, "b": 1.0, "c": 0.0}

@@ -9,8 +9,11 @@
    ``<cache>/<key>.npz``, the key hashing every parameter that shapes it and the training
    file list (relative paths and sizes); a second run with the same inputs skips k-means.
 3. A histogram of nearest words per item (for a video: the words of all its sampled frames
-   pooled), normalised ``l1``, ``l2`` or ``sqrt`` (Hellinger: square root of the L1
-   histogram, then unit L2).
+   pooled). ``levels=0`` is the plain bag of words; ``levels=L`` > 0 concatenates the
+   histograms of a spatial pyramid (Lazebnik, Schmid, Ponce 2006): level ``l`` splits the
+   image into ``2^l x 2^l`` cells, each level's histograms sum to 1 and are weighted
+   ``1/2^L`` (level 0) and ``1/2^(L-l+1)`` (level ``l``). Normalised ``l1``, ``l2`` or
+   ``sqrt`` (Hellinger: square root of the L1-normalised vector, then unit L2).
 4. A classifier: k-nearest neighbours (``euclidean``/``cityblock``/``cosine``) or a linear SVM
    (``LinearSVC``, one-vs-rest, cost ``C``).
 """
@@ -42,6 +45,7 @@ class BowConfig:
     sift_size: float = 4.0
     vocab: int = 400
     vocab_samples: int = 200_000
+    levels: int = 0
     hist_norm: str = "sqrt"
     classifier: str = "svm"
     k: int = 8
@@ -60,6 +64,8 @@ class BowConfig:
             raise UserError(f"--vocab must be >= 2, got {self.vocab}")
         if self.vocab_samples < self.vocab:
             raise UserError(f"--vocab-samples ({self.vocab_samples}) must be >= --vocab ({self.vocab})")
+        if not 0 <= self.levels <= 3:
+            raise UserError(f"--levels must be 0 (plain bag of words) to 3, got {self.levels}")
         if self.hist_norm not in HIST_NORMS:
             raise UserError(f"--hist-norm must be one of {', '.join(HIST_NORMS)}, got {self.hist_norm!r}")
         if self.classifier not in CLASSIFIERS:
@@ -79,27 +85,32 @@ class BowConfig:
 _SIFT = None
 
 
+def grid(h: int, w: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """The keypoint grid: x and y coordinates (pixels), row-major, ``step`` apart from ``step // 2``."""
+    ys, xs = np.meshgrid(np.arange(step // 2, h, step), np.arange(step // 2, w, step), indexing="ij")
+    return xs.ravel(), ys.ravel()
+
+
 def dense_sift(gray: np.ndarray, step: int = 4, size: float = 4.0) -> np.ndarray:
-    """``(H, W)`` uint8 -> ``(N, 128)`` uint8 SIFT descriptors on a ``step``-pixel grid."""
+    """``(H, W)`` uint8 -> ``(N, 128)`` uint8 SIFT descriptors on a ``step``-pixel grid (see :func:`grid`)."""
     import cv2
 
     global _SIFT
     if _SIFT is None:
         _SIFT = cv2.SIFT_create()
-    h, w = gray.shape
-    start = max(step // 2, 0)
-    kps = [cv2.KeyPoint(float(x), float(y), float(size), 0.0)
-           for y in range(start, h, step) for x in range(start, w, step)]
+    xs, ys = grid(*gray.shape, step)
+    kps = [cv2.KeyPoint(float(x), float(y), float(size), 0.0) for x, y in zip(xs, ys)]
     if not kps:
         return np.zeros((0, 128), np.uint8)
     _, desc = _SIFT.compute(np.ascontiguousarray(gray), kps)
-    if desc is None:
-        return np.zeros((0, 128), np.uint8)
+    if desc is None or len(desc) != len(kps):
+        raise RuntimeError(f"OpenCV SIFT returned {0 if desc is None else len(desc)} descriptors for {len(kps)} keypoints")
     return np.clip(np.rint(desc), 0, 255).astype(np.uint8)  # OpenCV's values are integers in [0, 255]
 
 
-def item_descriptors(args) -> np.ndarray | None:
-    """Descriptors of one image, or of all sampled frames of one video; ``None`` if unreadable."""
+def item_descriptors(args) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(descriptors (N, 128) uint8, positions (N, 2) float16 in [0, 1))`` of one image, or of
+    all sampled frames of one video; ``None`` if unreadable."""
     path, kind, frames, step, size = args
     import cv2
 
@@ -107,9 +118,13 @@ def item_descriptors(args) -> np.ndarray | None:
     item = read_item(path, kind, frames)
     if item is None:
         return None
-    if item.ndim == 2:
-        return dense_sift(item, step, size)
-    return np.concatenate([dense_sift(f, step, size) for f in item])  # (frames * N, 128)
+    descs, pos = [], []
+    for f in (item[None] if item.ndim == 2 else item):
+        h, w = f.shape
+        xs, ys = grid(h, w, step)
+        descs.append(dense_sift(f, step, size))
+        pos.append(np.stack([xs / w, ys / h], 1).astype(np.float16))
+    return np.concatenate(descs), np.concatenate(pos)  # (frames * N, 128), (frames * N, 2)
 
 
 def extract_all(paths, kind: str, cfg: BowConfig, desc: str) -> list[np.ndarray | None]:
@@ -136,10 +151,10 @@ def vocab_key(cfg: BowConfig, data: FolderData) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def sample_descriptors(descs: list[np.ndarray], total: int, seed: int) -> np.ndarray:
+def sample_descriptors(items: list, total: int, seed: int) -> np.ndarray:
     """At most ``total`` descriptors, an even share from each item (random within an item)."""
     rng = np.random.default_rng(seed)
-    descs = [d for d in descs if d is not None and len(d)]
+    descs = [it[0] for it in items if it is not None and len(it[0])]
     if not descs:
         raise UserError("no SIFT descriptors in the training items (images too small for --step/--sift-size?)")
     per = max(1, total // len(descs))
@@ -152,7 +167,7 @@ def fit_vocabulary(sample: np.ndarray, words: int, seed: int) -> np.ndarray:
 
     if len(sample) < words:
         raise UserError(f"only {len(sample)} descriptors for a {words}-word vocabulary; lower --vocab or --step")
-    km = MiniBatchKMeans(n_clusters=words, batch_size=4096, n_init=3, max_iter=100, random_state=seed)
+    km = MiniBatchKMeans(n_clusters=words, batch_size=4096, n_init=3, max_iter=20, random_state=seed)  # epochs
     km.fit(sample)
     return km.cluster_centers_.astype(np.float32)  # (words, 128)
 
@@ -186,9 +201,24 @@ def assign_words(desc: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return dist.argmin(1)
 
 
-def histogram(desc: np.ndarray, centers: np.ndarray, norm: str) -> np.ndarray:
-    h = np.bincount(assign_words(desc, centers), minlength=len(centers)).astype(np.float32) if len(desc) else \
-        np.zeros(len(centers), np.float32)
+def histogram(desc: np.ndarray, centers: np.ndarray, norm: str, pos: np.ndarray | None = None,
+              levels: int = 0) -> np.ndarray:
+    """Word histogram (or spatial pyramid of them, see the module docstring), normalised by ``norm``."""
+    V = len(centers)
+    words = assign_words(desc, centers) if len(desc) else np.zeros(0, np.int64)
+    n = max(len(words), 1)
+    parts = []
+    for level in range(levels + 1):
+        cells = 2 ** level
+        weight = 1.0 / 2 ** levels if level == 0 else 1.0 / 2 ** (levels - level + 1)
+        if level == 0:
+            idx = words
+        else:
+            cx = np.minimum((pos[:, 0].astype(np.float32) * cells).astype(np.int64), cells - 1)
+            cy = np.minimum((pos[:, 1].astype(np.float32) * cells).astype(np.int64), cells - 1)
+            idx = (cy * cells + cx) * V + words  # (cell, word) -> one bin
+        parts.append(weight * np.bincount(idx, minlength=V * cells * cells).astype(np.float32) / n)
+    h = np.concatenate(parts)  # (V * sum_l 4^l,)
     if norm == "l2":
         return h / max(float(np.linalg.norm(h)), 1e-12)
     h = h / max(float(h.sum()), 1e-12)
@@ -207,34 +237,53 @@ def classify(cfg: BowConfig, train_x, train_y, test_x) -> np.ndarray:
     return clf.predict(test_x)
 
 
-def _histograms(descs, centers, norm) -> tuple[np.ndarray, np.ndarray]:
-    ok = np.array([d is not None for d in descs], dtype=bool)
-    rows = [histogram(d, centers, norm) for d in descs if d is not None]
-    return (np.stack(rows) if rows else np.zeros((0, len(centers)), np.float32)), ok
+def _histograms(items, centers, cfg: BowConfig) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.array([it is not None for it in items], dtype=bool)
+    rows = [histogram(it[0], centers, cfg.hist_norm, it[1], cfg.levels) for it in items if it is not None]
+    dim = len(centers) * sum(4 ** level for level in range(cfg.levels + 1))
+    return (np.stack(rows) if rows else np.zeros((0, dim), np.float32)), ok
 
 
-def run_bow(data: FolderData, cfg: BowConfig, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict, int]:
-    """(true labels, predictions, timings, unreadable count) on ``data``'s test split."""
+@dataclass
+class BowFeatures:
+    """Histograms of the readable train and test items, their labels, timings and unreadable count."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    timings: dict
+    num_bad: int
+
+
+def bow_features(data: FolderData, cfg: BowConfig, cache_dir: Path | None = None) -> BowFeatures:
+    """Dense SIFT, vocabulary (cached) and histograms of both splits of ``data``."""
     cfg.validate()
     t0 = time.perf_counter()
     train_descs = extract_all(data.train.paths, data.kind, cfg, "sift train")
     t1 = time.perf_counter()
     centers, cached = load_or_fit_vocabulary(cfg, data, train_descs, cache_dir)
     t2 = time.perf_counter()
-    tr_x, tr_ok = _histograms(train_descs, centers, cfg.hist_norm)
+    tr_x, tr_ok = _histograms(train_descs, centers, cfg)
     del train_descs
     test_descs = extract_all(data.test.paths, data.kind, cfg, "sift test")
-    te_x, te_ok = _histograms(test_descs, centers, cfg.hist_norm)
+    te_x, te_ok = _histograms(test_descs, centers, cfg)
     del test_descs
     t3 = time.perf_counter()
     if not len(tr_x):
         raise UserError(f"{data.root}: no readable training {data.kind}")
-    pred = classify(cfg, tr_x, data.train.labels[tr_ok], te_x) if len(te_x) else np.zeros(0, int)
-    t4 = time.perf_counter()
     timings = {"sift_train": t1 - t0, "vocabulary" + (" (cached)" if cached else ""): t2 - t1,
-               "sift_test+histograms": t3 - t2, "classify": t4 - t3}
+               "sift_test+histograms": t3 - t2}
     bad = int((~tr_ok).sum() + (~te_ok).sum())
-    return data.test.labels[te_ok], pred, timings, bad
+    return BowFeatures(tr_x, data.train.labels[tr_ok], te_x, data.test.labels[te_ok], timings, bad)
+
+
+def run_bow(data: FolderData, cfg: BowConfig, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict, int]:
+    """(true labels, predictions, timings, unreadable count) on ``data``'s test split."""
+    f = bow_features(data, cfg, cache_dir)
+    t = time.perf_counter()
+    pred = classify(cfg, f.train_x, f.train_y, f.test_x) if len(f.test_x) else np.zeros(0, int)
+    return f.test_y, pred, {**f.timings, "classify": time.perf_counter() - t}, f.num_bad
 
 
 def params_of(cfg: BowConfig, kind: str) -> dict:

@@ -46,6 +46,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    help="OpenCV keypoint size; bins are 1.5x this, the patch 6x (default 4)")
     b.add_argument("--vocab", type=int, default=bd.vocab, help="number of visual words (default 400)")
     b.add_argument("--vocab-samples", type=int, default=bd.vocab_samples, help="descriptors fed to k-means")
+    b.add_argument("--levels", type=int, default=bd.levels,
+                   help="spatial pyramid levels: 0 = plain bag of words (default), 1 adds 2x2 cells, 2 adds 4x4")
     b.add_argument("--hist-norm", choices=HIST_NORMS, default=bd.hist_norm, help="histogram normalisation")
     b.add_argument("--classifier", choices=CLASSIFIERS, default=bd.classifier, help="knn or svm (default svm)")
     b.add_argument("--k", type=int, default=bd.k, help="kNN neighbours (default 8)")
@@ -73,7 +75,7 @@ def run_baseline(args: argparse.Namespace):
         params = tiny.params_of(cfg, data.kind)
     else:
         cfg = bow.BowConfig(step=args.step, sift_size=args.sift_size, vocab=args.vocab,
-                            vocab_samples=args.vocab_samples, hist_norm=args.hist_norm,
+                            vocab_samples=args.vocab_samples, levels=args.levels, hist_norm=args.hist_norm,
                             classifier=args.classifier, k=args.k, metric=args.metric, C=args.C,
                             frames=args.frames, seed=args.seed, jobs=args.jobs)
         cache = None if args.no_cache else Path(args.cache) if args.cache else bow.default_cache_dir()
