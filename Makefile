@@ -19,10 +19,10 @@ demo: $(STAMP)
 	$(BIN)/lightvid list
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --timeout 900
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n 2 --timeout 900
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -87,8 +87,13 @@ def load_state_dict_into(model: nn.Module, path: str | os.PathLike, strict: bool
     # Lightning checkpoints prefix the model's keys with "model."
     if all(k.startswith("model.") for k in state) and not any(k.startswith("model.") for k in model.state_dict()):
         state = {k[len("model."):]: v for k, v in state.items()}
+    # A model that knows older key layouts of its own checkpoints renames them first.
+    remap = getattr(model, "remap_state_dict", None)
+    if callable(remap):
+        state = remap(state)
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
+    # batch norm fills a missing num_batches_tracked itself (older files lack it)
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
               for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]

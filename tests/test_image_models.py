@@ -96,6 +96,16 @@ def test_densenet_legacy_keys_are_remapped():
                                legacy["features.denseblock2.denselayer3.conv.2.weight"])
 
 
+def test_densenet_legacy_file_loads_strictly_through_create_model(tmp_path):
+    state = lightvid.create_model("densenet121", width_mult=0.25, num_classes=5).state_dict()
+    legacy = {k.replace("norm1.", "norm.1.").replace("conv2.", "conv.2."): v + 1 for k, v in state.items()
+              if not k.endswith("num_batches_tracked")}
+    torch.save(legacy, tmp_path / "old.pth")
+    model = lightvid.create_model("densenet121", width_mult=0.25, num_classes=5, weights=str(tmp_path / "old.pth"))
+    torch.testing.assert_close(model.features.denseblock1.denselayer2.norm1.weight,
+                               legacy["features.denseblock1.denselayer2.norm.1.weight"])
+
+
 def _shapes(name, input_size):
     with torch.device("meta"):  # shapes and counts without arithmetic
         model = lightvid.create_model(name)

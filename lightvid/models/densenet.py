@@ -147,6 +147,9 @@ class DenseNet(Classifier):
         self.default_cfg = make_cfg((in_chans, img_size, img_size), DENSENET_PAPER, IMAGENET_MEAN, IMAGENET_STD,
                                     test_input_size=(in_chans, 64, 64))
 
+    # lightvid.checkpoint.load_state_dict_into calls this before comparing keys.
+    remap_state_dict = staticmethod(remap_legacy_keys)
+
     @staticmethod
     def _remap_legacy(state_dict, prefix, *args):
         for key in [k for k in state_dict if k.startswith(prefix) and _LEGACY_KEY.match(k[len(prefix):])]:
