@@ -28,7 +28,7 @@ import numpy as np
 
 from lightvid.errors import UserError
 
-SYNTH_VERSION = 2
+SYNTH_VERSION = 3
 CLASSES = ("right", "left", "down", "up", "rotate_cw", "rotate_ccw", "zoom_in", "zoom_out", "still", "shake")
 # class -> (dx, dy) unit direction of translation (image y points down)
 DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
@@ -127,7 +127,7 @@ def trajectory(cls: str, rng: np.random.Generator, frames: int, size: int, radiu
     x = np.full(frames, rng.uniform(lo, hi))
     y = np.full(frames, rng.uniform(lo, hi))
     if cls in ("rotate_cw", "rotate_ccw"):
-        total = rng.uniform(180, 300)  # degrees over the clip
+        total = rng.uniform(240, 400)  # degrees over the clip
         angle = angle + (-1 if cls == "rotate_cw" else 1) * total / span * u
     elif cls in ("zoom_in", "zoom_out"):
         ratio = rng.uniform(2.5, 3.5)  # last/first size
@@ -149,7 +149,7 @@ def render_clip(cls: str, rng: np.random.Generator, frames: int = 16, size: int 
     import cv2
 
     bg = _background(rng, size)
-    radius = int(round(rng.uniform(0.14, 0.22) * size))
+    radius = int(round(rng.uniform(0.16, 0.24) * size))
     colour, mask = _sprite(rng, radius, bg.mean((0, 1)))
     x, y, angle, scale = trajectory(cls, rng, frames, size, radius)
     noise = rng.uniform(1, 6)
