@@ -11,7 +11,9 @@ The "GMAC/s" column is MACs x batch / time: how well the CPU kernels run each mo
     python benchmarks/bench_light3d.py --quick        # 1 warm-up + 2 rounds
     python benchmarks/bench_light3d.py --models c3d fsb_c3d --batches 1 --json out.json
 
-Models that are not registered are skipped with a note.
+Models that are not registered are skipped with a note. On a machine shared with other work,
+use ``--threads 1``: with more threads than free cores, networks of many small operators (X3D)
+slow down by an order of magnitude (docs/light3d.md).
 """
 from __future__ import annotations
 
