@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import os
 import sys
 
 # name -> ("module:function", one-line help)
@@ -99,12 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     from lightvid.checkpoint import CheckpointError
     from lightvid.errors import UserError
 
+    debug = bool(os.environ.get("LIGHTVID_DEBUG"))
     try:
         return int(func(rest, prog=f"lightvid {name}") or 0)
     except (UserError, CheckpointError, FileNotFoundError, argparse.ArgumentTypeError) as e:
         print(f"error: {e}", file=sys.stderr)
     except KeyError as e:  # unknown model names etc.
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+    except (ValueError, TypeError) as e:  # bad model arguments (--kw alpha=0, an unknown keyword)
+        if debug:
+            raise
+        print(f"error: {e} (set LIGHTVID_DEBUG=1 for a traceback)", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

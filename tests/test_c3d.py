@@ -80,3 +80,11 @@ def test_list_cli(capsys):
     assert main(["list", "c3d*"]) == 0
     out = capsys.readouterr().out
     assert "c3d_mc4" in out and "3x16x112x112" in out
+
+
+def test_bad_model_kwargs_are_one_line_errors(capsys):
+    assert main(["summary", "c3d", "--kw", "foo=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unexpected keyword argument 'foo'" in err[0]
+    assert main(["summary", "c3d", "--kw", "conv_type='4d'"]) == 2
+    assert "conv_type must be" in capsys.readouterr().err
