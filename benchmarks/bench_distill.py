@@ -36,21 +36,22 @@ def parse_args(argv=None):
     p.add_argument("--width", type=float, default=0.125, help="teacher width_mult (and the C3D-family students')")
     p.add_argument("--csn-width", type=float, default=0.125, help="ir_csn / other ResNet students' width_mult")
     p.add_argument("--size", type=int, default=32, help="frame side (synthetic set rendered at this size)")
-    p.add_argument("--train", type=int, default=800, help="training clips")
-    p.add_argument("--limit-train", type=float, default=0.25, help="fraction of the training clips per epoch")
-    p.add_argument("--val", type=int, default=200, help="validation clips")
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=6, help="student epochs")
+    p.add_argument("--train", type=int, default=200, help="training clips")
+    p.add_argument("--limit-train", type=float, default=1.0, help="fraction of the training clips per epoch")
+    p.add_argument("--val", type=int, default=80, help="validation clips")
+    p.add_argument("--classes", type=int, default=4, help="the first N synthetic classes (4: the translation directions)")
+    p.add_argument("--epochs", type=int, default=5, help="student epochs")
     p.add_argument("--teacher-epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5, help="timing rounds for CPU clips/s")
+    p.add_argument("--no-summary", action="store_true", help="train the listed runs only (parallel workers); skip the table")
     args = p.parse_args(argv)
     if args.quick:
-        args.train, args.val, args.classes, args.limit_train = 30, 10, 5, 1.0
+        args.train, args.val, args.classes = 30, 10, 4
         args.epochs, args.teacher_epochs, args.rounds = 1, 2, 2
         if args.out == "runs/bench_distill":
             args.out = "runs/bench_distill_quick"
@@ -226,6 +227,8 @@ def main(argv=None) -> int:
                          "teacher_top1_video": rep.get("teacher_top1_video"),
                          "train_clips_per_s": rep.get("train_clips_per_s"), "wall_s": rep.get("bench_wall_s")})
 
+    if args.no_summary:
+        return 0
     models = {n: lightvid.create_model(n, num_classes=args.classes, **kw) for n, kw in names.items()}
     speed = clips_per_s(models, args.size, args.rounds)
     info = {}
