@@ -48,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5, help="timing rounds for CPU clips/s")
+    p.add_argument("--modes", default="scratch,distill,convert+distill", help="which trainings to run per student")
     p.add_argument("--no-summary", action="store_true", help="train the listed runs only (parallel workers); skip the table")
     args = p.parse_args(argv)
     if args.quick:
@@ -197,9 +198,11 @@ def main(argv=None) -> int:
     t_all = time.perf_counter()
     tkw = student_kwargs("c3d", args)
     teacher_run = out / "teacher_c3d"
-    tcfg = base_config(args, "teacher", "c3d", tkw, args.teacher_epochs)
-    tcfg.model.weights = he_init(args, "c3d", tkw)
-    run_once(teacher_run, lambda: train(tcfg, teacher_run))
+    wanted = [m for m in args.modes.split(",") if m]
+    if wanted != ["scratch"] or not args.no_summary:  # a scratch-only worker does not need the teacher
+        tcfg = base_config(args, "teacher", "c3d", tkw, args.teacher_epochs)
+        tcfg.model.weights = he_init(args, "c3d", tkw)
+        run_once(teacher_run, lambda: train(tcfg, teacher_run))
     teacher_ckpt = str(teacher_run / "checkpoints" / "best.ckpt")
 
     rows = []
@@ -208,6 +211,7 @@ def main(argv=None) -> int:
         kw = student_kwargs(s, args)
         names[s] = kw
         modes = ["scratch", "distill"] + (["convert+distill"] if s in CONVERTIBLE else [])
+        modes = [m for m in modes if m in wanted]
         for mode in modes:
             run = out / f"{s}_{mode.replace('+', '_')}"
             cfg = base_config(args, f"{s}-{mode}", s, kw, args.epochs)
