@@ -48,8 +48,8 @@ class BowConfig:
     levels: int = 0
     hist_norm: str = "sqrt"
     classifier: str = "svm"
-    k: int = 8
-    metric: str = "euclidean"
+    k: int = 15
+    metric: str = "cityblock"
     C: float = 1.0
     frames: int = 8  # videos only
     seed: int = 0
@@ -162,13 +162,17 @@ def sample_descriptors(items: list, total: int, seed: int) -> np.ndarray:
     return np.concatenate(picks).astype(np.float32)
 
 
-def fit_vocabulary(sample: np.ndarray, words: int, seed: int) -> np.ndarray:
+def fit_vocabulary(sample: np.ndarray, words: int, seed: int, threads: int = 1) -> np.ndarray:
+    """k-means centres ``(words, 128)``; ``threads`` caps OpenMP/BLAS threads (oversubscribed
+    OpenMP threads on a busy machine made k-means ten times slower than one thread)."""
     from sklearn.cluster import MiniBatchKMeans
+    from threadpoolctl import threadpool_limits
 
     if len(sample) < words:
         raise UserError(f"only {len(sample)} descriptors for a {words}-word vocabulary; lower --vocab or --step")
     km = MiniBatchKMeans(n_clusters=words, batch_size=4096, n_init=3, max_iter=20, random_state=seed)  # epochs
-    km.fit(sample)
+    with threadpool_limits(threads):
+        km.fit(sample)
     return km.cluster_centers_.astype(np.float32)  # (words, 128)
 
 
@@ -185,7 +189,8 @@ def load_or_fit_vocabulary(cfg: BowConfig, data: FolderData, train_descs, cache_
                     return centers.astype(np.float32), True
             except (OSError, ValueError, KeyError):
                 pass  # a damaged cache entry is rebuilt below
-    centers = fit_vocabulary(sample_descriptors(train_descs, cfg.vocab_samples, cfg.seed), cfg.vocab, cfg.seed)
+    centers = fit_vocabulary(sample_descriptors(train_descs, cfg.vocab_samples, cfg.seed), cfg.vocab, cfg.seed,
+                             cfg.jobs)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
@@ -201,12 +206,10 @@ def assign_words(desc: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return dist.argmin(1)
 
 
-def histogram(desc: np.ndarray, centers: np.ndarray, norm: str, pos: np.ndarray | None = None,
-              levels: int = 0) -> np.ndarray:
-    """Word histogram (or spatial pyramid of them, see the module docstring), normalised by ``norm``."""
-    V = len(centers)
-    words = assign_words(desc, centers) if len(desc) else np.zeros(0, np.int64)
-    n = max(len(words), 1)
+def pyramid_histogram(words: np.ndarray, pos: np.ndarray | None, num_words: int, norm: str,
+                      levels: int = 0) -> np.ndarray:
+    """Histogram of word indices (or the spatial pyramid of them, see the module docstring), normalised."""
+    V, n = num_words, max(len(words), 1)
     parts = []
     for level in range(levels + 1):
         cells = 2 ** level
@@ -225,65 +228,83 @@ def histogram(desc: np.ndarray, centers: np.ndarray, norm: str, pos: np.ndarray 
     return np.sqrt(h) if norm == "sqrt" else h
 
 
+def histogram(desc: np.ndarray, centers: np.ndarray, norm: str, pos: np.ndarray | None = None,
+              levels: int = 0) -> np.ndarray:
+    """Descriptors -> nearest words -> :func:`pyramid_histogram`."""
+    words = assign_words(desc, centers) if len(desc) else np.zeros(0, np.int64)
+    return pyramid_histogram(words, pos, len(centers), norm, levels)
+
+
 def classify(cfg: BowConfig, train_x, train_y, test_x) -> np.ndarray:
-    if cfg.classifier == "knn":
-        from lightvid.baselines.tiny import knn_predict
+    from threadpoolctl import threadpool_limits
 
-        return knn_predict(train_x, train_y, test_x, cfg.k, cfg.metric)
-    from sklearn.svm import LinearSVC
+    with threadpool_limits(cfg.jobs):
+        if cfg.classifier == "knn":
+            from lightvid.baselines.tiny import knn_predict
 
-    clf = LinearSVC(C=cfg.C, max_iter=20_000, random_state=cfg.seed)
-    clf.fit(train_x, train_y)
-    return clf.predict(test_x)
+            return knn_predict(train_x, train_y, test_x, cfg.k, cfg.metric)
+        from sklearn.svm import LinearSVC
 
-
-def _histograms(items, centers, cfg: BowConfig) -> tuple[np.ndarray, np.ndarray]:
-    ok = np.array([it is not None for it in items], dtype=bool)
-    rows = [histogram(it[0], centers, cfg.hist_norm, it[1], cfg.levels) for it in items if it is not None]
-    dim = len(centers) * sum(4 ** level for level in range(cfg.levels + 1))
-    return (np.stack(rows) if rows else np.zeros((0, dim), np.float32)), ok
+        clf = LinearSVC(C=cfg.C, max_iter=20_000, random_state=cfg.seed)
+        clf.fit(train_x, train_y)
+        return clf.predict(test_x)
 
 
 @dataclass
-class BowFeatures:
-    """Histograms of the readable train and test items, their labels, timings and unreadable count."""
+class BowWords:
+    """Nearest-word indices and grid positions of every readable train and test item."""
 
-    train_x: np.ndarray
+    train: list[tuple[np.ndarray, np.ndarray]]
     train_y: np.ndarray
-    test_x: np.ndarray
+    test: list[tuple[np.ndarray, np.ndarray]]
     test_y: np.ndarray
+    num_words: int
     timings: dict
     num_bad: int
 
+    def histograms(self, levels: int, norm: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(train_x, test_x)``: one (pyramid) histogram per item."""
+        def stack(items):
+            dim = self.num_words * sum(4 ** level for level in range(levels + 1))
+            rows = [pyramid_histogram(w, p, self.num_words, norm, levels) for w, p in items]
+            return np.stack(rows) if rows else np.zeros((0, dim), np.float32)
 
-def bow_features(data: FolderData, cfg: BowConfig, cache_dir: Path | None = None) -> BowFeatures:
-    """Dense SIFT, vocabulary (cached) and histograms of both splits of ``data``."""
+        return stack(self.train), stack(self.test)
+
+
+def _encode(items, centers) -> tuple[list, np.ndarray]:
+    ok = np.array([it is not None for it in items], dtype=bool)
+    return [(assign_words(d, centers) if len(d) else np.zeros(0, np.int64), p) for d, p in
+            (it for it in items if it is not None)], ok
+
+
+def bow_words(data: FolderData, cfg: BowConfig, cache_dir: Path | None = None) -> BowWords:
+    """Dense SIFT and vocabulary (cached); every readable item's words and positions."""
     cfg.validate()
     t0 = time.perf_counter()
-    train_descs = extract_all(data.train.paths, data.kind, cfg, "sift train")
+    train_items = extract_all(data.train.paths, data.kind, cfg, "sift train")
     t1 = time.perf_counter()
-    centers, cached = load_or_fit_vocabulary(cfg, data, train_descs, cache_dir)
+    centers, cached = load_or_fit_vocabulary(cfg, data, train_items, cache_dir)
     t2 = time.perf_counter()
-    tr_x, tr_ok = _histograms(train_descs, centers, cfg)
-    del train_descs
-    test_descs = extract_all(data.test.paths, data.kind, cfg, "sift test")
-    te_x, te_ok = _histograms(test_descs, centers, cfg)
-    del test_descs
+    train, tr_ok = _encode(train_items, centers)
+    del train_items
+    test, te_ok = _encode(extract_all(data.test.paths, data.kind, cfg, "sift test"), centers)
     t3 = time.perf_counter()
-    if not len(tr_x):
+    if not train:
         raise UserError(f"{data.root}: no readable training {data.kind}")
     timings = {"sift_train": t1 - t0, "vocabulary" + (" (cached)" if cached else ""): t2 - t1,
-               "sift_test+histograms": t3 - t2}
+               "sift_test+words": t3 - t2}
     bad = int((~tr_ok).sum() + (~te_ok).sum())
-    return BowFeatures(tr_x, data.train.labels[tr_ok], te_x, data.test.labels[te_ok], timings, bad)
+    return BowWords(train, data.train.labels[tr_ok], test, data.test.labels[te_ok], len(centers), timings, bad)
 
 
 def run_bow(data: FolderData, cfg: BowConfig, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict, int]:
     """(true labels, predictions, timings, unreadable count) on ``data``'s test split."""
-    f = bow_features(data, cfg, cache_dir)
+    w = bow_words(data, cfg, cache_dir)
     t = time.perf_counter()
-    pred = classify(cfg, f.train_x, f.train_y, f.test_x) if len(f.test_x) else np.zeros(0, int)
-    return f.test_y, pred, {**f.timings, "classify": time.perf_counter() - t}, f.num_bad
+    train_x, test_x = w.histograms(cfg.levels, cfg.hist_norm)
+    pred = classify(cfg, train_x, w.train_y, test_x) if len(test_x) else np.zeros(0, int)
+    return w.test_y, pred, {**w.timings, "histograms+classify": time.perf_counter() - t}, w.num_bad
 
 
 def params_of(cfg: BowConfig, kind: str) -> dict:
