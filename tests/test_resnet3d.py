@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import lightvid
 from lightvid.analysis.summary import summarize
 from lightvid.checkpoint import CheckpointError, save_atomic
+from lightvid.errors import UserError
 from lightvid.models.resnet3d import MC, RMC, VideoResNet, midplanes_for
 
 TV_KEYS = json.loads((Path(__file__).parent / "data" / "torchvision_video_keys.json").read_text())["models"]
@@ -354,3 +355,35 @@ def test_weights_bad_files(tmp_path):
     empty = save_atomic({"epoch": 3}, tmp_path / "noweights.pt")
     with pytest.raises(CheckpointError, match="holds no state_dict"):
         lightvid.create_model("r3d_10", weights=str(empty))
+
+
+# ---- inflation from a 2D ResNet ---------------------------------------------------------------
+
+def test_inflate_from_resnet2d_per_frame_identity():
+    from lightvid.models.resnet3d import inflate_from_resnet2d, resnet2d_key
+
+    assert resnet2d_key("stem.0.weight") == "conv1.weight" and resnet2d_key("stem.1.running_var") == "bn1.running_var"
+    assert resnet2d_key("layer2.0.conv2.1.bias") == "layer2.0.bn2.bias"
+    assert resnet2d_key("layer3.1.conv3.0.weight") == "layer3.1.conv3.weight"
+    assert resnet2d_key("layer2.0.downsample.0.weight") == "layer2.0.downsample.0.weight"
+    torch.manual_seed(0)
+    m2d = lightvid.create_model("resnet18", num_classes=5, width_mult=0.25).eval()
+    _randomize_bn(m2d)
+    for m in m2d.modules():  # BatchNorm2d too
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 1.5)
+            m.running_mean.normal_(0, 0.1)
+    # f-R2D with seed-003's pool1 is a 2D ResNet-18 applied to each frame: a static clip gives its logits
+    fr2d = inflate_from_resnet2d(m2d, lightvid.create_model("fr2d_18", num_classes=5, width_mult=0.25, pool1=True)).eval()
+    img = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(fr2d(img.unsqueeze(2).expand(1, 3, 4, 32, 32)), m2d(img), rtol=1e-4, atol=1e-5)
+    # R3D: kernels inflated (3x7x7 stem, 3x3x3 convs) and divided by the temporal size
+    r3d = inflate_from_resnet2d(m2d, lightvid.create_model("r3d_18", num_classes=5, width_mult=0.25))
+    torch.testing.assert_close(r3d.stem[0].weight.sum(2), m2d.conv1.weight)
+    torch.testing.assert_close(r3d.layer4[1].conv2[0].weight[:, :, 1], m2d.layer4[1].conv2.weight / 3)
+    with pytest.raises(UserError, match="no matching 2D tensor for fc.weight"):
+        inflate_from_resnet2d(m2d, lightvid.create_model("r3d_18", num_classes=7, width_mult=0.25))
+    inflate_from_resnet2d(m2d, lightvid.create_model("r3d_18", num_classes=7, width_mult=0.25), exclude=("fc",))
+    with pytest.raises(UserError, match=r"stem.0.weight <- conv1.weight \(16, 3, 1, 7, 7\) vs \(11,"):
+        inflate_from_resnet2d(m2d, lightvid.create_model("r2plus1d_18", num_classes=5, width_mult=0.25))

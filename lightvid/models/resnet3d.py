@@ -225,6 +225,55 @@ class VideoResNet(Classifier):
         return self.layer4(x)  # (B, C, T/8, H/16, W/16) for 3D stages at 112: (B, 512, T/8, 7, 7)
 
 
+
+def resnet2d_key(key3d: str) -> str:
+    """The 2D ResNet (torchvision/lightvid ``resnet*``) state_dict name of a :class:`VideoResNet` one.
+
+    ``stem.0`` <- ``conv1``, ``stem.1`` <- ``bn1``, ``layerX.Y.convN.0`` <- ``layerX.Y.convN``,
+    ``layerX.Y.convN.1`` <- ``layerX.Y.bnN``; ``downsample`` and ``fc`` keep their names. Names
+    with no 2D counterpart (the (2+1)D and ip-CSN inner modules) are returned unchanged.
+    """
+    parts = key3d.split(".")
+    if parts[0] == "stem" and parts[1] in ("0", "1"):
+        return ".".join([("conv1" if parts[1] == "0" else "bn1")] + parts[2:])
+    if parts[0].startswith("layer") and len(parts) == 5 and parts[2].startswith("conv") and parts[3] in ("0", "1"):
+        n = parts[2][4:]
+        return ".".join(parts[:2] + [("conv" if parts[3] == "0" else "bn") + n, parts[4]])
+    return key3d
+
+
+@torch.no_grad()
+def inflate_from_resnet2d(model2d: nn.Module, model3d: "VideoResNet", exclude: tuple[str, ...] = ()) -> "VideoResNet":
+    """Initialise a 3D/2D-stage video ResNet from a 2D ResNet of the same depth (I3D-style inflation).
+
+    Each 2D kernel ``(O, I, kh, kw)`` becomes ``(O, I, kt, kh, kw)`` by
+    :func:`lightvid.compress.inflate.inflate_tensor` (repeat along time, divide by ``kt``);
+    everything else is copied. Names are mapped by :func:`resnet2d_key`; every tensor of
+    ``model3d`` (outside the ``exclude`` prefixes, e.g. ``("fc",)``) must find a 2D source of a
+    matching shape, or a ``UserError`` lists the ones that do not. With ``kt = 1`` everywhere
+    (``fr2d_18(pool1=True)`` against ``resnet18``) the video model is the 2D one applied per frame.
+    """
+    from lightvid.compress.inflate import inflate_tensor
+    from lightvid.errors import UserError
+
+    src, dst = model2d.state_dict(), model3d.state_dict()
+    new, bad = {}, []
+    for k, target in dst.items():
+        if any(k == p or k.startswith(p.rstrip(".") + ".") for p in exclude):
+            continue
+        w = src.get(resnet2d_key(k))
+        if w is not None and w.dim() == 4 and target.dim() == 5:
+            w = inflate_tensor(w, target.shape[2])
+        if w is None or w.shape != target.shape:
+            bad.append(f"{k} <- {resnet2d_key(k)}" + ("" if w is None else f" {tuple(w.shape)} vs {tuple(target.shape)}"))
+            continue
+        new[k] = w
+    if bad:
+        more = f" (+{len(bad) - 6} more)" if len(bad) > 6 else ""
+        raise UserError(f"inflate_from_resnet2d: no matching 2D tensor for {', '.join(bad[:6])}{more}")
+    model3d.load_state_dict(new, strict=False)
+    return model3d
+
 # ---- R3D: full 3D convolutions (r3d_18 is torchvision's) ----
 @register_model
 def r3d_10(**kwargs):
