@@ -78,11 +78,12 @@ def demo_step_rate(cfg_path: Path, steps: int) -> tuple[str, float]:
     cfg = yaml.safe_load(cfg_path.read_text())
     m, d = cfg["model"], cfg["data"]
     bs = cfg.get("trainer", {}).get("batch_size", 16)
-    model = lightvid.create_model(m["name"], num_classes=d.get("synth", {}).get("classes", 10), **m.get("kwargs", {}))
+    classes = d.get("synth", {}).get("classes", 10)
+    model = lightvid.create_model(m["name"], num_classes=classes, **m.get("kwargs", {}))
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(bs, 3, d.get("clip_len", 16), d["size"], d["size"])
-    y = torch.randint(0, 10, (bs,))
+    y = torch.randint(0, classes, (bs,))
     rates = []
     for s in range(steps + 2):
         t = time.perf_counter()
@@ -144,8 +145,8 @@ def main(argv=None) -> int:
         import yaml
 
         d = yaml.safe_load(cfg_path.read_text())["data"]
-        demo = DataConfig(root=str(synth), clip_len=d.get("clip_len", 16), size=d["size"],
-                          short_side=d.get("short_side"), pad=d.get("pad", 0))
+        demo = DataConfig(root=str(synth), clip_len=d.get("clip_len", 16), stride=d.get("stride", 1),
+                          size=d["size"], short_side=d.get("short_side"), pad=d.get("pad", 0))
         if d.get("synth", {}).get("size", 64) != 64:
             root32 = Path(tmp.name) / "synth-demo"
             ensure_synth(root32, **{**d["synth"], "train": 200 if args.quick else 800, "val": 10})
