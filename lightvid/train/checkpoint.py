@@ -34,6 +34,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         save_atomic(checkpoint, path)
+        mask = os.umask(0)  # mkstemp made it 0600: give it the permissions of an ordinary file
+        os.umask(mask)
+        os.chmod(path, 0o666 & ~mask)
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
         return load_file(path)

@@ -60,8 +60,9 @@ def evaluate(model: nn.Module, dataset, classes: list[str] | None = None, batch_
     classes = list(classes if classes is not None else dataset.classes)
     k = len(classes)
     k5 = min(5, k)
-    clip1 = MulticlassAccuracy(k, average="micro").to(device)
-    clip5 = MulticlassAccuracy(k, top_k=k5, average="micro").to(device)
+    local = dict(sync_on_compute=False)  # rank 0 evaluates alone, even inside a DDP run
+    clip1 = MulticlassAccuracy(k, average="micro", **local).to(device)
+    clip5 = MulticlassAccuracy(k, top_k=k5, average="micro", **local).to(device)
     n_videos = int(getattr(dataset, "num_videos", 0) or 0)
     probs = torch.zeros(n_videos, k, device=device)
     counts = torch.zeros(n_videos, device=device)
@@ -95,12 +96,12 @@ def evaluate(model: nn.Module, dataset, classes: list[str] | None = None, batch_
         raise ValueError("no clip could be evaluated (the dataset is empty or every file failed to decode)")
     seen = counts > 0
     vp, vl = probs[seen] / counts[seen, None], labels[seen]
-    v1 = MulticlassAccuracy(k, average="micro").to(device)(vp, vl)
-    v5 = MulticlassAccuracy(k, top_k=k5, average="micro").to(device)(vp, vl)
-    per_class = MulticlassAccuracy(k, average=None).to(device)(vp, vl)
+    v1 = MulticlassAccuracy(k, average="micro", **local).to(device)(vp, vl)
+    v5 = MulticlassAccuracy(k, top_k=k5, average="micro", **local).to(device)(vp, vl)
+    per_class = MulticlassAccuracy(k, average=None, **local).to(device)(vp, vl)
     present = torch.bincount(vl, minlength=k) > 0
     per_class = torch.where(present, per_class, torch.full_like(per_class, float("nan")))
-    confusion = MulticlassConfusionMatrix(k).to(device)(vp, vl)
+    confusion = MulticlassConfusionMatrix(k, **local).to(device)(vp, vl)
     return EvalResult(
         num_clips=n_clips, num_videos=int(seen.sum()), num_bad=n_bad,
         clip_top1=float(clip1.compute()), clip_top5=float(clip5.compute()),

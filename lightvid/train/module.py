@@ -185,9 +185,10 @@ class ClassificationModule(L.LightningModule):
             k5 = min(5, self.num_classes)
             top1 = multiclass_accuracy(p, t, self.num_classes, average="micro")
             top5 = multiclass_accuracy(p, t, self.num_classes, top_k=k5, average="micro")
-            self.log("val/acc_video", top1, prog_bar=True)
-            self.log("val/acc5_video", top5)
-            self.log("val/videos", seen.sum().float())
+            # already reduced over ranks: every rank logs the same value
+            self.log("val/acc_video", top1, prog_bar=True, sync_dist=True)
+            self.log("val/acc5_video", top5, sync_dist=True)
+            self.log("val/videos", seen.sum().float(), sync_dist=True)
         self._video_probs = self._video_count = self._video_label = None
 
     # -- optimisation ---------------------------------------------------------------------
