@@ -23,7 +23,8 @@ temporal padding, which is exactly a 2D convolution over the clip's T*3 folded i
 (R2D). ``pool1=True`` adds seed 003's max pool 1x3x3 stride 1x2x2 (the CSN layout).
 
 ``r3d_18``, ``mc3_18`` and ``r2plus1d_18`` have torchvision.models.video's module tree, so its
-Kinetics-400 state_dicts load strictly and give the same outputs.
+Kinetics-400 state_dicts load strictly and give the same outputs. :func:`inflate_from_resnet2d`
+initialises any of these networks from a 2D ResNet (names mapped, kernels inflated).
 """
 from __future__ import annotations
 
