@@ -387,3 +387,14 @@ def test_inflate_from_resnet2d_per_frame_identity():
     inflate_from_resnet2d(m2d, lightvid.create_model("r3d_18", num_classes=7, width_mult=0.25), exclude=("fc",))
     with pytest.raises(UserError, match=r"stem.0.weight <- conv1.weight \(16, 3, 1, 7, 7\) vs \(11,"):
         inflate_from_resnet2d(m2d, lightvid.create_model("r2plus1d_18", num_classes=5, width_mult=0.25))
+
+
+@pytest.mark.parametrize("depth,frames,params_m,gflops", [(34, 8, 63.6, 49.8), (34, 32, 63.6, 199.0),
+                                                          (152, 32, 118.0, 329.1)])
+def test_r2plus1d_vmz_figures_at_128(depth, frames, params_m, gflops):
+    """VMZ's R(2+1)D-34/152 (per-convolution middle widths); its GFLOPs are MACs at 128x128 crops."""
+    with torch.device("meta"):
+        m = VideoResNet(depth, stem="2plus1d", conv_types="2plus1d", midplanes="paper", num_classes=400)
+        macs = summarize(m, (3, frames, 128, 128)).macs
+    assert abs(n_params(m) / 1e6 - params_m) / params_m < 0.01
+    assert abs(macs / 1e9 - gflops) / gflops < 0.01
