@@ -173,18 +173,23 @@ def read_clip(path: str | os.PathLike, frame_indices: Sequence[int] | Callable[[
         bad = [i for i in indices if not 0 <= i < n]
         if bad:
             raise VideoDecodeError(f"{path}: frame index {bad[0]} outside [0, {n})")
-        stream = container.streams.video[0]
-        stream.codec_context.thread_count = threads
         want = {int(idx.pts[i]): None for i in sorted(set(indices))}
         first, last = min(want), max(want)
         # The keyframe at or before the first wanted frame; demuxers such as mp4 seek by decode
         # time, which B-frames put before presentation time, hence min(pts, dts).
         k = int(np.searchsorted(idx.key_pts, first, side="right")) - 1
-        seek_to = int(idx.key_seek[max(k, 0)]) if k > 0 or fresh else None
+        seek_to = int(idx.key_seek[k]) if k > 0 else None
+        if fresh and seek_to is None:  # back to the start: reopening is cheaper than a seek
+            container.close()
+            container = _open(path)
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = threads
         w, h = output_size(idx.info.width, idx.info.height, short_side)
-        got = _decode_into(path, container, stream, want, last, seek_to, w if short_side else None, h)
+        if (w, h) == (idx.info.width, idx.info.height):
+            w = None  # no resize: plain RGB conversion
+        got = _decode_into(path, container, stream, want, last, seek_to, w, h)
         if got < len(want) and seek_to is not None:  # a demuxer that seeked past the frame: decode from the start
-            got = _decode_into(path, container, stream, want, last, int(idx.key_seek[0]), w if short_side else None, h)
+            got = _decode_into(path, container, stream, want, last, int(idx.key_seek[0]), w, h)
         if got < len(want):
             missing = [i for i in sorted(set(indices)) if want[int(idx.pts[i])] is None]
             raise VideoDecodeError(f"{path}: truncated or corrupt, frame {missing[0]} of {n} could not be decoded")
