@@ -40,6 +40,7 @@ class ModelConfig:
     num_classes: int | None = None  # None: the number of classes in the training set
     weights: str | None = None  # a local state_dict to start from (create_model(weights=...))
     input_transform: str | None = None  # e.g. "trg"
+    init: Literal["default", "kaiming"] = "default"  # kaiming: re-initialise (see module.reinit_kaiming)
 
 
 @dataclass

@@ -57,7 +57,7 @@ class ClassificationModule(L.LightningModule):
     def __init__(self, model_name: str, num_classes: int, model_kwargs: dict | None = None,
                  classes: list[str] | None = None, optim: dict | None = None, schedule: dict | None = None,
                  config: dict | None = None, input_transform: str | None = None, weights: str | None = None,
-                 num_val_videos: int = 0):
+                 num_val_videos: int = 0, init: str = "default"):
         super().__init__()
         self.save_hyperparameters()
         self.model_name = model_name
@@ -70,6 +70,8 @@ class ClassificationModule(L.LightningModule):
         self.input_transform = input_transform
         self.model = create_model(model_name, num_classes=num_classes, input_transform=input_transform,
                                   weights=weights, **self.model_kwargs)
+        if init == "kaiming" and weights is None:
+            reinit_kaiming(self.model)
         self.label_smoothing = float(self.optim_cfg.get("label_smoothing", 0.0))
         k5 = min(5, num_classes)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -268,6 +270,24 @@ class LRLambda:
             epoch = step // self.steps_per_epoch
             return self.gamma ** sum(epoch >= m for m in self.milestones)
         return 1.0
+
+
+def reinit_kaiming(model: nn.Module) -> nn.Module:
+    """Kaiming-normal convolutions, unit norms (``init_weights``) and He fan-in hidden linears.
+
+    For models that keep PyTorch's default initialisation (C3D): with it, a deep stack without
+    batch norm loses its signal at small widths and training stays at chance. The classifier
+    keeps ``N(0, 0.01)`` (He et al., ICCV 2015).
+    """
+    from lightvid.models.base import init_weights
+
+    init_weights(model)
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    for m in model.modules():
+        if isinstance(m, nn.Linear) and m is not head:
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return model
 
 
 def strip_prefix(state: dict, prefix: str = "model.") -> dict[str, torch.Tensor]:

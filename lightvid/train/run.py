@@ -153,7 +153,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
         model_name=cfg.model.name, num_classes=num_classes, model_kwargs=dict(cfg.model.kwargs), classes=classes,
         optim=cfg.to_dict()["optim"], schedule=cfg.to_dict()["schedule"], config=cfg.to_dict(),
         input_transform=cfg.model.input_transform, weights=cfg.model.weights,
-        num_val_videos=int(getattr(dm.val_dataset, "num_videos", 0) or 0), **(module_kwargs or {}))
+        num_val_videos=int(getattr(dm.val_dataset, "num_videos", 0) or 0), init=cfg.model.init,
+        **(module_kwargs or {}))
 
     ckpt_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc_video", mode="max", save_top_k=1,
                               save_last=True, auto_insert_metric_name=False, enable_version_counter=False)
