@@ -9,7 +9,7 @@
    ``<cache>/<key>.npz``, the key hashing every parameter that shapes it and the training
    file list (relative paths and sizes); a second run with the same inputs skips k-means.
 3. A histogram of nearest words per item (for a video: the words of all its sampled frames
-   pooled). ``levels=0`` is the plain bag of words; ``levels=L`` > 0 concatenates the
+   pooled). ``levels=0`` is the plain bag of words; ``levels=L`` > 0 (default 1) concatenates the
    histograms of a spatial pyramid (Lazebnik, Schmid, Ponce 2006): level ``l`` splits the
    image into ``2^l x 2^l`` cells, each level's histograms sum to 1 and are weighted
    ``1/2^L`` (level 0) and ``1/2^(L-l+1)`` (level ``l``). Normalised ``l1``, ``l2`` or
@@ -45,7 +45,7 @@ class BowConfig:
     sift_size: float = 4.0
     vocab: int = 400
     vocab_samples: int = 200_000
-    levels: int = 0
+    levels: int = 1
     hist_norm: str = "sqrt"
     classifier: str = "svm"
     k: int = 15

@@ -47,7 +47,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     b.add_argument("--vocab", type=int, default=bd.vocab, help="number of visual words (default 400)")
     b.add_argument("--vocab-samples", type=int, default=bd.vocab_samples, help="descriptors fed to k-means")
     b.add_argument("--levels", type=int, default=bd.levels,
-                   help="spatial pyramid levels: 0 = plain bag of words (default), 1 adds 2x2 cells, 2 adds 4x4")
+                   help="spatial pyramid levels: 0 = plain bag of words, 1 (default) adds 2x2 cells, 2 adds 4x4")
     b.add_argument("--hist-norm", choices=HIST_NORMS, default=bd.hist_norm, help="histogram normalisation")
     b.add_argument("--classifier", choices=CLASSIFIERS, default=bd.classifier, help="knn or svm (default svm)")
     b.add_argument("--k", type=int, default=bd.k, help="kNN neighbours (default 15)")
