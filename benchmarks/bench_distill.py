@@ -47,6 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="students' seed (data order, dropout, initialisation)")
     p.add_argument("--rounds", type=int, default=5, help="timing rounds for CPU clips/s")
     p.add_argument("--modes", default="scratch,distill,convert+distill", help="which trainings to run per student")
     p.add_argument("--no-summary", action="store_true", help="train the listed runs only (parallel workers); skip the table")
@@ -69,7 +70,7 @@ def base_config(args, name: str, model: str, kwargs: dict, epochs: int):
     from lightvid.train.config import TrainConfig, from_dict, validate_config
 
     raw = {
-        "name": name, "seed": 0,
+        "name": name, "seed": args.seed if name != "teacher" else 0,
         "model": {"name": model, "kwargs": kwargs},
         "data": {"format": "synth", "root": str(Path(args.out) / "synth"), "clip_len": 16, "size": args.size,
                  "short_side": args.size, "num_workers": 0,
@@ -100,9 +101,10 @@ def he_init(args, model: str, kwargs: dict) -> str:
     from lightvid.checkpoint import save_atomic
     from lightvid.models.base import init_weights
 
-    path = Path(args.out) / f"init_{model}.pt"
+    seed = 0 if model == "c3d" else args.seed
+    path = Path(args.out) / (f"init_{model}.pt" if seed == 0 else f"init_{model}_seed{seed}.pt")
     if not path.is_file():
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         m = lightvid.create_model(model, num_classes=args.classes, **kwargs)
         init_weights(m)
         head = m.get_classifier()
@@ -173,7 +175,7 @@ def conversion_table(args, teacher_ckpt: str, students: list[str]) -> list[dict]
     for s in students:
         if s not in CONVERTIBLE or s == "c3d":
             continue
-        for pool in (("fit", "mean", "even") if s.startswith("c3d_mc") else ("fit",)):
+        for pool in (("mean", "fit", "even") if s.startswith("c3d_mc") else ("mean",)):
             model, report = convert(teacher, s, calib=calib, time_pool=pool, **student_kwargs(s, args))
             agree = _agreement(teacher, model, val, 32)
             rows.append({"student": s, "time_pool": pool, **agree,

@@ -23,7 +23,7 @@ def c3d_small():
 
 @pytest.fixture(scope="module")
 def mc4(c3d_small):
-    return convert(c3d_small, "c3d_mc4", calib=torch.randn(2, 3, 16, 32, 32))
+    return convert(c3d_small, "c3d_mc4", calib=torch.randn(2, 3, 16, 32, 32), time_pool="fit")
 
 
 def test_mc4_exact_layers_match_conv3d(c3d_small, mc4):

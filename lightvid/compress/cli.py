@@ -28,9 +28,9 @@ def convert_command(argv: list[str], prog: str = "lightvid convert") -> int:
                         "else the synthetic motion set)")
     p.add_argument("--no-data", action="store_true", help="skip the validation agreement; calibrate on random clips")
     p.add_argument("--calib", type=int, default=16, help="validation clips used to fit pooled folded layers (16)")
-    p.add_argument("--time-pool", default="fit", choices=("fit", "mean", "even"),
-                   help="folded layers that absorb a temporal pool: fitted affine of the pair mean (default), "
-                        "pair mean, or the first frame of each pair")
+    p.add_argument("--time-pool", default="mean", choices=("mean", "fit", "even"),
+                   help="folded layers that absorb a temporal pool: the frame pair's mean (default), its fitted "
+                        "affine (lower per-layer error, worse end to end), or the first frame of each pair")
     p.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE", help="target model keyword argument")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--json", action="store_true", help="print one JSON object")

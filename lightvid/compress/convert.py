@@ -52,14 +52,14 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out - ref).norm() / ref.norm().clamp_min(1e-12))
 
 
-def convert(model: nn.Module, to: str, calib: torch.Tensor | None = None, time_pool: str = "fit",
+def convert(model: nn.Module, to: str, calib: torch.Tensor | None = None, time_pool: str = "mean",
             seed: int = 0, **model_kwargs) -> tuple[nn.Module, list[LayerRecord]]:
     """Build model ``to`` and initialise it from ``model``; returns ``(model, report)``.
 
     ``calib``: clips ``(B, C, T, H, W)`` run through the source to fit the pooled layers and
     measure ``rel_err_act`` (default: 2 random N(0, 1) clips of the source's input size).
-    ``time_pool``: ``"fit"``, ``"mean"`` or ``"even"`` for folded layers that absorb a
-    temporal pool. ``model_kwargs`` override the target's constructor arguments (default:
+    ``time_pool``: ``"mean"`` (default), ``"fit"`` or ``"even"`` for folded layers that absorb a
+    temporal pool (:mod:`lightvid.compress.fold`). ``model_kwargs`` override the target's constructor arguments (default:
     those inferred from the source). The converted model is returned in eval mode, with the
     constructor arguments it was built with in ``model.convert_kwargs``.
     """

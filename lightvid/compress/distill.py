@@ -39,7 +39,7 @@ class DistillConfig:
     hint_teacher: str | None = None  # ... regressed (1x1 convolution) onto this module of the teacher
     hint_weight: float = 1.0
     convert: bool = False  # initialise the student with lightvid.compress.convert(teacher, to=student)
-    time_pool: str = "fit"  # convert's construction for folded layers that absorb a temporal pool
+    time_pool: str = "mean"  # convert's construction for folded layers that absorb a temporal pool
 
     def validate(self, source: str = "<config>") -> "DistillConfig":
         if self.temperature <= 0:
