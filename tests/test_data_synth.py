@@ -46,6 +46,9 @@ def test_ensure_synth_caches_and_regenerates(tmp_path):
     assert clip.stat().st_mtime_ns == mtime  # cached, not rewritten
     ensure_synth(root, workers=1, progress=False, **{**SMALL, "seed": 3})
     assert read_stamp(root)["seed"] == 3
+    (root / "synth.json").unlink()  # as after an interrupted generation: regenerated, not refused
+    ensure_synth(root, workers=1, progress=False, **SMALL)
+    assert read_stamp(root)["seed"] == 0
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")

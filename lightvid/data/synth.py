@@ -283,7 +283,8 @@ def ensure_synth(root: str | os.PathLike, workers: int = 2, progress: bool = Tru
     if have == want:
         return root
     if root.exists() and any(root.iterdir()):
-        if have is None and not (root / "classes.txt").is_file():
+        ours = {"train", "val", "classes.txt", "train.txt", "val.txt", STAMP}
+        if have is None and not {c.name for c in root.iterdir()} <= ours:  # an interrupted run is ours too
             raise UserError(f"{root}: exists and is not a lightvid synthetic set; choose an empty folder")
         for child in ("train", "val"):
             shutil.rmtree(root / child, ignore_errors=True)
