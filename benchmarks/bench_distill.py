@@ -50,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="students' seed (data order, dropout, initialisation)")
     p.add_argument("--rounds", type=int, default=5, help="timing rounds for CPU clips/s")
     p.add_argument("--modes", default="scratch,distill,convert+distill", help="which trainings to run per student")
+    p.add_argument("--aggregate", nargs="+", metavar="OUT", help="tabulate finished runs of several --out folders "
+                   "(one per seed) and exit")
     p.add_argument("--no-summary", action="store_true", help="train the listed runs only (parallel workers); skip the table")
     args = p.parse_args(argv)
     if args.quick:
@@ -122,8 +124,9 @@ def curve(run: Path) -> list[float]:
     return [r["val/acc_video"] for r in rows if "val/acc_video" in r]
 
 
-def epochs_to_90(accs: list[float]) -> int | None:
-    if not accs:
+def epochs_to_90(accs: list[float], chance: float = 0.0) -> int | None:
+    """First epoch (1-based) reaching 90% of the last epoch's accuracy; None when that is < 1.5x chance."""
+    if not accs or accs[-1] < 1.5 * chance:
         return None
     target = 0.9 * accs[-1]
     return next(i + 1 for i, a in enumerate(accs) if a >= target)
@@ -183,8 +186,42 @@ def conversion_table(args, teacher_ckpt: str, students: list[str]) -> list[dict]
     return rows
 
 
+def aggregate(dirs: list[str]) -> str:
+    """Markdown table over seeds: per student and training, video top-1 (best checkpoint) per seed,
+    mean, epoch-1 accuracy and epochs to 90% of the final accuracy."""
+    runs: dict[tuple[str, str], list] = {}
+    for d in dirs:
+        for run in sorted(Path(d).iterdir()):
+            rep = run / "report.json"
+            if not rep.is_file() or run.name == "teacher_c3d":
+                continue
+            for mode in ("convert_fit_distill", "convert_distill", "distill", "scratch"):
+                if run.name.endswith("_" + mode):
+                    student = run.name[: -len(mode) - 1]
+                    break
+            else:
+                continue
+            accs = curve(run)
+            report = json.loads(rep.read_text())
+            chance = 1.0 / max(1, len(report.get("per_class") or {}) or 1)
+            runs.setdefault((student, mode), []).append((report.get("val_top1_video"), accs[0] if accs else None,
+                                                         epochs_to_90(accs, chance)))
+    lines = [f"| student | training | video top-1 per seed ({len(dirs)} folders) | mean | epoch-1 acc (mean) | "
+             "epochs to 90% per seed |", "|---|---|---|---|---|---|"]
+    for (student, mode), rs in runs.items():
+        tops = [r[0] for r in rs if r[0] is not None]
+        e1 = [r[1] for r in rs if r[1] is not None]
+        lines.append(f"| {student} | {mode.replace('_', '+').replace('convert+fit', 'convert(fit)')} | "
+                     f"{' / '.join(f'{t:.3f}' for t in tops)} | {statistics.mean(tops):.3f} | "
+                     f"{statistics.mean(e1):.3f} | {' / '.join('-' if r[2] is None else str(r[2]) for r in rs)} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.aggregate:
+        print(aggregate(args.aggregate))
+        return 0
     torch.set_num_threads(args.threads)
     import lightvid
     from lightvid.analysis.summary import summarize
@@ -229,7 +266,7 @@ def main(argv=None) -> int:
             accs = curve(run)
             rows.append({"student": s, "mode": mode, "val_top1_video": rep.get("val_top1_video"),
                          "final_epoch_acc": accs[-1] if accs else None, "epoch1_acc": accs[0] if accs else None,
-                         "epochs_to_90pct": epochs_to_90(accs), "curve": accs,
+                         "epochs_to_90pct": epochs_to_90(accs, 1.0 / args.classes), "curve": accs,
                          "teacher_top1_video": rep.get("teacher_top1_video"),
                          "train_clips_per_s": rep.get("train_clips_per_s"), "wall_s": rep.get("bench_wall_s")})
 
@@ -263,7 +300,8 @@ def markdown(result: dict) -> str:
         m = info[r["student"]]
         acc = "-" if r["val_top1_video"] is None else f"{r['val_top1_video']:.3f}"
         e1 = "-" if r["epoch1_acc"] is None else f"{r['epoch1_acc']:.3f}"
-        lines.append(f"| {r['student']} | {r['mode']} | {acc} | {e1} | {r['epochs_to_90pct']} | {m['params']:,} | "
+        e90 = "-" if r["epochs_to_90pct"] is None else r["epochs_to_90pct"]
+        lines.append(f"| {r['student']} | {r['mode']} | {acc} | {e1} | {e90} | {m['params']:,} | "
                      f"{m['gmacs']:.3f} | {m['cpu_clips_per_s']:.1f} |")
     lines += ["", "| conversion of the trained teacher | time_pool | top-1 agreement | converted top-1 (clip) | "
               "teacher top-1 (clip) | approximate layers: rel_err on activations |", "|---|---|---|---|---|---|"]
