@@ -33,7 +33,6 @@ from fractions import Fraction as Fr
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from lightvid.errors import UserError
 
