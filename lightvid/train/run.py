@@ -64,7 +64,7 @@ def default_out_dir(cfg: TrainConfig) -> Path:
 def _check_data_root(cfg: TrainConfig) -> None:
     root = getattr(cfg.data, "root", None)
     fmt = getattr(cfg.data, "format", "auto")
-    if fmt == "synth" or root in (None, ""):
+    if fmt in ("synth", "digits") or root in (None, "", "digits"):  # generated / built in
         return
     if not Path(root).exists():
         raise UserError(f"data.root={str(root)!r}: no such file or folder")
