@@ -4,8 +4,8 @@
 
 * ``c3d`` (or ``c3d_2plus1d``) -> ``c3d_mc3`` / ``c3d_mc4`` / ``c3d_mc5``: time folded into
   channels; exact banded block-Toeplitz weights where the folded layer keeps every frame,
-  a fitted pair-pooling construction where it absorbs the 2x temporal max-pool
-  (:mod:`lightvid.compress.fold`);
+  a linear pair-pooling construction (the frame pair's mean by default) where it absorbs
+  the 2x temporal max-pool (:mod:`lightvid.compress.fold`);
 * ``c3d`` -> ``c3d_2plus1d``: SVD factorisation of every 3x3x3 convolution
   (:mod:`lightvid.compress.factorize`); ``c3d_2plus1d`` -> ``c3d``: the exact composition;
 * a 2D model -> a 3D model: inflation, :func:`lightvid.compress.inflate.inflate`
@@ -56,7 +56,7 @@ def convert(model: nn.Module, to: str, calib: torch.Tensor | None = None, time_p
             seed: int = 0, **model_kwargs) -> tuple[nn.Module, list[LayerRecord]]:
     """Build model ``to`` and initialise it from ``model``; returns ``(model, report)``.
 
-    ``calib``: clips ``(B, C, T, H, W)`` run through the source to fit the pooled layers and
+    ``calib``: clips ``(B, C, T, H, W)`` run through the source to fit pooled layers (``"fit"``) and
     measure ``rel_err_act`` (default: 2 random N(0, 1) clips of the source's input size).
     ``time_pool``: ``"mean"`` (default), ``"fit"`` or ``"even"`` for folded layers that absorb a
     temporal pool (:mod:`lightvid.compress.fold`). ``model_kwargs`` override the target's constructor arguments (default:
