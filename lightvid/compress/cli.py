@@ -27,7 +27,8 @@ def convert_command(argv: list[str], prog: str = "lightvid convert") -> int:
                    help="validation data root or data.* override (default: the checkpoint's data config, "
                         "else the synthetic motion set)")
     p.add_argument("--no-data", action="store_true", help="skip the validation agreement; calibrate on random clips")
-    p.add_argument("--calib", type=int, default=16, help="validation clips for the per-layer errors (and the fit of --time-pool fit) (16)")
+    p.add_argument("--calib", type=int, default=16,
+                   help="validation clips for the per-layer errors and the fit of --time-pool fit (16)")
     p.add_argument("--time-pool", default="mean", choices=("mean", "fit", "even"),
                    help="folded layers that absorb a temporal pool: the frame pair's mean (default), its fitted "
                         "affine (lower per-layer error, worse end to end), or the first frame of each pair")
