@@ -45,7 +45,8 @@ def validation_clips(args, model) -> torch.Tensor:
     from lightvid.data.build import DataConfig, build_dataset, collate_skip_bad
     from lightvid.data.synth import ensure_synth
 
-    root = ensure_synth(args.synth_root)
+    # --quick: a small set of its own (a different stamp would regenerate a shared default set)
+    root = ensure_synth(".cache/synth-quick", train=10, val=32) if args.quick else ensure_synth(args.synth_root)
     cfg = DataConfig(root=str(root), format="synth", clip_len=cfg_in[1], size=cfg_in[2], short_side=cfg_in[2],
                      num_workers=0)
     ds = build_dataset(cfg, cfg.val_split, train=False, mean=model.default_cfg["mean"], std=model.default_cfg["std"])
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
     p.add_argument("--clips", type=int, default=64, help="validation clips for top-1 agreement")
     p.add_argument("--synth-root", default="data/synth")
     p.add_argument("--random", action="store_true", help="agreement on random clips instead of the synthetic set")
-    p.add_argument("--quick", action="store_true", help="c3d only, 3 repeats, 32 clips")
+    p.add_argument("--quick", action="store_true", help="c3d only, 3 repeats, 32 clips of a small synthetic set")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
