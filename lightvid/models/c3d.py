@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from lightvid.models.base import Classifier, make_cfg, scale_channels
+from lightvid.models.base import Classifier, init_weights, make_cfg, scale_channels
 from lightvid.models.registry import register_model
 
 # (stage, output channels of each convolution, pool kernel, pool padding)
@@ -128,6 +128,11 @@ class C3D(Classifier):
         self.dropout = nn.Dropout(drop_rate)
         self.num_classes = num_classes
         self.fc8 = nn.Linear(fc, num_classes) if num_classes > 0 else nn.Identity()
+        # Without batch norm, PyTorch's default init lets the signal die out and a small C3D
+        # stays at chance: Kaiming convolutions, He fan-in for the ReLU'd fc6/fc7.
+        init_weights(self)
+        for fc in (self.fc6, self.fc7):
+            nn.init.kaiming_normal_(fc.weight, nonlinearity="relu")
         self.default_cfg = make_cfg((in_chans, num_frames, img_size, img_size), C3D_PAPER,
                                     test_input_size=(in_chans, num_frames, 32, 32))
 
