@@ -187,3 +187,10 @@ def test_inflate_errors_name_the_keys():
 def test_i3d_rejects_bad_padding():
     with pytest.raises(ValueError, match="temporal_pad"):
         lightvid.create_model("i3d", temporal_pad="reflect")
+
+
+def test_grouped_rows_show_each_block_s_own_output():
+    s = _meta_summary("googlenet", (3, 224, 224))
+    rows = {r.name: r.out_shape for r in group_rows(s.layers, 1, s.module_shapes)}
+    assert rows["inception3a"] == [256, 28, 28]  # the concatenation, not the last branch
+    assert rows["inception5b"] == [1024, 7, 7]

@@ -44,9 +44,13 @@ class Summary:
     flops: int
     size_mb: float
     layers: list[LayerRow] = field(default_factory=list)
+    # output shape of every named module (not only leaves), for rows grouped by --depth
+    module_shapes: dict[str, list[int]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("module_shapes")
+        return out
 
 
 def layer_macs(module: nn.Module, out: torch.Tensor) -> int:
@@ -85,11 +89,22 @@ def summarize(model: nn.Module, input_size, name: str | None = None) -> Summary:
                                  own, layer_macs(module, out) if out is not None else 0))
         return fn
 
+    shapes: dict[str, list[int]] = {}
+
+    def shape_hook(mod_name):
+        def fn(module, inputs, output):
+            out = _first_tensor(output)
+            if out is not None:
+                shapes[mod_name] = list(out.shape[1:])
+        return fn
+
     for mod_name, module in model.named_modules():
         has_children = any(True for _ in module.children())
         has_own = any(True for _ in module.parameters(recurse=False))
         if mod_name and (not has_children or has_own):
             hooks.append(module.register_forward_hook(hook(mod_name)))
+        if mod_name and has_children:
+            hooks.append(module.register_forward_hook(shape_hook(mod_name)))
     was_training = model.training
     model.eval()
     try:
@@ -106,12 +121,16 @@ def summarize(model: nn.Module, input_size, name: str | None = None) -> Summary:
         model=name or model.default_cfg.get("architecture", type(model).__name__),
         input=list(input_size), num_classes=int(getattr(model, "num_classes", 0)),
         params=params, params_features=params - head, params_head=head,
-        macs=macs, flops=2 * macs, size_mb=params * 4 / 1e6, layers=rows,
+        macs=macs, flops=2 * macs, size_mb=params * 4 / 1e6, layers=rows, module_shapes=shapes,
     )
 
 
-def group_rows(rows: list[LayerRow], depth: int) -> list[LayerRow]:
-    """Aggregate leaf rows by the first ``depth`` components of their names, in first-seen order."""
+def group_rows(rows: list[LayerRow], depth: int, module_shapes: dict | None = None) -> list[LayerRow]:
+    """Aggregate leaf rows by the first ``depth`` components of their names, in first-seen order.
+
+    A group's output shape is its module's own output (e.g. an inception block's concatenation)
+    when ``module_shapes`` has it, else that of its last layer.
+    """
     groups: dict[str, LayerRow] = {}
     for r in rows:
         key = ".".join(r.name.split(".")[:depth])
@@ -122,6 +141,9 @@ def group_rows(rows: list[LayerRow], depth: int) -> list[LayerRow]:
             g.params += r.params
             g.macs += r.macs
             g.out_shape = r.out_shape
+    for key, g in groups.items():
+        if module_shapes and key in module_shapes:
+            g.out_shape = module_shapes[key]
     return list(groups.values())
 
 
@@ -136,7 +158,7 @@ def build_and_summarize(name: str, input_size=None, **kwargs) -> Summary:
 
 
 def format_summary(s: Summary, depth: int | None = None) -> str:
-    rows = group_rows(s.layers, depth) if depth else s.layers
+    rows = group_rows(s.layers, depth, s.module_shapes) if depth else s.layers
     header = f"{'layer':<34} {'type':<18} {'output':<22} {'params':>13} {'MACs':>16}"
     lines = [f"{s.model}  input {'x'.join(map(str, s.input))}  classes {s.num_classes}", header, "-" * len(header)]
     for r in rows:
