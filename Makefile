@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/lightvid summary c3d
-	$(BIN)/lightvid list
+	$(BIN)/lightvid train --config configs/quickstart.yaml
 
 test: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n 2 --timeout 900
