@@ -150,3 +150,12 @@ def test_kinetics5(shared_data):
     assert ev.classes == ["archery", "bowling", "flying_kite", "high_jump", "marching"] and ev.num_videos == 44
     clip, label, vid = ev[6 * 43 + 5]
     assert clip.shape == (3, 8, 112, 112) and vid == 43
+
+
+def test_memory_cache_matches_disk(tiny_synth):
+    disk = build_dataset(_cfg(tiny_synth, eval_clips=2, cache=False), "val", False, MEAN, STD)
+    mem = build_dataset(_cfg(tiny_synth, eval_clips=2), "val", False, MEAN, STD)  # synth: cached by default
+    assert disk._cache is None and mem._cache is not None and len(mem._cache) == 8
+    for i in range(len(disk)):
+        assert torch.equal(disk[i][0], mem[i][0])
+    assert build_dataset(_cfg(tiny_synth, cache_mb=0), "train", True, MEAN, STD)._cache is None  # too big: streams

@@ -52,6 +52,8 @@ class DataConfig:
     loop: str = "loop"  # short videos: "loop" or "repeat_last"
     num_workers: int = 2
     max_bad_fraction: float = 0.05  # the trainer stops when more of an epoch fails to decode
+    cache: bool | None = None  # decode every video once into memory (None: on for the synthetic set)
+    cache_mb: int = 2048  # the most memory `cache` may take; a larger dataset streams from disk
     synth: dict = field(default_factory=dict)  # ensure_synth parameters for format "synth"
 
     def validate(self) -> "DataConfig":
@@ -86,6 +88,10 @@ class DataConfig:
             bad("pad", f"must be an integer >= 0, got {self.pad!r}")
         if not 0 <= self.max_bad_fraction <= 1:
             bad("max_bad_fraction", f"must be in [0, 1], got {self.max_bad_fraction!r}")
+        if self.cache not in (None, True, False):
+            bad("cache", f"must be true, false or null, got {self.cache!r}")
+        if not isinstance(self.cache_mb, int) or self.cache_mb < 0:
+            bad("cache_mb", f"must be an integer >= 0, got {self.cache_mb!r}")
         if self.hflip not in (None, True, False):
             bad("hflip", f"must be true, false or null, got {self.hflip!r}")
         if not isinstance(self.synth, dict):
@@ -149,6 +155,43 @@ class VideoDataset(Dataset):
         self.eval_clips, self.crops = eval_clips, crops
         self.num_videos = len(samples)
         self._last = None  # (video, clip) -> crops, so three crops decode once
+        self._cache = None  # per video: ((N, H, W, 3) uint8 frames at short_side, fps) or None
+
+    def preload(self, max_mb: int) -> bool:
+        """Decode every video once into memory (DataLoader workers share it after fork).
+
+        Skipped (``False``) when the first video suggests more than ``max_mb`` in all. A video
+        that fails to decode stays ``None`` and is skipped, with its warning, when sampled.
+        """
+        from tqdm import tqdm
+
+        from lightvid.data.video import probe, read_all_frames
+
+        if not self.samples:
+            return False
+        try:
+            first = read_all_frames(self.samples[0][0], self.transform.short_side)
+        except VideoDecodeError:
+            return False
+        if first.numel() * len(self.samples) > max_mb * 2**20:
+            return False
+        cache = []
+        for path, _ in tqdm(self.samples, desc="decoding into memory", unit="video", leave=False):
+            try:
+                cache.append((read_all_frames(path, self.transform.short_side), probe(path).fps))
+            except VideoDecodeError:
+                cache.append(None)
+        self._cache = cache
+        return True
+
+    def _frames(self, v: int, path, pick) -> torch.Tensor:
+        if self._cache is None:  # one open per sample: the sampler gets the frame count from read_clip
+            return read_clip(path, lambda info: pick(info.frames, info.fps), self.transform.short_side)
+        entry = self._cache[v]
+        if entry is None:
+            read_clip(path, [0])  # raises the decode error that names the file
+        frames, fps = entry
+        return frames[pick(len(frames), fps)]
 
     def __len__(self) -> int:
         return self.num_videos * self.views
@@ -161,14 +204,11 @@ class VideoDataset(Dataset):
         path, label = self.samples[v]
         clip_i, crop_i = divmod(view, self.crops)
         try:
-            if self.train:  # one open per sample: the sampler gets the frame count from read_clip
-                frames = read_clip(path, lambda info: self.sampler.train_clip(info.frames, info.fps),
-                                   self.transform.short_side)
+            if self.train:
+                frames = self._frames(v, path, self.sampler.train_clip)
                 return self.transform(frames)[0], label, v
             if self._last is None or self._last[0] != (v, clip_i):
-                frames = read_clip(path, lambda info: self.sampler.eval_clips(info.frames, info.fps,
-                                                                              self.eval_clips)[clip_i],
-                                   self.transform.short_side)
+                frames = self._frames(v, path, lambda n, fps: self.sampler.eval_clips(n, fps, self.eval_clips)[clip_i])
                 self._last = ((v, clip_i), self.transform(frames))
             return self._last[1][crop_i], label, v
         except VideoDecodeError as e:
@@ -229,7 +269,11 @@ def build_dataset(cfg: DataConfig, split: str, train: bool, mean: Sequence[float
         return ImageDataset(image_source(cfg, split), transform, train, cfg.crops)
     samples, classes = video_samples(cfg, split)
     sampler = ClipSampler(cfg.clip_len, cfg.stride, cfg.fps, cfg.sampling, cfg.loop)
-    return VideoDataset(samples, classes, sampler, transform, train, cfg.eval_clips, cfg.crops)
+    ds = VideoDataset(samples, classes, sampler, transform, train, cfg.eval_clips, cfg.crops)
+    synth = fmt == "synth" or _is_synth_root(cfg.root)
+    if cfg.cache or (cfg.cache is None and synth):
+        ds.preload(cfg.cache_mb)
+    return ds
 
 
 def _is_synth_root(root: str) -> bool:
