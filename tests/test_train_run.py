@@ -91,8 +91,24 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tiny_synth, tmp
     assert ckpt["epoch"] == 0 and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
 
 
+def _logged_steps(run_dir: Path) -> int:
+    """The highest training step the run's metrics.csv holds so far (-1 before the first)."""
+    try:
+        rows = (run_dir / "metrics.csv").read_text().splitlines()
+    except FileNotFoundError:
+        return -1
+    header = rows[0].split(",") if rows else []
+    if "train/loss_step" not in header:
+        return -1
+    i, j = header.index("step"), header.index("train/loss_step")
+    steps = [int(r.split(",")[i]) for r in rows[1:] if len(r.split(",")) > j and r.split(",")[j]]
+    return max(steps, default=-1)
+
+
 def test_kill_and_resume_matches_an_uninterrupted_run(tiny_synth, tmp_path):
-    cfg_args = ["--config", "configs/quickstart.yaml", "--deterministic", *tiny_overrides(tiny_synth, epochs=3)]
+    # batch 2: 8 steps an epoch, so the kill lands inside epoch 1 (steps 8-15)
+    cfg_args = ["--config", "configs/quickstart.yaml", "--deterministic", *tiny_overrides(tiny_synth, epochs=3),
+                "trainer.batch_size=2"]
     full = tmp_path / "full"
     r = run_cli(["train", *cfg_args, "--out", str(full)])
     assert r.returncode == 0, r.stderr[-3000:]
@@ -103,9 +119,8 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tiny_synth, tmp_path):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = killed / "checkpoints" / "last.ckpt"
     t0 = time.time()
-    while not last.exists() and proc.poll() is None and time.time() - t0 < 240:
-        time.sleep(0.02)
-    time.sleep(0.3)  # into the next epoch
+    while _logged_steps(killed) < 10 and proc.poll() is None and time.time() - t0 < 240:
+        time.sleep(0.005)  # wait until epoch 1 is under way (its third step is logged)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert last.exists(), "the run ended before its first checkpoint"

@@ -157,9 +157,15 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
         **(module_kwargs or {}))
 
     ckpt_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc_video", mode="max", save_top_k=1,
-                              save_last=True, auto_insert_metric_name=False, enable_version_counter=False)
+                              auto_insert_metric_name=False, enable_version_counter=False)
+    # Lightning's save_last only writes when a top-k checkpoint is written, so a run whose
+    # accuracy stops improving would resume from a stale epoch: a second callback keeps the
+    # latest epoch (after its validation) as last.ckpt.
+    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                              save_on_train_epoch_end=True, auto_insert_metric_name=False,
+                              enable_version_counter=False)
     speed = Throughput()
-    cbs = [ckpt_cb, EpochSeed(cfg.seed), speed, LearningRateMonitor("epoch"), *(callbacks or [])]
+    cbs = [ckpt_cb, last_cb, EpochSeed(cfg.seed), speed, LearningRateMonitor("epoch"), *(callbacks or [])]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
