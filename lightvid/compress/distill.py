@@ -263,28 +263,9 @@ def load_distill_config(path, overrides: list[str] | None = None):
     """
     from pathlib import Path
 
-    import yaml
+    from lightvid.train.config import TrainConfig, from_dict, read_raw_config, validate_config
 
-    from lightvid.train.config import TrainConfig, apply_overrides, from_dict, validate_config
-
-    raw: dict = {}
-    source = "<defaults>"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise UserError(f"{path}: no such config file")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            raise UserError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', e)})") from None
-        if not isinstance(raw, dict):
-            raise UserError(f"{path}: a config must be a mapping of sections, got {type(raw).__name__}")
-    apply_overrides(raw, overrides or [])
-    if overrides:
-        source += " + overrides"
+    raw, source = read_raw_config(path, overrides)
     d_raw = raw.pop("distill", None) or {}
     if not isinstance(d_raw, dict):
         raise UserError(f"{source}: distill must be a mapping of DistillConfig keys, got {d_raw!r}")

@@ -247,6 +247,15 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config (``None``: the defaults), apply dotted overrides, validate."""
+    raw, source = read_raw_config(path, overrides)
+    cfg = from_dict(TrainConfig, raw, source)
+    validate_config(cfg, source)
+    return cfg
+
+
+def read_raw_config(path: str | Path | None, overrides: list[str] | None = None) -> tuple[dict, str]:
+    """The YAML mapping at ``path`` (``{}`` for ``None``) with dotted overrides applied, and
+    a description of its source for error messages; YAML errors name the file and line."""
     raw: dict = {}
     source = "<defaults>"
     if path is not None:
@@ -265,9 +274,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     apply_overrides(raw, overrides or [])
     if overrides:
         source += " + overrides"
-    cfg = from_dict(TrainConfig, raw, source)
-    validate_config(cfg, source)
-    return cfg
+    return raw, source
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> Path:
