@@ -84,6 +84,45 @@ class Classifier(nn.Module):
                 yield from module.parameters()
 
 
+class FrontedClassifier(Classifier):
+    """A fixed module in front of an inner :class:`Classifier` whose interface it forwards.
+
+    Subclasses name the two attributes (``front_attr``, ``inner_attr``), which are also the
+    state_dict prefixes; ``forward_features`` runs the front module, everything else (head,
+    ``num_classes``, ``num_features``, ``reset_classifier``) is the inner model's.
+    """
+
+    front_attr: str = "front"
+    inner_attr: str = "inner"
+
+    @property
+    def inner(self) -> Classifier:
+        return getattr(self, self.inner_attr)
+
+    @property
+    def num_classes(self) -> int:
+        return self.inner.num_classes
+
+    @property
+    def num_features(self) -> int:
+        return self.inner.num_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.forward_features(getattr(self, self.front_attr)(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.inner.forward_head(x, pre_logits=pre_logits)
+
+    def get_classifier(self) -> nn.Module:
+        return self.inner.get_classifier()
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.inner.reset_classifier(num_classes)
+
+    def head_parameters(self):
+        yield from self.inner.head_parameters()
+
+
 def init_weights(model: nn.Module) -> None:
     """Kaiming-normal convolutions, unit batch norms, small normal linears (torchvision's video ResNet)."""
     for m in model.modules():

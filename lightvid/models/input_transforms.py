@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from lightvid.models.base import Classifier
+from lightvid.models.base import FrontedClassifier
 
 
 def temporal_residual_gradient(x: torch.Tensor) -> torch.Tensor:
@@ -77,8 +77,10 @@ INPUT_TRANSFORMS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-class WithInputTransform(Classifier):
+class WithInputTransform(FrontedClassifier):
     """A video classifier with a fixed input transform in front; the interface is the inner model's."""
+
+    front_attr, inner_attr = "transform", "model"
 
     def __init__(self, transform: nn.Module, model: nn.Module, name: str, in_chans: int):
         super().__init__()
@@ -90,29 +92,6 @@ class WithInputTransform(Classifier):
                 cfg[key] = (in_chans, *tuple(cfg[key])[1:])
         self.default_cfg = dict(cfg, input_transform=name)
         self.head_names = tuple(f"model.{n}" for n in getattr(model, "head_names", ()))
-
-    @property
-    def num_classes(self) -> int:
-        return self.model.num_classes
-
-    @property
-    def num_features(self) -> int:
-        return self.model.num_features
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(self.transform(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.model.forward_head(x, pre_logits=pre_logits)
-
-    def get_classifier(self) -> nn.Module:
-        return self.model.get_classifier()
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.model.reset_classifier(num_classes)
-
-    def head_parameters(self):
-        yield from self.model.head_parameters()
 
 
 def with_input_transform(builder: Callable[..., nn.Module], name: str, in_chans: int = 3, **kwargs) -> nn.Module:

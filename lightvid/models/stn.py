@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lightvid.models.base import Classifier
+from lightvid.models.base import Classifier, FrontedClassifier
 from lightvid.models.registry import register_model
 
 STN_PAPER = "Jaderberg et al., Spatial Transformer Networks, NeurIPS 2015"
@@ -70,7 +70,7 @@ class SpatialTransformer(nn.Module):
         return self.transform(x, self.theta(x))
 
 
-class SpatialTransformerClassifier(Classifier):
+class SpatialTransformerClassifier(FrontedClassifier):
     """``backbone(stn(x))``: a spatial transformer in front of an image classifier.
 
     The classifier interface (``forward_head``, ``reset_classifier``, ``num_features``,
@@ -79,6 +79,7 @@ class SpatialTransformerClassifier(Classifier):
     """
 
     head_names = ()  # the head lives in the backbone; see head_parameters
+    front_attr, inner_attr = "stn", "backbone"
 
     def __init__(self, backbone: Classifier, **stn_kwargs):
         super().__init__()
@@ -90,29 +91,6 @@ class SpatialTransformerClassifier(Classifier):
         cfg = dict(backbone.default_cfg)
         cfg["paper"] = f"{STN_PAPER} + {cfg.get('paper', '')}"
         self.default_cfg = cfg
-
-    @property
-    def num_features(self) -> int:
-        return self.backbone.num_features
-
-    @property
-    def num_classes(self) -> int:
-        return self.backbone.num_classes
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features(self.stn(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.backbone.forward_head(x, pre_logits=pre_logits)
-
-    def get_classifier(self) -> nn.Module:
-        return self.backbone.get_classifier()
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.backbone.reset_classifier(num_classes)
-
-    def head_parameters(self):
-        yield from self.backbone.head_parameters()
 
 
 @register_model
