@@ -15,9 +15,10 @@ Implementation (all batched tensor ops, CPU or GPU):
   slices of the whole tensor (no tile copies): ``v_j = sum_k B^T[j, k] d[m*i + k]``, which
   leaves ``V`` as ``(P, tiles, C_in)``;
 * one batched GEMM per chunk: ``(P, tiles, C_in) @ (P, C_in, C_out)``;
-* the output transform ``A^T M A`` again per dimension, the last one writing straight
-  into the interleaved channels-last output, which is returned as a ``(B, C, S1, .., Sd)``
-  view in channels-last(-3d) memory format (no copy).
+* the output transform ``A^T M A`` as one small GEMM per chunk, ``kron(A^T, .., A^T)``
+  ``(m^d, a^d)`` @ ``M`` viewed ``(a^d, tiles*C_out)`` (one pass over ``M``), then one scatter
+  (with the bias fused in) into the interleaved channels-last output, which is returned as a
+  ``(B, C, S1, .., Sd)`` view in channels-last(-3d) memory format (no copy).
 
 Work is chunked over (sample, rows of tiles) so each chunk's ``V`` and ``M`` stay
 cache-sized. The modules subclass ``nn.Conv2d``/``nn.Conv3d`` so ``lightvid summary`` still
@@ -288,7 +289,12 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, p
     if min(out_size) < 1:
         raise ValueError(f"input {tuple(x.shape)} is too small for a 3-tap convolution with padding {pad}")
     n = [math.ceil(o / m) for o in out_size]  # tiles per dimension
-    BT, _, AT = (mat.tolist() for mat in winograd_matrices(m))
+    BT, _, AT64 = winograd_matrices(m)
+    BT = BT.tolist()
+    AT_kron = AT64
+    for _ in range(d - 1):
+        AT_kron = torch.kron(AT_kron, AT64)
+    AT_kron = AT_kron.to(device=x.device, dtype=x.dtype)  # (m^d, a^d), small exact integers
     # channels-last padded input: (B, m*n1+2, .., m*nd+2, C), zero border
     xp = _workspace({} if ws is None else ws, [B] + [m * k + 2 for k in n] + [C], x)
     inner = xp[(slice(None),) + tuple(slice(p, p + s) for p, s in zip(pad, S))]
@@ -313,23 +319,23 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, p
         v = v.reshape(a ** d, -1, C)  # (P, tiles, C)
         mm = torch.bmm(v, u, out=_scratch("mm", (v.shape[0], v.shape[1], K), v))  # (P, tiles, K)
         del v
-        mm = mm.view([a] * d + nc + [K])
-        for i in range(d - 1):  # reduce the leading position axes: (m,)*i + (a,)*(d-i) + nc + (K,)
-            t = _scratch(f"out{i}", list(mm.shape[:i]) + [m] + list(mm.shape[i + 1:]), mm)
-            _out_rows(mm, AT, i, lambda r, t=t, i=i: t.select(i, r))
-            mm = t
-        # the last one writes into y viewed (m,)*d + (Bc, n1, .., nd) + (K,)
+        # output transform as one small GEMM: (m^d, a^d) kron(A^T, .., A^T) @ (a^d, tiles*K),
+        # one pass over M instead of d passes of strided adds
+        o = torch.mm(AT_kron, mm.view(a ** d, -1), out=_scratch("out", (m ** d, mm.shape[1] * K), mm))
+        del mm
+        # scatter into y viewed (m,)*d + (Bc, n1, .., nd) + (K,)
         yc = y[b0:b1, m * r0: m * r1].view([nc[0]] + sum(([k, m] for k in nc[1:]), []) + [K])
         yc = yc.permute(*range(2, 2 * d + 1, 2), 0, *range(1, 2 * d, 2), 2 * d + 1)
-        _out_rows(mm, AT, d - 1, lambda r: yc.select(d - 1, r))
+        if bias is None:
+            yc.copy_(o.view([m] * d + nc + [K]))
+        else:  # bias fused into the scatter (no extra pass over y)
+            torch.add(o.view([m] * d + nc + [K]), bias, out=yc)
 
     if workers > 1 and len(chunks) > 1 and THREADED:
         _run_threaded(run, chunks, workers)
     else:
         for chunk in chunks:
             run(chunk)
-    if bias is not None:
-        y.add_(bias)
     y = y[(slice(None),) + tuple(slice(0, o) for o in out_size)]  # crop whole tiles
     y = y.permute(0, d + 1, *range(1, d + 1))  # (B, K, *S_out) in channels-last memory
     if out_size != [m * k for k in n]:
