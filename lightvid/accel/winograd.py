@@ -238,23 +238,6 @@ def _in_transform(x: torch.Tensor, BT: list, m: int, n: int, dim: int, pos: int)
     return out
 
 
-def _out_rows(y: torch.Tensor, AT: list, axis: int, dst_of) -> None:
-    """For each row r of A^T: ``dst_of(r) = sum_j A^T[r, j] * y.select(axis, j)``."""
-    for r, row in enumerate(AT):
-        dst = dst_of(r)
-        terms = [(c, j) for j, c in enumerate(row) if c != 0]
-        c0, j0 = terms[0]
-        if len(terms) > 1 and c0 == 1:
-            c1, j1 = terms[1]
-            torch.add(y.select(axis, j0), y.select(axis, j1), alpha=c1, out=dst)
-            rest = terms[2:]
-        else:
-            torch.mul(y.select(axis, j0), c0, out=dst)
-            rest = terms[1:]
-        for c, j in rest:
-            dst.add_(y.select(axis, j), alpha=c)
-
-
 def _run_threaded(fn, chunks, workers: int) -> None:
     """Chunk-level parallelism: ``workers`` threads, each single-threaded inside torch ops.
 
