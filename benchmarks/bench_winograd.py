@@ -1,7 +1,9 @@
-"""Winograd F(2x2x2, 3x3x3) vs direct ``F.conv3d`` on C3D's layers, and the hybrid C3D forward.
+"""Winograd vs direct ``F.conv3d`` on C3D's layers, and the hybrid C3D forward.
 
 Per layer (real C3D shapes at ``--batch``, fp32): the direct convolution (best of contiguous
-and channels-last-3d input) and the Winograd module, interleaved, median of ``--repeats``.
+and channels-last-3d input) and the Winograd module with each tile ``algo="auto"`` tries
+(F(2x2x2,3x3x3), F(4x2x2,..), F(2x4x4,..), F(4x4x4,..)), interleaved, median of ``--repeats``,
+with each tile's relative max error against the float64 convolution.
 Then the whole C3D forward: eager vs ``lightvid.accelerate(model, x, algo="auto")``.
 Speed figures depend on the machine's load; ratios of interleaved runs are what to read.
 
@@ -23,6 +25,7 @@ import lightvid
 from lightvid.accel import winograd as W
 
 # name: (C_in, C_out, T, H=W) of C3D at 16x112x112
+TILES = W.candidate_tiles(3)  # the tiles algo="auto" tries on a 3D layer
 C3D_LAYERS = {
     "conv2a": (64, 128, 16, 56), "conv3a": (128, 256, 8, 28), "conv3b": (256, 256, 8, 28),
     "conv4a": (256, 512, 4, 14), "conv4b": (512, 512, 4, 14), "conv5a": (512, 512, 2, 7),
@@ -62,19 +65,28 @@ def main(argv=None) -> int:
     for name in tqdm(args.layers.split(","), desc="layers"):
         ci, co, t, h = C3D_LAYERS[name]
         conv = nn.Conv3d(ci, co, 3, padding=1).eval()
-        wino = W.from_conv(conv, 2)
         x = torch.randn(args.batch, ci, t, h, h)
         xcl = x.contiguous(memory_format=torch.channels_last_3d)
-        tm = interleaved({"direct": conv, "direct_cl": lambda _: conv(xcl), "winograd": wino}, x, args.repeats)
+        winos = {W.tile_name(tile): W.from_conv(conv, tile) for tile in TILES}
+        with torch.no_grad():
+            ref = nn.functional.conv3d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
+            errs = {k: ((w(x).double() - ref).abs().max() / ref.abs().max()).item() for k, w in winos.items()}
+        tm = interleaved({"direct": conv, "direct_cl": lambda _: conv(xcl), **winos}, x, args.repeats)
         direct = min(tm["direct"], tm["direct_cl"])
         macs = args.batch * co * t * h * h * ci * 27
+        best = min(winos, key=tm.get)
         rows.append(dict(layer=name, shape=f"{args.batch}x{ci}x{t}x{h}x{h}", direct_ms=1e3 * direct,
-                         winograd_ms=1e3 * tm["winograd"], speedup=direct / tm["winograd"],
-                         direct_gflops=2 * macs / direct / 1e9))
-    print(f"{'layer':<8} {'input':<18} {'direct ms':>10} {'winograd ms':>12} {'speedup':>8} {'direct GFLOP/s':>15}")
+                         direct_gflops=2 * macs / direct / 1e9, best_tile=best,
+                         tiles={k: dict(ms=1e3 * tm[k], speedup=direct / tm[k], rel_err=errs[k]) for k in winos}))
+    names = [W.tile_name(t) for t in TILES]
+    print(f"{'layer':<8} {'input':<18} {'direct ms':>9} " + " ".join(f"{n[:9] + ')':>17}" for n in names)
+          + "  (Winograd ms, speedup over direct)")
     for r in rows:
-        print(f"{r['layer']:<8} {r['shape']:<18} {r['direct_ms']:>10.1f} {r['winograd_ms']:>12.1f} "
-              f"{r['speedup']:>7.2f}x {r['direct_gflops']:>15.0f}")
+        print(f"{r['layer']:<8} {r['shape']:<18} {r['direct_ms']:>9.1f} " + " ".join(
+            f"{r['tiles'][n]['ms']:>8.1f} {r['tiles'][n]['speedup']:>5.2f}x{'*' if n == r['best_tile'] else ' '}"
+            for n in names) + "  (* fastest)")
+    print("relative max error vs float64: " + ", ".join(
+        f"{n} {max(r['tiles'][n]['rel_err'] for r in rows):.1e}" for n in names))
     result = {"batch": args.batch, "threads": args.threads, "layers": rows}
     if not args.no_model:
         model = lightvid.create_model("c3d", num_classes=101).eval()

@@ -77,6 +77,12 @@ def test_export_and_bench_cli(tmp_path, capsys):
                  "--precision", "bf16", "--optimize", "--repeats", "2", "--json"]) == 0
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert r["batch"] == 2 and r["precision"] == "bf16" and r["optimized"] and np.isfinite(r["gflops_per_s"])
+    assert main(["bench", "c3d", "--width-mult", "0.125", "--input", "3x16x32x32", "--winograd",
+                 "--repeats", "2", "--warmup", "1", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["optimized"] and r["precision"] == "fp32" and 0 <= r["winograd_layers"] <= 8
+    assert main(["bench", "c3d", "--winograd", "--precision", "bf16"]) == 2
+    assert "--winograd needs --precision fp32" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "c3d", str(tmp_path / "y.onnx"), "--format", "tflite"])
     assert main(["bench", "no_such_model"]) == 2

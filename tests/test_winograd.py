@@ -20,6 +20,10 @@ def _rel_err(out, ref):
     (3, 2, (2, 4, 5, 7, 9), 1, 1e-5),
     (3, 2, (1, 3, 6, 6, 6), 0, 1e-5),
     (3, 2, (3, 6, 4, 10, 10), (1, 2, 0), 1e-5),
+    (3, (4, 2, 2), (2, 5, 7, 9, 6), 1, 1e-4),  # mixed tiles, partial tiles in every dimension
+    (3, (2, 4, 4), (1, 4, 4, 10, 13), (1, 0, 2), 1e-4),
+    (3, 4, (1, 3, 6, 9, 9), 1, 1e-4),
+    (2, (4, 2), (1, 3, 9, 7), 1, 1e-4),
 ])
 def test_matches_direct_fp64(d, tile, shape, padding, tol):
     torch.manual_seed(0)
@@ -73,6 +77,9 @@ def test_unsupported_layers_rejected():
         W.from_conv(nn.Conv2d(3, 3, 5))
     with pytest.raises(UserError):
         W.winograd_matrices(3)
+    with pytest.raises(UserError, match="3-tuple"):
+        W.from_conv(nn.Conv3d(3, 3, 3), (2, 4))
+    assert W.tile_name((4, 2, 2)) == "F(4x2x2,3x3x3)"
 
 
 def test_accelerate_c3d_keeps_outputs_and_macs(capsys):
@@ -99,12 +106,35 @@ def test_accelerate_auto_prints_choice_per_layer(capsys):
     printed = capsys.readouterr().out
     assert len(out_model.winograd_choices) == 8
     for name, choice, direct_ms, wino_ms in out_model.winograd_choices:
-        assert name in printed and choice in ("direct", "winograd F(2,3)")
+        assert name in printed
+        assert choice in ["direct"] + [f"winograd {W.tile_name(t)}" for t in W.candidate_tiles(3)]
         assert (choice == "direct") == (direct_ms <= wino_ms)
     with torch.no_grad():
         assert torch.allclose(out_model(x), ref, atol=1e-4, rtol=1e-4)
     with pytest.raises(UserError):
         lightvid.accelerate(model, x, algo="fft")
+
+
+def test_accelerate_max_error_rules_out_inaccurate_tiles(capsys):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(4, 8, 3, padding=1), nn.ReLU(), nn.Conv3d(8, 8, 3, padding=1))
+    x = torch.randn(2, 4, 8, 12, 12)
+    # a bound below fp32 rounding: no Winograd tile qualifies, every layer stays direct
+    lightvid.accelerate(model, x, algo="auto", repeats=1, max_error=1e-12)
+    assert [c[1] for c in model.winograd_choices] == ["direct", "direct"]
+    assert "err" in capsys.readouterr().out
+    assert all(isinstance(m, W.DirectConv3d) for m in (model[0], model[2]))
+
+
+def test_accelerate_forced_tile():
+    model = nn.Sequential(nn.Conv3d(4, 8, 3, padding=1))
+    x = torch.randn(1, 4, 8, 8, 8)
+    with torch.no_grad():
+        ref = model(x)
+    lightvid.accelerate(model, x, algo="winograd", tile=(4, 2, 2))
+    assert model[0].tile == (4, 2, 2) and model.winograd_choices[0][1] == "winograd F(4x2x2,3x3x3)"
+    with torch.no_grad():
+        assert _rel_err(model(x), ref.double()) < 1e-4
 
 
 def test_inference_mode_threaded():

@@ -44,6 +44,7 @@ class BenchResult:
     fraction_of_peak: float
     peak_mem_mb: float
     max_rss_mb: float
+    winograd_layers: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,8 +127,12 @@ def _time(fn, x, warmup: int, repeats: int, device: torch.device, progress: bool
 
 def bench(target: str, batch: int = 1, input_size=None, precision: str = "fp32", optimized: bool = False,
           warmup: int = 3, repeats: int = 10, device: str = "cpu", progress: bool = True,
-          model_kwargs: dict | None = None) -> BenchResult:
-    """Benchmark a model name, training checkpoint or ``.onnx`` file (see the module docstring)."""
+          model_kwargs: dict | None = None, winograd: bool = False) -> BenchResult:
+    """Benchmark a model name, training checkpoint or ``.onnx`` file (see the module docstring).
+
+    ``winograd=True`` (fp32) optimizes the model with the hybrid Winograd choice timed on the
+    benchmark's own input (it implies ``optimized``).
+    """
     if batch < 1 or repeats < 1 or warmup < 0:
         raise UserError("--batch and --repeats must be >= 1 and --warmup >= 0")
     if precision not in ("fp32", "bf16"):
@@ -136,6 +141,9 @@ def bench(target: str, batch: int = 1, input_size=None, precision: str = "fp32",
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
     rss0 = _max_rss_mb()
+    if winograd and precision != "fp32":
+        raise UserError("--winograd needs --precision fp32 (bf16 runs natively on AMX/AVX512-BF16)")
+    optimized = optimized or winograd
     if str(target).endswith(".onnx"):
         return _bench_onnx(target, batch, input_size, precision, optimized, warmup, repeats, dev, progress, rss0)
     from lightvid.accel.export import load_target
@@ -148,10 +156,14 @@ def bench(target: str, batch: int = 1, input_size=None, precision: str = "fp32",
     except (RuntimeError, ValueError) as e:
         raise UserError(f"{target} cannot take input {'x'.join(map(str, size))}: {str(e).splitlines()[0]}") from None
     model = model.to(dev).eval()
+    x = torch.randn(batch, *size, device=dev)
+    wino_layers = 0
     if optimized:
         from lightvid.accel.optimize import optimize
 
-        run = optimize(model, precision=precision)
+        run = optimize(model, precision=precision, winograd=winograd, example_input=x if winograd else None,
+                       verbose=winograd and progress)
+        wino_layers = run.report["winograd_layers"]
     elif precision == "bf16":
         m16 = model.to(torch.bfloat16)
 
@@ -159,7 +171,6 @@ def bench(target: str, batch: int = 1, input_size=None, precision: str = "fp32",
             return m16(x.to(torch.bfloat16)).float()
     else:
         run = model
-    x = torch.randn(batch, *size, device=dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
@@ -169,7 +180,9 @@ def bench(target: str, batch: int = 1, input_size=None, precision: str = "fp32",
         peak_mem = (torch.cuda.max_memory_allocated(dev) - base) / 2 ** 20
     else:
         peak_mem = max(0.0, _max_rss_mb() - rss0)
-    return _result(meta.get("model", target), batch, precision, size, dev, optimized, times, macs, peak_mem)
+    r = _result(meta.get("model", target), batch, precision, size, dev, optimized, times, macs, peak_mem)
+    r.winograd_layers = wino_layers
+    return r
 
 
 def _bench_onnx(path, batch, input_size, precision, optimized, warmup, repeats, dev, progress, rss0) -> BenchResult:
@@ -207,7 +220,8 @@ def _result(name, batch, precision, size, dev, optimized, times, macs, peak_mem)
 
 def format_result(r: BenchResult) -> str:
     return "\n".join([
-        f"{r.model}  input {batch_shape(r)}  {r.precision}{' optimized' if r.optimized else ''}  "
+        f"{r.model}  input {batch_shape(r)}  {r.precision}{' optimized' if r.optimized else ''}"
+        f"{f' ({r.winograd_layers} Winograd layers)' if r.winograd_layers else ''}  "
         f"{r.device} ({r.threads} threads)",
         f"latency      {r.latency_ms:10.2f} ms (median; min {r.latency_min_ms:.2f} ms)",
         f"throughput   {r.clips_per_s:10.2f} clips/s",

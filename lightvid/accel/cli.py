@@ -19,6 +19,8 @@ def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
     p.add_argument("--input", type=parse_input_size, default=None, help="CxTxHxW or CxHxW (default: the model's)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--optimize", action="store_true", help="run lightvid.optimize first (BN fold, channels-last)")
+    p.add_argument("--winograd", action="store_true", help="with --optimize: hybrid Winograd, each eligible "
+                   "layer timed direct vs Winograd on the benchmark input (fp32; implies --optimize)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=None, help="torch/ONNX Runtime threads (default: torch's)")
@@ -32,7 +34,7 @@ def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
         torch.set_num_threads(args.threads)
     r = bench(args.target, batch=args.batch, input_size=args.input, precision=args.precision,
               optimized=args.optimize, warmup=args.warmup, repeats=args.repeats, device=args.device,
-              progress=not args.json, model_kwargs=model_kwargs(args))
+              progress=not args.json, model_kwargs=model_kwargs(args), winograd=args.winograd)
     print(json.dumps(r.to_dict()) if args.json else format_result(r))
     return 0
 

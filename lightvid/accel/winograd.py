@@ -67,6 +67,19 @@ def winograd_matrices(m: int):
                  for mat in _MATRICES[m])
 
 
+def tile_sizes(tile, d: int) -> tuple[int, ...]:
+    """``tile`` (an int, or one int per spatial dimension) as a ``d``-tuple of output tile sizes."""
+    ms = (tile,) * d if isinstance(tile, int) else tuple(tile)
+    if len(ms) != d or any(m not in _MATRICES for m in ms):
+        raise UserError(f"Winograd tile must be 2 or 4, or a {d}-tuple of them, got {tile!r}")
+    return ms
+
+
+def tile_name(ms) -> str:
+    """``F(2x4x4,3x3x3)`` for tile sizes ``(2, 4, 4)``."""
+    return f"F({'x'.join(map(str, ms))},{'x'.join(['3'] * len(ms))})"
+
+
 def supports(conv: nn.Module) -> bool:
     """True for a 3x3(x3), stride-1, dilation-1, groups-1, zero-padded ``nn.Conv2d``/``nn.Conv3d``."""
     if not isinstance(conv, (nn.Conv2d, nn.Conv3d)):
@@ -80,30 +93,26 @@ def supports(conv: nn.Module) -> bool:
 class _WinogradMixin:
     """Shared forward of :class:`WinogradConv2d` and :class:`WinogradConv3d`."""
 
-    tile: int = 2
+    tile: tuple = (2, 2)
 
-    def _setup(self, m: int) -> None:
-        if m not in _MATRICES:
-            raise UserError(f"Winograd tile size m must be 2 or 4, got {m}")
-        self.tile = m
+    def _setup(self, tile) -> None:
+        self.tile = tile_sizes(tile, len(self.kernel_size))
         self._u = None  # (P, C_in, C_out) transformed filter
         self._u_key = None
         self._ws = {}  # padded-input workspaces by shape
 
     def extra_repr(self) -> str:
-        d = len(self.kernel_size)
-        return super().extra_repr() + f", winograd=F({'x'.join([str(self.tile)] * d)}, {'x'.join(['3'] * d)})"
+        return super().extra_repr() + f", winograd={tile_name(self.tile)}"
 
     def transformed_weight(self) -> torch.Tensor:
         """``U = G g G^T`` over every dimension, ``(P, C_in, C_out)``; computed once per weight."""
         w = self.weight
         key = (w._version, w.data_ptr(), w.dtype, w.device)
         if self._u is None or self._u_key != key:
-            _, G, _ = winograd_matrices(self.tile)
-            G = G.to(w.device)
             u = w.detach().to(torch.float64)  # (C_out, C_in, 3, .., 3)
-            for _ in range(len(self.kernel_size)):
+            for m in self.tile:
                 # contract the first remaining kernel axis (index 2) and append the new one last
+                G = winograd_matrices(m)[1].to(w.device)
                 u = torch.tensordot(u, G, dims=([2], [1]))  # (C_out, C_in, 3.., a)
             d = len(self.kernel_size)
             u = u.permute(*range(2, 2 + d), 1, 0)  # (a, .., a, C_in, C_out)
@@ -123,17 +132,17 @@ class _WinogradMixin:
 
 
 class WinogradConv2d(_WinogradMixin, nn.Conv2d):
-    """``nn.Conv2d`` (3x3, stride 1, groups 1) computed by F(2x2, 3x3) or F(4x4, 3x3)."""
+    """``nn.Conv2d`` (3x3, stride 1, groups 1) computed by F(2x2, 3x3) or F(4x4, 3x3) (or mixed)."""
 
-    def __init__(self, *args, tile: int = 2, **kwargs):
+    def __init__(self, *args, tile=2, **kwargs):
         super().__init__(*args, **kwargs)
         self._setup(tile)
 
 
 class WinogradConv3d(_WinogradMixin, nn.Conv3d):
-    """``nn.Conv3d`` (3x3x3, stride 1, groups 1) computed by F(2x2x2, 3x3x3) (or F(4x4x4, 3x3x3))."""
+    """``nn.Conv3d`` (3x3x3, stride 1, groups 1) by F(2x2x2, 3x3x3), F(2x4x4, 3x3x3) or F(4x4x4, 3x3x3)."""
 
-    def __init__(self, *args, tile: int = 2, **kwargs):
+    def __init__(self, *args, tile=2, **kwargs):
         super().__init__(*args, **kwargs)
         self._setup(tile)
 
@@ -175,7 +184,7 @@ def _direct_from_conv(conv: nn.Module, memory_format) -> nn.Module:
     return new
 
 
-def from_conv(conv: nn.Module, tile: int = 2) -> nn.Module:
+def from_conv(conv: nn.Module, tile=2) -> nn.Module:
     """A Winograd module sharing ``conv``'s parameters (no copy)."""
     if not supports(conv):
         raise UserError(f"{conv}: Winograd needs a 3x3(x3), stride-1, groups-1, zero-padded convolution")
@@ -259,32 +268,36 @@ def _run_threaded(fn, chunks, workers: int) -> None:
     list(pool.map(call, chunks))
 
 
-def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, padding, m: int,
+def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, padding, tile,
                   ws: dict | None = None) -> torch.Tensor:
-    """Stride-1 3x3(x3) convolution of ``x`` (B, C, *S) by transformed filter ``u`` (P, C, K)."""
+    """Stride-1 3x3(x3) convolution of ``x`` (B, C, *S) by transformed filter ``u`` (P, C, K).
+
+    ``tile``: F(m, 3)'s ``m``, one for every spatial dimension or one per dimension (``u`` must
+    have been transformed with the same tiles).
+    """
     d = x.dim() - 2
     B, C = x.shape[:2]
     S = x.shape[2:]
+    ms = tile_sizes(tile, d)
     pad = (padding,) * d if isinstance(padding, int) else tuple(padding)
-    a = m + 2
-    K = u.shape[2]
+    a = [m + 2 for m in ms]
+    P, K = math.prod(a), u.shape[2]
     out_size = [s + 2 * p - 2 for s, p in zip(S, pad)]
     if min(out_size) < 1:
         raise ValueError(f"input {tuple(x.shape)} is too small for a 3-tap convolution with padding {pad}")
-    n = [math.ceil(o / m) for o in out_size]  # tiles per dimension
-    BT, _, AT64 = winograd_matrices(m)
-    BT = BT.tolist()
-    AT_kron = AT64
-    for _ in range(d - 1):
-        AT_kron = torch.kron(AT_kron, AT64)
-    AT_kron = AT_kron.to(device=x.device, dtype=x.dtype)  # (m^d, a^d), small exact integers
-    # channels-last padded input: (B, m*n1+2, .., m*nd+2, C), zero border
-    xp = _workspace({} if ws is None else ws, [B] + [m * k + 2 for k in n] + [C], x)
+    n = [math.ceil(o / m) for o, m in zip(out_size, ms)]  # tiles per dimension
+    BT = [winograd_matrices(m)[0].tolist() for m in ms]
+    AT_kron = winograd_matrices(ms[0])[2]
+    for m in ms[1:]:
+        AT_kron = torch.kron(AT_kron, winograd_matrices(m)[2])
+    AT_kron = AT_kron.to(device=x.device, dtype=x.dtype)  # (prod m, prod a), small exact integers
+    # channels-last padded input: (B, m1*n1+2, .., md*nd+2, C), zero border
+    xp = _workspace({} if ws is None else ws, [B] + [m * k + 2 for m, k in zip(ms, n)] + [C], x)
     inner = xp[(slice(None),) + tuple(slice(p, p + s) for p, s in zip(pad, S))]
     inner.copy_(x.permute(0, *range(2, 2 + d), 1))  # (B, *S, C)
-    # output with whole tiles, (B, m*n1, .., m*nd, K); cropped at the end
-    y = x.new_empty([B] + [m * k for k in n] + [K])
-    per_row = a ** d * math.prod(n[1:]) * (C + K) * x.element_size()  # bytes of V + M per row of tiles
+    # output with whole tiles, (B, m1*n1, .., md*nd, K); cropped at the end
+    y = x.new_empty([B] + [m * k for m, k in zip(ms, n)] + [K])
+    per_row = P * math.prod(n[1:]) * (C + K) * x.element_size()  # bytes of V + M per row of tiles
     workers = max(1, torch.get_num_threads()) if x.device.type == "cpu" else 1
     # chunks of (samples, rows of tiles): cache-sized, and at least one per worker thread
     budget = max(per_row, min(CHUNK_BYTES, per_row * n[0] * B // workers))
@@ -292,27 +305,28 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, p
     per_b = max(1, budget // (per_row * n[0])) if rows == n[0] else 1
     chunks = [(b0, min(B, b0 + per_b), r0, min(n[0], r0 + rows))
               for b0 in range(0, B, per_b) for r0 in range(0, n[0], rows)]
+    m0 = ms[0]
 
     def run(chunk):
         b0, b1, r0, r1 = chunk
         nc = [b1 - b0, r1 - r0] + n[1:]  # samples, then tiles per dimension
-        v = xp[b0:b1, m * r0: m * r1 + 2]  # (Bc, rows*m+2, S2.., C)
-        for i in range(d):  # v: (a,)*i + (Bc, n1, .., ni, S(i+1).., C)
-            v = _in_transform(v, BT, m, nc[i + 1], dim=2 * i + 1, pos=i)
-        v = v.reshape(a ** d, -1, C)  # (P, tiles, C)
-        mm = torch.bmm(v, u, out=_scratch("mm", (v.shape[0], v.shape[1], K), v))  # (P, tiles, K)
+        v = xp[b0:b1, m0 * r0: m0 * r1 + 2]  # (Bc, rows*m1+2, S2.., C)
+        for i in range(d):  # v: a1..ai + (Bc, n1, .., ni, S(i+1).., C)
+            v = _in_transform(v, BT[i], ms[i], nc[i + 1], dim=2 * i + 1, pos=i)
+        v = v.reshape(P, -1, C)  # (P, tiles, C)
+        mm = torch.bmm(v, u, out=_scratch("mm", (P, v.shape[1], K), v))  # (P, tiles, K)
         del v
-        # output transform as one small GEMM: (m^d, a^d) kron(A^T, .., A^T) @ (a^d, tiles*K),
+        # output transform as one small GEMM: kron(A1^T, .., Ad^T) (prod m, P) @ (P, tiles*K),
         # one pass over M instead of d passes of strided adds
-        o = torch.mm(AT_kron, mm.view(a ** d, -1), out=_scratch("out", (m ** d, mm.shape[1] * K), mm))
+        o = torch.mm(AT_kron, mm.view(P, -1), out=_scratch("out", (AT_kron.shape[0], mm.shape[1] * K), mm))
         del mm
-        # scatter into y viewed (m,)*d + (Bc, n1, .., nd) + (K,)
-        yc = y[b0:b1, m * r0: m * r1].view([nc[0]] + sum(([k, m] for k in nc[1:]), []) + [K])
+        # scatter into y viewed (m1, .., md) + (Bc, n1, .., nd) + (K,)
+        yc = y[b0:b1, m0 * r0: m0 * r1].view([nc[0]] + sum(([k, m] for k, m in zip(nc[1:], ms)), []) + [K])
         yc = yc.permute(*range(2, 2 * d + 1, 2), 0, *range(1, 2 * d, 2), 2 * d + 1)
         if bias is None:
-            yc.copy_(o.view([m] * d + nc + [K]))
+            yc.copy_(o.view(list(ms) + nc + [K]))
         else:  # bias fused into the scatter (no extra pass over y)
-            torch.add(o.view([m] * d + nc + [K]), bias, out=yc)
+            torch.add(o.view(list(ms) + nc + [K]), bias, out=yc)
 
     if workers > 1 and len(chunks) > 1 and THREADED:
         _run_threaded(run, chunks, workers)
@@ -321,7 +335,7 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, p
             run(chunk)
     y = y[(slice(None),) + tuple(slice(0, o) for o in out_size)]  # crop whole tiles
     y = y.permute(0, d + 1, *range(1, d + 1))  # (B, K, *S_out) in channels-last memory
-    if out_size != [m * k for k in n]:
+    if out_size != [m * k for m, k in zip(ms, n)]:
         fmt = torch.channels_last_3d if d == 3 else torch.channels_last
         y = y.contiguous(memory_format=fmt)
     return y
@@ -350,18 +364,33 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, attr, new)
 
 
-def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto", tile: int | None = None,
-               repeats: int = 3, verbose: bool = True) -> nn.Module:
+def candidate_tiles(d: int) -> list[tuple[int, ...]]:
+    """Tiles ``algo="auto"`` tries on a ``d``-dimensional layer.
+
+    All-2 and all-4, and for 3D the two mixed ones, F(4x2x2) (big temporal tiles) and F(2x4x4)
+    (big spatial tiles): a tile that divides the layer's output size wastes nothing on padding,
+    and a larger tile needs fewer multiplications and less memory traffic per output.
+    """
+    tiles = [(2,) * d, (4,) * d]
+    if d == 3:
+        tiles[1:1] = [(4, 2, 2), (2, 4, 4)]
+    return tiles
+
+
+def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto", tile=None,
+               repeats: int = 3, max_error: float = 1e-4, verbose: bool = True) -> nn.Module:
     """Replace eligible convolutions of ``model`` (in place) by Winograd ones where they are faster.
 
-    ``algo="auto"`` runs ``example_input`` once to record each eligible layer's real input,
-    times the direct and the Winograd convolution on it (median of ``repeats``) and keeps the
-    faster, printing the choice per layer (a layer kept direct is swapped for a
-    :class:`DirectConv3d`/:class:`DirectConv2d` that converts its input to whichever memory format,
-    contiguous or channels-last, timed faster); ``"winograd"`` replaces every eligible layer and
-    ``"direct"`` none. ``tile`` is ``m`` of F(m, 3): default 2 (F(4x4, 3x3) is tried as well
-    for 2D layers under "auto"). Returns the model (in eval mode); ``model.winograd_choices``
-    lists ``(layer, choice, direct_ms, winograd_ms)``.
+    ``algo="auto"`` runs ``example_input`` once to record each eligible layer's real input and
+    times on it (median of ``repeats``) the direct convolution and the Winograd convolution with
+    each tile of :func:`candidate_tiles` (or only ``tile`` when given). A tile whose output
+    differs from the direct convolution's by more than ``max_error`` (relative max error on that
+    input) is not used. The fastest wins, and the choice is printed per layer; a layer kept
+    direct is swapped for a :class:`DirectConv3d`/:class:`DirectConv2d` that converts its input
+    to whichever memory format, contiguous or channels-last, timed faster. ``"winograd"``
+    replaces every eligible layer (``tile``, default 2) and ``"direct"`` none. Returns the model
+    (in eval mode); ``model.winograd_choices`` lists ``(layer, choice, direct_ms, winograd_ms)``
+    with ``winograd_ms`` the best accurate-enough tile's time.
     """
     if algo not in ("auto", "winograd", "direct"):
         raise UserError(f"algo must be 'auto', 'winograd' or 'direct', got {algo!r}")
@@ -372,42 +401,52 @@ def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto"
     if algo == "direct" or not eligible:
         model.winograd_choices = choices
         return model
+    if algo == "winograd":
+        for name, conv in eligible:
+            new = from_conv(conv, 2 if tile is None else tile)
+            _set_module(model, name, new)
+            choices.append((name, f"winograd {tile_name(new.tile)}", float("nan"), float("nan")))
+        model.winograd_choices = choices
+        return model
     inputs: dict[str, torch.Tensor] = {}
-    if algo == "auto":
-        hooks = [mod.register_forward_pre_hook(lambda mod, args, name=n: inputs.setdefault(name, args[0].detach()))
-                 for n, mod in eligible]
-        try:
-            with torch.no_grad():
-                model(example_input)
-        finally:
-            for h in hooks:
-                h.remove()
+    hooks = [mod.register_forward_pre_hook(lambda mod, args, name=n: inputs.setdefault(name, args[0].detach()))
+             for n, mod in eligible]
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
     for name, conv in eligible:
-        tiles = [tile] if tile else ([2, 4] if isinstance(conv, nn.Conv2d) else [2])
-        if algo == "winograd":
-            _set_module(model, name, from_conv(conv, tiles[0]))
-            choices.append((name, f"winograd F({tiles[0]},3)", float("nan"), float("nan")))
-            continue
         if name not in inputs:  # not reached by the example input
             continue
+        d = len(conv.kernel_size)
         xin = inputs[name]
-        fmt = torch.channels_last_3d if xin.dim() == 5 else torch.channels_last
+        fmt = torch.channels_last_3d if d == 3 else torch.channels_last
         # each format timed including the conversion of the recorded input to it
         direct_by_fmt = {f: 1e3 * _time(lambda t, f=f: conv(t.contiguous(memory_format=f)), xin, repeats)
                          for f in (torch.contiguous_format, fmt)}
         direct_fmt = min(direct_by_fmt, key=direct_by_fmt.get)
         direct_ms = direct_by_fmt[direct_fmt]
-        trials = [(1e3 * _time(w, xin, repeats), w) for w in (from_conv(conv, m) for m in tiles)]
-        wino_ms, wino = min(trials, key=lambda tw: tw[0])
+        with torch.no_grad():
+            ref = conv(xin)
+            scale = ref.abs().max().clamp_min(torch.finfo(ref.dtype).tiny)
+        trials = []  # (ms, error, module)
+        for ms in [tile_sizes(tile, d)] if tile is not None else candidate_tiles(d):
+            wino = from_conv(conv, ms)
+            with torch.no_grad():
+                err = ((wino(xin) - ref).abs().max() / scale).item()
+            ms_time = 1e3 * _time(wino, xin, repeats) if err <= max_error else float("inf")
+            trials.append((ms_time, err, wino))
+        wino_ms, wino_err, wino = min(trials, key=lambda t: t[0])
         best = wino if wino_ms < direct_ms else None
-        if best is not None:
-            _set_module(model, name, best)
-        else:
-            _set_module(model, name, _direct_from_conv(conv, direct_fmt))
-        label = f"winograd F({best.tile},3)" if best is not None else "direct"
+        _set_module(model, name, best if best is not None else _direct_from_conv(conv, direct_fmt))
+        label = f"winograd {tile_name(best.tile)}" if best is not None else "direct"
         choices.append((name, label, direct_ms, wino_ms))
         if verbose:
-            print(f"{name:<24} {'x'.join(map(str, xin.shape)):<22} direct {direct_ms:8.2f} ms  "
-                  f"winograd F({wino.tile},3) {wino_ms:8.2f} ms  -> {label}", flush=True)
+            tried = "  ".join(f"{tile_name(w.tile)} " + (f"{t:7.2f} ms" if t < float("inf") else f"err {e:.0e}")
+                              for t, e, w in trials)
+            print(f"{name:<20} {'x'.join(map(str, xin.shape)):<20} direct {direct_ms:7.2f} ms  {tried}"
+                  f"  -> {label}", flush=True)
     model.winograd_choices = choices
     return model
