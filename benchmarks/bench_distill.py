@@ -149,17 +149,12 @@ def run_once(run: Path, fn) -> dict:
 
 def clips_per_s(models: dict, size: int, rounds: int, batch: int = 8) -> dict:
     """Median eval-mode clips/s per model, timing the models in interleaved rounds."""
+    from lightvid.accel.timing import median_times
+
     x = torch.randn(batch, 3, 16, size, size)
-    times = {k: [] for k in models}
-    with torch.no_grad():
-        for m in models.values():
-            m.eval()(x)  # warm-up
-        for _ in range(rounds):
-            for k, m in models.items():
-                t0 = time.perf_counter()
-                m(x)
-                times[k].append(time.perf_counter() - t0)
-    return {k: batch / statistics.median(v) for k, v in times.items()}
+    for m in models.values():
+        m.eval()
+    return {k: batch / t for k, t in median_times(models, x, rounds).items()}
 
 
 def conversion_table(args, teacher_ckpt: str, students: list[str]) -> list[dict]:

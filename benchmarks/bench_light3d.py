@@ -23,14 +23,13 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 import torch
-from tqdm import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import lightvid  # noqa: E402
+from lightvid.accel.timing import time_calls  # noqa: E402
 from lightvid.models.registry import is_model  # noqa: E402
 from lightvid.analysis.summary import build_and_summarize  # noqa: E402
 
@@ -70,17 +69,7 @@ def main(argv=None) -> int:
     models = {n: lightvid.create_model(n).eval() for n in names}
     for b in args.batches:
         x = torch.randn(b, *CLIP)
-        times = {n: [] for n in names}
-        total = (args.warmup + args.rounds) * len(names)
-        with torch.inference_mode(), tqdm(total=total, desc=f"batch {b}", leave=False) as bar:
-            for r in range(args.warmup + args.rounds):
-                for n in names:
-                    t0 = time.perf_counter()
-                    models[n](x)
-                    dt = time.perf_counter() - t0
-                    if r >= args.warmup:
-                        times[n].append(dt)
-                    bar.update(1)
+        times = time_calls(models, x, args.rounds, args.warmup, progress=True, desc=f"batch {b}")
         for n in names:
             med = statistics.median(times[n])
             rows[n][f"ms_b{b}"] = med * 1e3

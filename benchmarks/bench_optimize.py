@@ -14,26 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import torch
 from tqdm import tqdm
 
 import lightvid
+from lightvid.accel.timing import median_times
 
-
-def interleaved(fns: dict, x, repeats: int) -> dict:
-    times = {k: [] for k in fns}
-    with torch.inference_mode():
-        for f in fns.values():
-            f(x)
-        for _ in tqdm(range(repeats), desc="timing", leave=False):
-            for k, f in fns.items():
-                t0 = time.perf_counter()
-                f(x)
-                times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def validation_clips(args, model) -> torch.Tensor:
@@ -85,7 +73,7 @@ def bench_model(name: str, args) -> dict:
         t0 = time.perf_counter()
         variants["bf16 + compile"] = lightvid.optimize(model, precision="bf16", compile=True, example_input=x)
         compile_s = time.perf_counter() - t0
-    tm = interleaved(variants, x, args.repeats)
+    tm = median_times(variants, x, args.repeats)
     clips = validation_clips(args, model)
     rows = []
     for k, f in variants.items():

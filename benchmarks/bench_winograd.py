@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import torch
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 import lightvid
 from lightvid.accel import winograd as W
+from lightvid.accel.timing import median_times
 
 # name: (C_in, C_out, T, H=W) of C3D at 16x112x112
 TILES = W.candidate_tiles(3)  # the tiles algo="auto" tries on a 3D layer
@@ -32,19 +32,6 @@ C3D_LAYERS = {
     "conv5b": (512, 512, 2, 7),
 }
 
-
-def interleaved(fns: dict, x, repeats: int) -> dict:
-    """Median seconds of each fn, runs interleaved so load changes hit all alike."""
-    times = {k: [] for k in fns}
-    with torch.no_grad():
-        for f in fns.values():
-            f(x)
-        for _ in range(repeats):
-            for k, f in fns.items():
-                t0 = time.perf_counter()
-                f(x)
-                times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main(argv=None) -> int:
@@ -71,7 +58,7 @@ def main(argv=None) -> int:
         with torch.no_grad():
             ref = nn.functional.conv3d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
             errs = {k: ((w(x).double() - ref).abs().max() / ref.abs().max()).item() for k, w in winos.items()}
-        tm = interleaved({"direct": conv, "direct_cl": lambda _: conv(xcl), **winos}, x, args.repeats)
+        tm = median_times({"direct": conv, "direct_cl": lambda _: conv(xcl), **winos}, x, args.repeats)
         direct = min(tm["direct"], tm["direct_cl"])
         macs = args.batch * co * t * h * h * ci * 27
         best = min(winos, key=tm.get)
@@ -98,7 +85,7 @@ def main(argv=None) -> int:
         choose_s = time.perf_counter() - t0
         with torch.no_grad():
             err = ((model(x) - eager(x)).abs().max() / eager(x).abs().max()).item()
-        tm = interleaved({"eager": eager, "auto": model}, x, max(2, args.repeats // 2))
+        tm = median_times({"eager": eager, "auto": model}, x, max(2, args.repeats // 2))
         result["model"] = dict(eager_ms=1e3 * tm["eager"], auto_ms=1e3 * tm["auto"],
                                speedup=tm["eager"] / tm["auto"], choose_s=choose_s, rel_max_err=err,
                                choices=[c[:2] for c in model.winograd_choices])

@@ -42,7 +42,7 @@ def test_train_writes_the_run_folder_and_eval_reproduces(tiny_synth, tmp_path):
 
     cfg = load_config(REPO / "configs" / "quickstart.yaml", tiny_overrides(tiny_synth))
     out = tmp_path / "run"
-    report = train(cfg, out)
+    train(cfg, out)
     for name in ("config.yaml", "metrics.csv", "learning_curves.png", "confusion_matrix.png", "confusion_matrix.csv",
                  "summary.txt", "report.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
         assert (out / name).is_file(), name

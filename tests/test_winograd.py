@@ -145,3 +145,15 @@ def test_inference_mode_threaded():
         out = wino(x)
         ref = conv(x)
     assert torch.allclose(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_inference_mode_then_no_grad():
+    """Cached workspaces made under inference_mode must not break a later no_grad call (and back)."""
+    conv = nn.Conv3d(4, 8, 3, padding=1)
+    wino = W.from_conv(conv)
+    x = torch.randn(2, 4, 4, 6, 6)
+    with torch.no_grad():
+        ref = conv(x)
+    for mode in (torch.inference_mode, torch.no_grad, torch.inference_mode):
+        with mode():
+            assert torch.allclose(wino(x), ref, atol=1e-5, rtol=1e-4)

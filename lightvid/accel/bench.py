@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from lightvid.accel.timing import sync, time_calls
 from lightvid.errors import UserError
 
 
@@ -55,11 +56,6 @@ def _max_rss_mb() -> float:
     return rss / 1024 / 1024 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @functools.lru_cache(maxsize=None)
 def matmul_peak_gflops(precision: str = "fp32", device: str = "cpu", n: int = 2048, seconds: float = 0.5) -> float:
     """GFLOP/s of an ``n x n`` matmul (fp32 or bf16), best of repeated timed calls."""
@@ -70,10 +66,10 @@ def matmul_peak_gflops(precision: str = "fp32", device: str = "cpu", n: int = 20
     a @ b
     best, start = math.inf, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        _sync(dev)
+        sync(a)
         t0 = time.perf_counter()
         a @ b
-        _sync(dev)
+        sync(a)
         best = min(best, time.perf_counter() - t0)
     return 2 * n ** 3 / best / 1e9
 
@@ -109,20 +105,8 @@ def onnx_macs(path: str | Path) -> int:
     return total
 
 
-def _time(fn, x, warmup: int, repeats: int, device: torch.device, progress: bool) -> list[float]:
-    from tqdm import tqdm
-
-    for _ in range(warmup):
-        fn(x)
-    _sync(device)
-    times = []
-    for _ in tqdm(range(repeats), desc="bench", leave=False, disable=not progress):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn(x)
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
+def _time(fn, x, warmup: int, repeats: int, progress: bool) -> list[float]:
+    return time_calls({"run": fn}, x, repeats, warmup, progress=progress, desc="bench")["run"]
 
 
 def bench(target: str, batch: int = 1, input_size=None, precision: str = "fp32", optimized: bool = False,
@@ -175,7 +159,7 @@ def bench(target: str, batch: int = 1, input_size=None, precision: str = "fp32",
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
     with torch.inference_mode():
-        times = _time(run, x, warmup, repeats, dev, progress)
+        times = _time(run, x, warmup, repeats, progress)
     if dev.type == "cuda":
         peak_mem = (torch.cuda.max_memory_allocated(dev) - base) / 2 ** 20
     else:
@@ -202,7 +186,7 @@ def _bench_onnx(path, batch, input_size, precision, optimized, warmup, repeats, 
     if len(size) != len(fixed) or any(f is not None and f != s for f, s in zip(fixed, size)):
         raise UserError(f"{path}: --input {'x'.join(map(str, size))} does not fit the model's input {inp.shape}")
     x = torch.randn(batch, *size).numpy()
-    times = _time(lambda a: sess.run(None, {inp.name: a}), x, warmup, repeats, dev, progress)
+    times = _time(lambda a: sess.run(None, {inp.name: a}), x, warmup, repeats, progress)
     macs = onnx_macs(path)
     return _result(Path(path).name, batch, precision, size, dev, False, times, macs, max(0.0, _max_rss_mb() - rss0))
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import copy
 import functools
-import statistics
 import time
 
 import torch
 import torch.nn as nn
 
+from lightvid.accel.timing import median_times
 from lightvid.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -161,15 +161,6 @@ class OptimizedModel(nn.Module):
         return out.float()
 
 
-def _median_time(fn, x, repeats: int = 3) -> float:
-    fn(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
 
 def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = False, winograd: bool = False,
              example_input: torch.Tensor | None = None, channels_last: bool = True,
@@ -215,7 +206,8 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
         if compile == "auto":
             x = opt.prepare(example_input.to(device))
             with torch.inference_mode():
-                t_eager, t_comp = _median_time(m, x), _median_time(opt.compiled, x)
+                t = median_times({"eager": m, "compiled": opt.compiled}, x)
+                t_eager, t_comp = t["eager"], t["compiled"]
             report.update(eager_ms=1e3 * t_eager, compiled_ms=1e3 * t_comp)
             if t_comp >= t_eager:
                 object.__setattr__(opt, "compiled", None)

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from fractions import Fraction as Fr
 
 import torch
 import torch.nn as nn
 
+from lightvid.accel.timing import median_times
 from lightvid.errors import UserError
 
 # Lavin & Gray's matrices (rational, exact). B^T: (a, a), G: (a, 3), A^T: (m, a), a = m + 2.
@@ -200,7 +200,8 @@ def from_conv(conv: nn.Module, tile=2) -> nn.Module:
 
 def _workspace(ws: dict, shape, x: torch.Tensor) -> torch.Tensor:
     """A zero-bordered buffer of ``shape`` kept across calls (only its interior is rewritten)."""
-    key = (tuple(shape), x.dtype, x.device)
+    # an inference tensor can't be written outside inference mode (nor the reverse be kept)
+    key = (tuple(shape), x.dtype, x.device, torch.is_inference_mode_enabled())
     buf = ws.get(key)
     if buf is None:
         ws.clear()  # one shape at a time: a new input size frees the old buffer
@@ -344,20 +345,6 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, p
 # ----------------------------------------------------------------------------- hybrid choice
 
 
-def _time(fn, x, repeats: int = 3) -> float:
-    with torch.no_grad():
-        fn(x)  # warm-up (allocations, filter transform)
-        times = []
-        for _ in range(repeats):
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn(x)
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
-
 
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, attr = name.rpartition(".")
@@ -423,21 +410,22 @@ def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto"
         d = len(conv.kernel_size)
         xin = inputs[name]
         fmt = torch.channels_last_3d if d == 3 else torch.channels_last
-        # each format timed including the conversion of the recorded input to it
-        direct_by_fmt = {f: 1e3 * _time(lambda t, f=f: conv(t.contiguous(memory_format=f)), xin, repeats)
-                         for f in (torch.contiguous_format, fmt)}
-        direct_fmt = min(direct_by_fmt, key=direct_by_fmt.get)
-        direct_ms = direct_by_fmt[direct_fmt]
         with torch.no_grad():
             ref = conv(xin)
             scale = ref.abs().max().clamp_min(torch.finfo(ref.dtype).tiny)
-        trials = []  # (ms, error, module)
+        winos, errors = {}, {}
         for ms in [tile_sizes(tile, d)] if tile is not None else candidate_tiles(d):
-            wino = from_conv(conv, ms)
+            winos[ms] = from_conv(conv, ms)
             with torch.no_grad():
-                err = ((wino(xin) - ref).abs().max() / scale).item()
-            ms_time = 1e3 * _time(wino, xin, repeats) if err <= max_error else float("inf")
-            trials.append((ms_time, err, wino))
+                errors[ms] = ((winos[ms](xin) - ref).abs().max() / scale).item()
+        # each direct format timed including the conversion of the recorded input to it;
+        # all candidates interleaved so a change in load hits them alike
+        fns = {f: (lambda t, f=f: conv(t.contiguous(memory_format=f))) for f in (torch.contiguous_format, fmt)}
+        fns.update((ms, w) for ms, w in winos.items() if errors[ms] <= max_error)
+        ms_by = {k: 1e3 * v for k, v in median_times(fns, xin, repeats).items()}
+        direct_fmt = min((torch.contiguous_format, fmt), key=ms_by.get)
+        direct_ms = ms_by[direct_fmt]
+        trials = [(ms_by.get(ms, float("inf")), errors[ms], w) for ms, w in winos.items()]  # (ms, error, module)
         wino_ms, wino_err, wino = min(trials, key=lambda t: t[0])
         best = wino if wino_ms < direct_ms else None
         _set_module(model, name, best if best is not None else _direct_from_conv(conv, direct_fmt))

@@ -37,8 +37,6 @@ def convert_command(argv: list[str], prog: str = "lightvid convert") -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
 
-    import torch
-
     from lightvid.checkpoint import save_atomic
     from lightvid.cli import parse_kw
     from lightvid.compress.convert import convert

@@ -157,8 +157,6 @@ def read_clip(path: str | os.PathLike, frame_indices: Sequence[int] | Callable[[
     :class:`VideoDecodeError` naming the file for a missing, empty, non-video or truncated
     file, or an index outside ``[0, frames)``.
     """
-    import av
-
     path = Path(path)
     container = _open(path)
     try:

@@ -1,0 +1,43 @@
+"""Wall-clock timing of calls, shared by ``bench``, ``optimize`` and the hybrid Winograd choice."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def sync(x) -> None:
+    """Wait for queued GPU work on ``x``'s device (no-op on CPU and for non-tensors)."""
+    if isinstance(x, torch.Tensor) and x.is_cuda:
+        torch.cuda.synchronize(x.device)
+
+
+def time_calls(fns: dict[str, Callable], x, repeats: int = 3, warmup: int = 1,
+               progress: bool = False, desc: str = "timing") -> dict[str, list[float]]:
+    """Seconds per call of each ``fns[k](x)``, ``repeats`` times each after ``warmup`` calls.
+
+    The calls are interleaved round-robin, so a change in the machine's load hits every
+    candidate alike; run under ``torch.no_grad()``, synchronised on CUDA.
+    """
+    from tqdm import tqdm
+
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    with torch.no_grad():
+        for _ in range(warmup):
+            for f in fns.values():
+                f(x)
+        sync(x)
+        for _ in tqdm(range(repeats), desc=desc, leave=False, disable=not progress):
+            for k, f in fns.items():
+                t0 = time.perf_counter()
+                f(x)
+                sync(x)
+                times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def median_times(fns: dict[str, Callable], x, repeats: int = 3, warmup: int = 1) -> dict[str, float]:
+    """Median seconds per call of each function (see :func:`time_calls`)."""
+    return {k: statistics.median(v) for k, v in time_calls(fns, x, repeats, warmup).items()}
