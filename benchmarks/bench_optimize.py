@@ -1,8 +1,9 @@
 """Eager fp32 vs ``lightvid.optimize`` variants: clip latency and top-1 agreement.
 
 For each model: eager fp32 (as built), ``optimize(precision="fp32")`` (BN folded,
-channels-last), ``optimize(precision="bf16")`` and, with ``--compile``, bf16 + torch.compile
-(compile time reported). Latencies are medians of interleaved runs at ``--batch``; top-1
+channels-last), ``optimize(precision="bf16")``, with ``--winograd`` fp32 + the hybrid Winograd
+choice (timed on the benchmark input, for CPUs without native bf16) and, with ``--compile``,
+bf16 + torch.compile (compile time reported). Latencies are medians of interleaved runs at ``--batch``; top-1
 agreement with eager fp32 is measured on the validation split of the synthetic motion set
 (``lightvid.data``; generated once under ``--synth-root``), or on random clips with ``--random``.
 ``--ckpt`` benchmarks a trained checkpoint (``lightvid.train.checkpoint.load_model``) instead.
@@ -68,6 +69,9 @@ def bench_model(name: str, args) -> dict:
     variants = {"eager fp32": model,
                 "fp32 fold+channels-last": lightvid.optimize(model, precision="fp32"),
                 "bf16 fold+channels-last": lightvid.optimize(model, precision="bf16")}
+    if args.winograd:
+        variants["fp32 fold+CL+Winograd"] = lightvid.optimize(model, precision="fp32", winograd=True,
+                                                              example_input=x, verbose=True)
     compile_s = None
     if args.compile:
         t0 = time.perf_counter()
@@ -93,6 +97,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="add bf16 + torch.compile (slow first call)")
+    p.add_argument("--winograd", action="store_true", help="add fp32 + hybrid Winograd (per-layer choice)")
     p.add_argument("--clips", type=int, default=64, help="validation clips for top-1 agreement")
     p.add_argument("--synth-root", default="data/synth")
     p.add_argument("--random", action="store_true", help="agreement on random clips instead of the synthetic set")

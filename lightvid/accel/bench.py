@@ -210,7 +210,9 @@ def format_result(r: BenchResult) -> str:
         f"latency      {r.latency_ms:10.2f} ms (median; min {r.latency_min_ms:.2f} ms)",
         f"throughput   {r.clips_per_s:10.2f} clips/s",
         f"compute      {r.gflops_per_s:10.1f} GFLOP/s of a measured {r.precision} matmul peak "
-        f"{r.peak_gflops_per_s:.1f} GFLOP/s ({100 * r.fraction_of_peak:.1f}%)",
+        f"{r.peak_gflops_per_s:.1f} GFLOP/s ({100 * r.fraction_of_peak:.1f}%)"
+        + (" (effective: counted as direct convolutions, Winograd does fewer multiplications)"
+           if r.winograd_layers else ""),
         f"peak memory  {r.peak_mem_mb:10.1f} MB ({'max allocated' if r.device.startswith('cuda') else 'growth of max RSS'};"
         f" process max RSS {r.max_rss_mb:.0f} MB)",
     ])
