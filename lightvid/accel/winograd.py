@@ -3,20 +3,23 @@
 Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016.
 ``F(m, 3)`` computes ``m`` outputs of a 3-tap filter with ``m + 2`` multiplications
 instead of ``3m``; nesting it over every spatial dimension gives F(2x2, 3x3) (2.25x fewer
-multiplications), F(4x4, 3x3) (4x) and F(2x2x2, 3x3x3) (3.375x).
+multiplications), F(4x4, 3x3) (4x) and F(2x2x2, 3x3x3) (3.375x). The tile size may differ
+per dimension: F(4x2x2, 3x3x3) (4.5x), F(2x4x4, 3x3x3) (6x), F(4x4x4, 3x3x3) (8x); larger
+tiles trade accuracy (larger transform coefficients) for fewer multiplications and less
+memory traffic per output, and :func:`accelerate` picks per layer among them.
 
 Implementation (all batched tensor ops, CPU or GPU):
 
-* the filter transform ``U = G g G^T`` (per dimension) is computed once in float64 and
-  cached, laid out ``(P, C_in, C_out)`` with ``P = (m+2)^d`` transformed positions; it is
-  recomputed when the weight changes (its version counter or storage);
+* the filter transform ``U = G g G^T`` (per dimension, each with its own ``G``) is computed
+  once in float64 and cached, laid out ``(P, C_in, C_out)`` with ``P = prod(m_i + 2)``
+  transformed positions; it is recomputed when the weight changes (version counter, storage);
 * the input goes to channels-last ``(B, S1, .., Sd, C)`` inside a cached zero-padded
   workspace; the input transform ``B^T d B`` is applied one dimension at a time over strided
   slices of the whole tensor (no tile copies): ``v_j = sum_k B^T[j, k] d[m*i + k]``, which
   leaves ``V`` as ``(P, tiles, C_in)``;
 * one batched GEMM per chunk: ``(P, tiles, C_in) @ (P, C_in, C_out)``;
-* the output transform ``A^T M A`` as one small GEMM per chunk, ``kron(A^T, .., A^T)``
-  ``(m^d, a^d)`` @ ``M`` viewed ``(a^d, tiles*C_out)`` (one pass over ``M``), then one scatter
+* the output transform ``A^T M A`` as one small GEMM per chunk, ``kron(A1^T, .., Ad^T)``
+  ``(prod m_i, P)`` @ ``M`` viewed ``(P, tiles*C_out)`` (one pass over ``M``), then one scatter
   (with the bias fused in) into the interleaved channels-last output, which is returned as a
   ``(B, C, S1, .., Sd)`` view in channels-last(-3d) memory format (no copy).
 
