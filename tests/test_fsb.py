@@ -99,12 +99,18 @@ def test_fully_separate_needs_a_3d_conv():
     assert fully_separate(nn.Sequential(nn.Conv3d(3, 4, (1, 3, 3))), 1.0) == 0
 
 
-def test_fsb_resnet_blocks_follow_the_resnet_init():
+def test_fsb_init_preserves_the_signal():
+    """Each block starts variance-preserving (temporal, depthwise: 1/sqrt(fan_in); pointwise:
+    Kaiming's sqrt(2/fan_in)), so a deep stack without batch norm (fsb_c3d) keeps the
+    activation scale of the dense C3D instead of shrinking it ~27x per block."""
     torch.manual_seed(0)
-    model = lightvid.create_model("fsb_r3d_18", width_mult=0.125)
-    fsb = model.layer4[1].conv1[0]
-    assert isinstance(fsb, FullySeparableConv3d)
-    w = fsb.temporal.weight  # kaiming normal, fan_out = out_channels x K
-    expected = (2.0 / (w.shape[0] * w.shape[2])) ** 0.5
-    assert abs(w.std().item() / expected - 1) < 0.1
-    assert abs(w.mean().item()) < 0.1 * expected
+    fsb = FullySeparableConv3d(64, 128, 3)
+    for conv, gain in ((fsb.temporal, 1.0), (fsb.spatial, 1.0), (fsb.pointwise, 2.0)):
+        fan_in = conv.weight[0].numel()
+        expected = (gain / fan_in) ** 0.5
+        assert abs(conv.weight.std().item() / expected - 1) < 0.1, conv
+    x = torch.randn(2, 3, 16, 32, 32)
+    with torch.no_grad():
+        dense = lightvid.create_model("c3d", num_classes=4, width_mult=0.125).forward_features(x).std()
+        sep = lightvid.create_model("fsb_c3d", num_classes=4, width_mult=0.125).forward_features(x).std()
+    assert 0.5 < (sep / dense).item() < 2.0
