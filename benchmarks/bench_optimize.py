@@ -25,35 +25,47 @@ from lightvid.accel.timing import median_times
 
 
 
-def validation_clips(args, model) -> torch.Tensor:
+def validation_clips(args, model) -> tuple[torch.Tensor, torch.Tensor | None]:
     cfg_in = model.default_cfg["input_size"]
     if args.random:
-        return torch.randn(args.clips, *cfg_in, generator=torch.Generator().manual_seed(0))
+        return torch.randn(args.clips, *cfg_in, generator=torch.Generator().manual_seed(0)), None
     from torch.utils.data import DataLoader
 
     from lightvid.data.build import DataConfig, build_dataset, collate_skip_bad
-    from lightvid.data.synth import ensure_synth
+    from lightvid.data.synth import DEFAULTS, ensure_synth, read_stamp
 
-    # --quick: a small set of its own (a different stamp would regenerate a shared default set)
-    root = ensure_synth(".cache/synth-quick", train=10, val=32) if args.quick else ensure_synth(args.synth_root)
+    # --quick: a small set of its own (a different stamp would regenerate a shared default set).
+    # A --synth-root that already holds a set keeps its own parameters (the defaults would regenerate
+    # it, e.g. the 4-class 112x112 set a checkpoint was trained on). The same parameters go to
+    # DataConfig.synth, since build_dataset ensures the set again with them.
+    root, params = (".cache/synth-quick", dict(train=10, val=32)) if args.quick else (args.synth_root, {
+        k: v for k, v in (read_stamp(args.synth_root) or {}).items() if k in DEFAULTS})
+    root = ensure_synth(root, **params)
     cfg = DataConfig(root=str(root), format="synth", clip_len=cfg_in[1], size=cfg_in[2], short_side=cfg_in[2],
-                     num_workers=0)
+                     num_workers=0, synth=params)
     ds = build_dataset(cfg, cfg.val_split, train=False, mean=model.default_cfg["mean"], std=model.default_cfg["std"])
-    clips = []
+    clips, labels = [], []
     for batch in DataLoader(ds, batch_size=16, collate_fn=collate_skip_bad):
         clips.append(batch[0])
+        labels.append(batch[1])
         if sum(len(c) for c in clips) >= args.clips:
             break
-    return torch.cat(clips)[: args.clips]
+    return torch.cat(clips)[: args.clips], torch.cat(labels)[: args.clips]
 
 
-def agreement(ref_model, model, clips, batch: int = 8) -> float:
-    same = 0
+def logits_of(model, clips, batch: int = 8) -> torch.Tensor:
     with torch.inference_mode():
-        for i in tqdm(range(0, len(clips), batch), desc="agreement", leave=False):
-            x = clips[i: i + batch]
-            same += (ref_model(x).argmax(1) == model(x).argmax(1)).sum().item()
-    return same / len(clips)
+        return torch.cat([model(clips[i: i + batch]).float()
+                          for i in tqdm(range(0, len(clips), batch), desc="logits", leave=False)])
+
+
+def agreement(ref_logits, logits) -> tuple[float, int]:
+    """Top-1 agreement with the reference, and how many disagreements are near-ties of the
+    reference (top-2 margin below 1% of that clip's logit range)."""
+    differ = ref_logits.argmax(1) != logits.argmax(1)
+    top2 = ref_logits.topk(2, dim=1).values
+    near = (top2[:, 0] - top2[:, 1]) < 0.01 * (ref_logits.amax(1) - ref_logits.amin(1))
+    return 1 - differ.float().mean().item(), int((differ & near).sum())
 
 
 def bench_model(name: str, args) -> dict:
@@ -78,12 +90,16 @@ def bench_model(name: str, args) -> dict:
         variants["bf16 + compile"] = lightvid.optimize(model, precision="bf16", compile=True, example_input=x)
         compile_s = time.perf_counter() - t0
     tm = median_times(variants, x, args.repeats)
-    clips = validation_clips(args, model)
+    clips, labels = validation_clips(args, model)
+    ref = logits_of(model, clips)
     rows = []
     for k, f in variants.items():
-        agree = 1.0 if f is model else agreement(model, f, clips)
+        out = ref if f is model else logits_of(f, clips)
+        agree, near_ties = agreement(ref, out)
         rows.append(dict(variant=k, latency_ms=1e3 * tm[k], clips_per_s=args.batch / tm[k],
-                         speedup=tm["eager fp32"] / tm[k], top1_agreement=agree))
+                         speedup=tm["eager fp32"] / tm[k], top1_agreement=agree,
+                         disagree=round((1 - agree) * len(clips)), near_ties=near_ties,
+                         top1=None if labels is None else (out.argmax(1) == labels).float().mean().item()))
     return dict(model=name, batch=args.batch, clips=len(clips), data="random" if args.random else "synth val",
                 compile_s=compile_s, rows=rows)
 
@@ -113,10 +129,13 @@ def main(argv=None) -> int:
         results.append(r)
         extra = f", compile {r['compile_s']:.0f} s" if r["compile_s"] else ""
         print(f"\n{r['model']}  batch {r['batch']}  agreement on {r['clips']} {r['data']} clips{extra}")
-        print(f"{'variant':<26} {'latency ms':>11} {'clips/s':>8} {'speedup':>8} {'top-1 agree':>12}")
+        print(f"{'variant':<26} {'latency ms':>11} {'clips/s':>8} {'speedup':>8} {'top-1 agree':>12} "
+              f"{'differ (near-tie)':>18} {'top-1 acc':>10}")
         for row in r["rows"]:
+            acc = "" if row["top1"] is None else f"{100 * row['top1']:.1f}%"
             print(f"{row['variant']:<26} {row['latency_ms']:>11.1f} {row['clips_per_s']:>8.2f} "
-                  f"{row['speedup']:>7.2f}x {100 * row['top1_agreement']:>11.1f}%")
+                  f"{row['speedup']:>7.2f}x {100 * row['top1_agreement']:>11.1f}% "
+                  f"{row['disagree']:>9} ({row['near_ties']}) {acc:>14}")
     if args.json:
         print(json.dumps(results))
     return 0
