@@ -38,7 +38,7 @@ def test_deterministic_across_workers_and_seeds(tmp_path):
     assert not any(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_ensure_synth_caches_and_regenerates(tmp_path):
+def test_ensure_synth_caches_and_regenerates(tmp_path, capsys):
     root = ensure_synth(tmp_path / "s", workers=1, progress=False, **SMALL)
     clip = next(root.rglob("*.mp4"))
     mtime = clip.stat().st_mtime_ns
@@ -46,6 +46,7 @@ def test_ensure_synth_caches_and_regenerates(tmp_path):
     assert clip.stat().st_mtime_ns == mtime  # cached, not rewritten
     ensure_synth(root, workers=1, progress=False, **{**SMALL, "seed": 3})
     assert read_stamp(root)["seed"] == 3
+    assert "regenerating the synthetic set (seed 0 -> 3)" in capsys.readouterr().err
     (root / "synth.json").unlink()  # as after an interrupted generation: regenerated, not refused
     ensure_synth(root, workers=1, progress=False, **SMALL)
     assert read_stamp(root)["seed"] == 0
@@ -97,3 +98,16 @@ def test_cli_synth(tmp_path, capsys):
     assert len(list(out.rglob("*.mp4"))) == 4
     assert main(["data", "synth", str(out), "--size", "31"]) == 2
     assert "--size" in capsys.readouterr().err
+
+
+def test_training_config_without_synth_params_keeps_an_existing_set(tiny_synth):
+    """`data.format: synth` with no `synth:` section uses a finished set as it is; the defaults
+    (800 + 200 clips, 10 classes) must not regenerate a set made with other parameters."""
+    from lightvid.data.build import DataConfig, video_samples
+
+    stamp = read_stamp(tiny_synth)
+    clip = next(tiny_synth.rglob("*.mp4"))
+    mtime = clip.stat().st_mtime_ns
+    samples, classes = video_samples(DataConfig(root=str(tiny_synth), format="synth"), "train")
+    assert read_stamp(tiny_synth) == stamp and clip.stat().st_mtime_ns == mtime
+    assert len(samples) == 16 and len(classes) == 4

@@ -127,9 +127,12 @@ def video_samples(cfg: DataConfig, split: str) -> tuple[formats.Samples, list[st
     root = Path(cfg.root)
     ann = Path(cfg.annotations) if cfg.annotations else None
     if fmt == "synth":
-        from lightvid.data.synth import ensure_synth
+        from lightvid.data.synth import ensure_synth, read_stamp
 
-        ensure_synth(root, **cfg.synth)
+        # no `synth:` parameters and a finished set already there: use it as it is (the
+        # defaults must not regenerate a set that was made with other parameters)
+        if cfg.synth or read_stamp(root) is None:
+            ensure_synth(root, **cfg.synth)
         fmt = "list"
     if fmt == "folders":
         return formats.folders(root, split)

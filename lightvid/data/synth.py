@@ -21,6 +21,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -286,6 +287,9 @@ def ensure_synth(root: str | os.PathLike, workers: int = 2, progress: bool = Tru
         ours = {"train", "val", "classes.txt", "train.txt", "val.txt", STAMP}
         if have is None and not {c.name for c in root.iterdir()} <= ours:  # an interrupted run is ours too
             raise UserError(f"{root}: exists and is not a lightvid synthetic set; choose an empty folder")
+        if have is not None:
+            diff = ", ".join(f"{k} {have.get(k)} -> {v}" for k, v in want.items() if have.get(k) != v)
+            print(f"{root}: regenerating the synthetic set ({diff})", file=sys.stderr, flush=True)
         for child in ("train", "val"):
             shutil.rmtree(root / child, ignore_errors=True)
     return generate(root, workers=workers, progress=progress, **params)
