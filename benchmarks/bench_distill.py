@@ -88,32 +88,23 @@ def base_config(args, name: str, model: str, kwargs: dict, epochs: int):
     return cfg
 
 
-def he_init(args, model: str, kwargs: dict) -> str:
-    """A Kaiming-initialised state_dict for ``model`` (seeded), used by every run that does not convert.
+def initial_weights(args, model: str, kwargs: dict) -> str:
+    """The seeded initial state_dict of ``model``, shared by every run that does not convert.
 
-    C3D's layers keep PyTorch's default initialisation, under which the 11-layer network
-    without batch norm loses its signal and stays at chance (measured: 4 epochs at exactly
-    10% on this set). Here convolutions get :func:`lightvid.models.base.init_weights` (He et
-    al. 2015, fan-out) and hidden linear layers He fan-in (N(0, 0.01) there still flattens
-    C3D's fc6/fc7 signal to a constant); the classifier keeps N(0, 0.01).
+    Each model initialises itself: C3D's convolutions are Kaiming (fan-out) and its hidden
+    linears Kaiming fan-in (under PyTorch's defaults the 11-layer network without batch norm
+    lost its signal and stayed at chance), and each fully separable block makes its three
+    stages act as one Kaiming-initialised convolution. Saving the weights lets the scratch and
+    distilled runs of a student start from the same point.
     """
-    import torch.nn as nn
-
     import lightvid
     from lightvid.checkpoint import save_atomic
-    from lightvid.models.base import init_weights
 
     seed = 0 if model == "c3d" else args.seed
     path = Path(args.out) / (f"init_{model}.pt" if seed == 0 else f"init_{model}_seed{seed}.pt")
     if not path.is_file():
         torch.manual_seed(seed)
-        m = lightvid.create_model(model, num_classes=args.classes, **kwargs)
-        init_weights(m)
-        head = m.get_classifier()
-        for mod in m.modules():
-            if isinstance(mod, nn.Linear) and mod is not head:
-                nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
-        save_atomic(m.state_dict(), path)
+        save_atomic(lightvid.create_model(model, num_classes=args.classes, **kwargs).state_dict(), path)
     return str(path)
 
 
@@ -235,7 +226,7 @@ def main(argv=None) -> int:
     wanted = [m for m in args.modes.split(",") if m]
     if wanted != ["scratch"] or not args.no_summary:  # a scratch-only worker does not need the teacher
         tcfg = base_config(args, "teacher", "c3d", tkw, args.teacher_epochs)
-        tcfg.model.weights = he_init(args, "c3d", tkw)
+        tcfg.model.weights = initial_weights(args, "c3d", tkw)
         run_once(teacher_run, lambda: train(tcfg, teacher_run))
     teacher_ckpt = str(teacher_run / "checkpoints" / "best.ckpt")
 
@@ -250,7 +241,7 @@ def main(argv=None) -> int:
             run = out / f"{s}_{mode.replace('+', '_')}"
             cfg = base_config(args, f"{s}-{mode}", s, kw, args.epochs)
             if mode != "convert+distill":
-                cfg.model.weights = he_init(args, s, kw)
+                cfg.model.weights = initial_weights(args, s, kw)
             if mode == "scratch":
                 fn = lambda cfg=cfg, run=run: train(cfg, run)  # noqa: E731
             else:
