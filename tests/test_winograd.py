@@ -158,3 +158,19 @@ def test_threaded_inference_mode_then_no_grad(two_threads, monkeypatch):
     for mode in (torch.inference_mode, torch.no_grad, torch.inference_mode):
         with mode():
             assert torch.allclose(wino(x), ref, atol=1e-5, rtol=1e-4)
+
+
+def test_accelerate_2d_model(capsys):
+    """The hybrid choice on an image network: 2D tiles F(2x2) and F(4x4) are the candidates."""
+    torch.manual_seed(0)
+    model = lightvid.create_model("resnet18_cifar", num_classes=10, width_mult=0.25).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    lightvid.accelerate(model, x, algo="auto", repeats=1)
+    labels = {c[1] for c in model.winograd_choices}
+    replaced = sum(isinstance(m, (W.WinogradConv2d, W.DirectConv2d)) for m in model.modules())
+    assert replaced == len(model.winograd_choices) > 10  # every 3x3 stride-1 conv got a choice
+    assert labels <= {"direct", "winograd F(2x2,3x3)", "winograd F(4x4,3x3)"}
+    with torch.no_grad():
+        assert torch.allclose(model(x), ref, atol=1e-4, rtol=1e-4)
