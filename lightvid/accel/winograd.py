@@ -429,7 +429,7 @@ def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto"
         direct_fmt = min((torch.contiguous_format, fmt), key=ms_by.get)
         direct_ms = ms_by[direct_fmt]
         trials = [(ms_by.get(ms, float("inf")), errors[ms], w) for ms, w in winos.items()]  # (ms, error, module)
-        wino_ms, wino_err, wino = min(trials, key=lambda t: t[0])
+        wino_ms, _, wino = min(trials, key=lambda t: t[0])
         best = wino if wino_ms < direct_ms else None
         _set_module(model, name, best if best is not None else _direct_from_conv(conv, direct_fmt))
         label = f"winograd {tile_name(best.tile)}" if best is not None else "direct"
