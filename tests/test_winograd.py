@@ -174,3 +174,16 @@ def test_accelerate_2d_model(capsys):
     assert labels <= {"direct", "winograd F(2x2,3x3)", "winograd F(4x4,3x3)"}
     with torch.no_grad():
         assert torch.allclose(model(x), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_release_scratch_drops_grown_buffers(monkeypatch):
+    monkeypatch.setattr(W, "THREADED", False)  # chunks on this thread, so its buffers can be inspected
+    conv = W.from_conv(nn.Conv3d(4, 8, 3, padding=1))
+    with torch.no_grad():
+        conv(torch.randn(2, 4, 8, 16, 16))
+        big = sum(b.numel() for b in W._SCRATCH.bufs.values())
+        conv(torch.randn(1, 4, 4, 6, 6))
+        assert sum(b.numel() for b in W._SCRATCH.bufs.values()) == big  # kept: they only grow
+        W.release_scratch()
+        conv(torch.randn(1, 4, 4, 6, 6))
+    assert 0 < sum(b.numel() for b in W._SCRATCH.bufs.values()) < big

@@ -213,13 +213,24 @@ def _workspace(ws: dict, shape, x: torch.Tensor) -> torch.Tensor:
 
 
 _SCRATCH = threading.local()
+_SCRATCH_GENERATION = [0]  # bumped by release_scratch(); each thread drops its buffers on its next call
+
+
+def release_scratch() -> None:
+    """Let every thread's scratch buffers go (they only grow, to the largest chunk seen).
+
+    :func:`accelerate` calls it after its trials, so that buffers sized for the candidate tiles
+    it tried and rejected are not kept for the rest of the process.
+    """
+    _SCRATCH_GENERATION[0] += 1
 
 
 def _scratch(tag: str, shape, like: torch.Tensor) -> torch.Tensor:
     """A per-thread buffer reused across chunks and calls (no fresh pages, no page faults)."""
     cache = getattr(_SCRATCH, "bufs", None)
-    if cache is None:
+    if cache is None or getattr(_SCRATCH, "generation", None) != _SCRATCH_GENERATION[0]:
         cache = _SCRATCH.bufs = {}
+        _SCRATCH.generation = _SCRATCH_GENERATION[0]
     key = (tag, like.dtype, like.device, torch.is_inference_mode_enabled())
     numel = math.prod(shape)
     buf = cache.get(key)
@@ -439,5 +450,6 @@ def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto"
                               for t, e, w in trials)
             print(f"{name:<20} {'x'.join(map(str, xin.shape)):<20} direct {direct_ms:7.2f} ms  {tried}"
                   f"  -> {label}", flush=True)
+    release_scratch()
     model.winograd_choices = choices
     return model
