@@ -30,6 +30,7 @@ they fall back to the direct convolution.
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from fractions import Fraction as Fr
@@ -68,6 +69,17 @@ def winograd_matrices(m: int):
         raise UserError(f"Winograd tile size m must be 2 or 4, got {m}")
     return tuple(torch.tensor([[float(v) for v in row] for row in mat], dtype=torch.float64)
                  for mat in _MATRICES[m])
+
+
+@functools.lru_cache(maxsize=None)
+def _data_transforms(ms: tuple[int, ...], device: torch.device, dtype: torch.dtype):
+    """Per tile, once: ``B^T`` of each dimension as lists of coefficients, and the output
+    transform ``kron(A1^T, .., Ad^T)`` ``(prod m, prod a)`` (small exact integers) on ``device``."""
+    BT = [winograd_matrices(m)[0].tolist() for m in ms]
+    AT_kron = winograd_matrices(ms[0])[2]
+    for m in ms[1:]:
+        AT_kron = torch.kron(AT_kron, winograd_matrices(m)[2])
+    return BT, AT_kron.to(device=device, dtype=dtype)
 
 
 def tile_sizes(tile, d: int) -> tuple[int, ...]:
@@ -143,7 +155,7 @@ class WinogradConv2d(_WinogradMixin, nn.Conv2d):
 
 
 class WinogradConv3d(_WinogradMixin, nn.Conv3d):
-    """``nn.Conv3d`` (3x3x3, stride 1, groups 1) by F(2x2x2, 3x3x3), F(2x4x4, 3x3x3) or F(4x4x4, 3x3x3)."""
+    """``nn.Conv3d`` (3x3x3, stride 1, groups 1) by F(2x2x2, 3x3x3) or a larger tile (:func:`candidate_tiles`)."""
 
     def __init__(self, *args, tile=2, **kwargs):
         super().__init__(*args, **kwargs)
@@ -174,16 +186,22 @@ class DirectConv3d(_DirectMixin, nn.Conv3d):
     """``nn.Conv3d`` run on input in ``memory_format``."""
 
 
-def _direct_from_conv(conv: nn.Module, memory_format) -> nn.Module:
-    cls = DirectConv2d if isinstance(conv, nn.Conv2d) else DirectConv3d
+def _rebuild(conv: nn.Module, cls2d: type, cls3d: type, **extra) -> nn.Module:
+    """``conv`` as an instance of ``cls2d``/``cls3d`` sharing its parameters (no copy)."""
+    cls = cls2d if isinstance(conv, nn.Conv2d) else cls3d
     with torch.device("meta"):
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                   padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
-                  bias=conv.bias is not None, padding_mode=conv.padding_mode)
+                  bias=conv.bias is not None, padding_mode=conv.padding_mode, **extra)
     new.weight = conv.weight
     new.bias = conv.bias
-    new.memory_format = memory_format
     new.train(conv.training)
+    return new
+
+
+def _direct_from_conv(conv: nn.Module, memory_format) -> nn.Module:
+    new = _rebuild(conv, DirectConv2d, DirectConv3d)
+    new.memory_format = memory_format
     return new
 
 
@@ -191,14 +209,7 @@ def from_conv(conv: nn.Module, tile=2) -> nn.Module:
     """A Winograd module sharing ``conv``'s parameters (no copy)."""
     if not supports(conv):
         raise UserError(f"{conv}: Winograd needs a 3x3(x3), stride-1, groups-1, zero-padded convolution")
-    cls = WinogradConv2d if isinstance(conv, nn.Conv2d) else WinogradConv3d
-    with torch.device("meta"):
-        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding,
-                  bias=conv.bias is not None, tile=tile)
-    new.weight = conv.weight
-    new.bias = conv.bias
-    new.train(conv.training)
-    return new
+    return _rebuild(conv, WinogradConv2d, WinogradConv3d, tile=tile)
 
 
 def _workspace(ws: dict, shape, x: torch.Tensor) -> torch.Tensor:
@@ -301,11 +312,7 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, p
     if min(out_size) < 1:
         raise ValueError(f"input {tuple(x.shape)} is too small for a 3-tap convolution with padding {pad}")
     n = [math.ceil(o / m) for o, m in zip(out_size, ms)]  # tiles per dimension
-    BT = [winograd_matrices(m)[0].tolist() for m in ms]
-    AT_kron = winograd_matrices(ms[0])[2]
-    for m in ms[1:]:
-        AT_kron = torch.kron(AT_kron, winograd_matrices(m)[2])
-    AT_kron = AT_kron.to(device=x.device, dtype=x.dtype)  # (prod m, prod a), small exact integers
+    BT, AT_kron = _data_transforms(ms, x.device, x.dtype)
     # channels-last padded input: (B, m1*n1+2, .., md*nd+2, C), zero border
     xp = _workspace({} if ws is None else ws, [B] + [m * k + 2 for m, k in zip(ms, n)] + [C], x)
     inner = xp[(slice(None),) + tuple(slice(p, p + s) for p, s in zip(pad, S))]
