@@ -32,15 +32,11 @@ def validation_clips(args, model) -> tuple[torch.Tensor, torch.Tensor | None]:
     from torch.utils.data import DataLoader
 
     from lightvid.data.build import DataConfig, build_dataset, collate_skip_bad
-    from lightvid.data.synth import DEFAULTS, ensure_synth, read_stamp
 
     # --quick: a small set of its own (a different stamp would regenerate a shared default set).
-    # A --synth-root that already holds a set keeps its own parameters (the defaults would regenerate
-    # it, e.g. the 4-class 112x112 set a checkpoint was trained on). The same parameters go to
-    # DataConfig.synth, since build_dataset ensures the set again with them.
-    root, params = (".cache/synth-quick", dict(train=10, val=32)) if args.quick else (args.synth_root, {
-        k: v for k, v in (read_stamp(args.synth_root) or {}).items() if k in DEFAULTS})
-    root = ensure_synth(root, **params)
+    # Without parameters, build_dataset uses a set already under --synth-root as it is (e.g. the
+    # 4-class 112x112 set a checkpoint was trained on) and generates the default set otherwise.
+    root, params = (".cache/synth-quick", dict(train=10, val=32)) if args.quick else (args.synth_root, {})
     cfg = DataConfig(root=str(root), format="synth", clip_len=cfg_in[1], size=cfg_in[2], short_side=cfg_in[2],
                      num_workers=0, synth=params)
     ds = build_dataset(cfg, cfg.val_split, train=False, mean=model.default_cfg["mean"], std=model.default_cfg["std"])
