@@ -150,7 +150,7 @@ def clips_per_s(models: dict, size: int, rounds: int, batch: int = 8) -> dict:
 
 def conversion_table(args, teacher_ckpt: str, students: list[str]) -> list[dict]:
     """Each conversion of the trained teacher, before any training: per-layer errors, val agreement."""
-    from lightvid.compress.cli import _agreement, _first_clips
+    from lightvid.compress.agreement import first_clips, top1_agreement
     from lightvid.compress.convert import convert
     from lightvid.data.build import build_dataset
     from lightvid.train.checkpoint import load_model
@@ -159,14 +159,14 @@ def conversion_table(args, teacher_ckpt: str, students: list[str]) -> list[dict]
     cfg = base_config(args, "convert", "c3d", student_kwargs("c3d", args), 1)
     dcfg = meta.get("default_cfg") or {}
     val = build_dataset(cfg.data, cfg.data.val_split, False, dcfg.get("mean"), dcfg.get("std"))
-    calib = _first_clips(val, 16)
+    calib = first_clips(val, 16)
     rows = []
     for s in students:
         if s not in CONVERTIBLE or s == "c3d":
             continue
         for pool in (("mean", "fit", "even") if s.startswith("c3d_mc") else ("mean",)):
             model, report = convert(teacher, s, calib=calib, time_pool=pool, **student_kwargs(s, args))
-            agree = _agreement(teacher, model, val, 32)
+            agree = top1_agreement(teacher, model, val, 32)
             rows.append({"student": s, "time_pool": pool, **agree,
                          "layers": [r.to_dict() for r in report if not r.exact]})
     return rows

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from lightvid.errors import UserError
@@ -39,16 +38,17 @@ def convert_command(argv: list[str], prog: str = "lightvid convert") -> int:
 
     from lightvid.checkpoint import save_atomic
     from lightvid.cli import parse_kw
-    from lightvid.compress.convert import convert
+    from lightvid.compress.agreement import first_clips, top1_agreement
+    from lightvid.compress.convert import convert, format_report
     from lightvid.train.checkpoint import load_model
 
     if args.calib < 1:
         raise UserError(f"--calib must be >= 1, got {args.calib}")
     model, meta = load_model(args.checkpoint)
     dataset = None if args.no_data else _val_dataset(meta, args.data)
-    calib = _first_clips(dataset, args.calib) if dataset is not None else None
+    calib = first_clips(dataset, args.calib) if dataset is not None else None
     converted, report = convert(model, args.to, calib=calib, time_pool=args.time_pool, **parse_kw(args.kw))
-    agreement = _agreement(model, converted, dataset, args.batch_size) if dataset is not None else {}
+    agreement = top1_agreement(model, converted, dataset, args.batch_size) if dataset is not None else {}
 
     kwargs = {k: v for k, v in converted.convert_kwargs.items() if k != "num_classes"}
     config = json.loads(json.dumps(meta.get("config") or {}))
@@ -77,16 +77,6 @@ def convert_command(argv: list[str], prog: str = "lightvid convert") -> int:
     return 0
 
 
-def format_report(report, title: str = "") -> str:
-    lines = [title] if title else []
-    lines.append(f"{'layer':<10} {'method':<18} {'transfer':<8} {'rel_err (random)':>17} {'rel_err (clips)':>16}  note")
-    for r in report:
-        act = "-" if r.rel_err_act is None else f"{r.rel_err_act:.2e}"
-        err = "nan" if math.isnan(r.rel_err) else f"{r.rel_err:.2e}"
-        lines.append(f"{r.layer:<10} {r.method:<18} {'exact' if r.exact else 'approx':<8} {err:>17} {act:>16}  {r.note}")
-    return "\n".join(lines)
-
-
 def _val_dataset(meta: dict, data_items: list[str]):
     from lightvid.data.build import DataConfig, build_dataset
     from lightvid.train.cli import _data_overrides
@@ -111,48 +101,6 @@ def _val_dataset(meta: dict, data_items: list[str]):
         raise UserError(f"the data's classes {list(ds.classes)[:5]}... differ from the checkpoint's "
                         f"{list(meta['classes'])[:5]}...; pass --data for the model's dataset")
     return ds
-
-
-def _first_clips(dataset, n: int):
-    import torch
-
-    clips = []
-    step = max(1, len(dataset) // n)
-    for i in range(0, len(dataset), step):
-        item = dataset[i]
-        if item is not None:
-            clips.append(item[0])
-        if len(clips) == n:
-            break
-    if not clips:
-        raise UserError("no validation clip could be decoded for calibration")
-    return torch.stack(clips)
-
-
-def _agreement(src, dst, dataset, batch_size: int) -> dict:
-    """Top-1 agreement (clip level) and both models' clip accuracy on ``dataset``."""
-    import torch
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
-    from lightvid.data.build import collate_skip_bad
-
-    src.eval()
-    dst.eval()
-    same = right_src = right_dst = n = 0
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skip_bad)
-    with torch.no_grad():
-        for x, y, _, _ in tqdm(loader, desc="agreement", unit="batch", leave=False):
-            if x.shape[0] == 0:
-                continue
-            a, b = src(x).argmax(1), dst(x).argmax(1)
-            same += int((a == b).sum())
-            right_src += int((a == y).sum())
-            right_dst += int((b == y).sum())
-            n += x.shape[0]
-    if n == 0:
-        raise UserError("no validation clip could be decoded")
-    return {"clips": n, "agreement": same / n, "source_top1": right_src / n, "converted_top1": right_dst / n}
 
 
 # -- distill ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ absorbs a pool is compared after ReLU and pool, where the two networks' tensors 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -50,6 +51,17 @@ class LayerRecord:
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out - ref).norm() / ref.norm().clamp_min(1e-12))
+
+
+def format_report(report: list[LayerRecord], title: str = "") -> str:
+    """The report of :func:`convert` as a table, one row per layer."""
+    lines = [title] if title else []
+    lines.append(f"{'layer':<10} {'method':<18} {'transfer':<8} {'rel_err (random)':>17} {'rel_err (clips)':>16}  note")
+    for r in report:
+        act = "-" if r.rel_err_act is None else f"{r.rel_err_act:.2e}"
+        err = "nan" if math.isnan(r.rel_err) else f"{r.rel_err:.2e}"
+        lines.append(f"{r.layer:<10} {r.method:<18} {'exact' if r.exact else 'approx':<8} {err:>17} {act:>16}  {r.note}")
+    return "\n".join(lines)
 
 
 def convert(model: nn.Module, to: str, calib: torch.Tensor | None = None, time_pool: str = "mean",

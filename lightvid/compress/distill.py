@@ -319,10 +319,10 @@ def distill(cfg, dcfg: DistillConfig, out_dir=None, resume: bool = False) -> dic
         raise UserError(f"data: no clip of the {cfg.data.val_split!r} split could be decoded")
     out.mkdir(parents=True, exist_ok=True)
     if dcfg.convert and not resume:
-        from lightvid.compress.cli import _first_clips, format_report
-        from lightvid.compress.convert import convert
+        from lightvid.compress.agreement import first_clips
+        from lightvid.compress.convert import convert, format_report
 
-        calib = _first_clips(val_t, 16)
+        calib = first_clips(val_t, 16)
         kwargs = dict(cfg.model.kwargs, num_classes=tmeta["num_classes"])
         student, report = convert(teacher, cfg.model.name, calib=calib, time_pool=dcfg.time_pool, **kwargs)
         print(format_report(report, f"student initialised by convert: {tmeta['model']} -> {cfg.model.name}"))
