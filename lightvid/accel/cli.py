@@ -5,12 +5,12 @@ import argparse
 import json
 import sys
 
+from lightvid.args import add_model_args, model_kwargs, parse_input_size
 from lightvid.errors import UserError
 
 
 def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
     from lightvid.accel.bench import bench, format_result
-    from lightvid.cli import add_model_args, model_kwargs, parse_input_size
 
     p = argparse.ArgumentParser(prog=prog, description="Latency, clips/s, peak memory and GFLOP/s (vs the "
                                 "machine's measured matmul peak) of a model name, checkpoint or .onnx file.")
@@ -41,7 +41,6 @@ def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
 
 def export_command(argv: list[str], prog: str = "lightvid export") -> int:
     from lightvid.accel.export import FORMATS, export, load_target
-    from lightvid.cli import add_model_args, model_kwargs, parse_input_size
 
     p = argparse.ArgumentParser(prog=prog, description="Export a model name or training checkpoint to ONNX "
                                 "(verified with ONNX Runtime), TorchScript or safetensors.")

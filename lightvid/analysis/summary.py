@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
+from lightvid.args import add_model_args, model_kwargs, parse_input_size
 from lightvid.errors import UserError
 from lightvid.models.base import count_params
 from lightvid.models.registry import create_model, get_builder, list_models
@@ -175,7 +176,6 @@ def format_summary(s: Summary, depth: int | None = None) -> str:
 
 
 def summary_command(argv: list[str], prog: str = "lightvid summary") -> int:
-    from lightvid.cli import add_model_args, model_kwargs, parse_input_size
 
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     p.add_argument("name", help="registered model name (see `lightvid list`)")

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from lightvid.args import data_overrides, parse_kw
 from lightvid.errors import UserError
 
 DEFAULT_SYNTH = {"format": "synth", "root": ".cache/synth-motion"}
@@ -37,7 +38,6 @@ def convert_command(argv: list[str], prog: str = "lightvid convert") -> int:
     args = p.parse_args(argv)
 
     from lightvid.checkpoint import save_atomic
-    from lightvid.cli import parse_kw
     from lightvid.compress.agreement import first_clips, top1_agreement
     from lightvid.compress.convert import convert, format_report
     from lightvid.train.checkpoint import load_model
@@ -79,7 +79,6 @@ def convert_command(argv: list[str], prog: str = "lightvid convert") -> int:
 
 def _val_dataset(meta: dict, data_items: list[str]):
     from lightvid.data.build import DataConfig, build_dataset
-    from lightvid.train.cli import _data_overrides
     from lightvid.train.config import apply_overrides, from_dict
 
     run_data = (meta.get("config") or {}).get("data")
@@ -89,7 +88,7 @@ def _val_dataset(meta: dict, data_items: list[str]):
         size = (meta.get("default_cfg") or {}).get("input_size") or [3, 16, 112, 112]
         raw = {"data": dict(DEFAULT_SYNTH, clip_len=int(size[1]), size=int(size[-1]),
                             short_side=int(size[-1]), num_workers=0)}
-    apply_overrides(raw, _data_overrides(data_items))
+    apply_overrides(raw, data_overrides(data_items))
     cfg = from_dict(DataConfig, raw["data"], "convert data config", prefix="data.")
     try:
         cfg.validate()

@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from lightvid.args import data_overrides
 from lightvid.errors import UserError
 
 
@@ -59,18 +60,6 @@ def train_command(argv: list[str], prog: str = "lightvid train") -> int:
     return 0
 
 
-def _data_overrides(items: list[str]) -> list[str]:
-    """``--data PATH`` sets data.root; ``--data key=value`` sets data.key."""
-    out = []
-    for item in items:
-        if "=" in item:
-            key = item if item.startswith("data.") else f"data.{item}"
-            out.append(key)
-        else:
-            out.append(f"data.root={item}")
-    return out
-
-
 def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
     p = argparse.ArgumentParser(prog=prog, description="Clip- and video-level accuracy of a checkpoint.")
     p.add_argument("--checkpoint", required=True, help="a run's checkpoints/best.ckpt or last.ckpt")
@@ -97,7 +86,7 @@ def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
     model, meta = load_model(args.checkpoint)
     run_cfg = meta.get("config") or {}
     raw = {"data": dict(run_cfg.get("data") or {})}
-    overrides = _data_overrides(args.data)
+    overrides = data_overrides(args.data)
     if args.clips is not None:
         overrides.append(f"data.eval_clips={args.clips}")
     if args.crops is not None:
