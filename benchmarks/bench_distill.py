@@ -153,7 +153,7 @@ def conversion_table(args, teacher_ckpt: str, students: list[str]) -> list[dict]
     from lightvid.compress.agreement import first_clips, top1_agreement
     from lightvid.compress.convert import convert
     from lightvid.data.build import build_dataset
-    from lightvid.train.checkpoint import load_model
+    from lightvid.run_spec import load_model
 
     teacher, meta = load_model(teacher_ckpt)
     cfg = base_config(args, "convert", "c3d", student_kwargs("c3d", args), 1)

@@ -6,7 +6,7 @@ choice (timed on the benchmark input, for CPUs without native bf16) and, with ``
 bf16 + torch.compile (compile time reported). Latencies are medians of interleaved runs at ``--batch``; top-1
 agreement with eager fp32 is measured on the validation split of the synthetic motion set
 (``lightvid.data``; generated once under ``--synth-root``), or on random clips with ``--random``.
-``--ckpt`` benchmarks a trained checkpoint (``lightvid.train.checkpoint.load_model``) instead.
+``--ckpt`` benchmarks a trained checkpoint (``lightvid.run_spec.load_model``) instead.
 
     python benchmarks/bench_optimize.py --compile          # c3d and r2plus1d_18
     python benchmarks/bench_optimize.py --quick            # c3d only, fewer runs, no compile
@@ -66,7 +66,7 @@ def agreement(ref_logits, logits) -> tuple[float, int]:
 
 def bench_model(name: str, args) -> dict:
     if args.ckpt:
-        from lightvid.train.checkpoint import load_model
+        from lightvid.run_spec import load_model
 
         model, meta = load_model(args.ckpt)
         name = f"{meta['model']} ({args.ckpt})"

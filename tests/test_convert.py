@@ -125,7 +125,7 @@ def test_bad_conversions_are_one_line_errors(c3d_small, mc4):
 def test_convert_command_writes_a_loadable_checkpoint(tmp_path, c3d_small, capsys):
     from lightvid.checkpoint import save_atomic
     from lightvid.compress.cli import convert_command
-    from lightvid.train.checkpoint import load_model
+    from lightvid.run_spec import load_model
 
     meta = {"model": "c3d", "model_kwargs": {"width_mult": 0.125, "img_size": 32, "fc_width": 256},
             "num_classes": 5, "classes": list("abcde"), "config": {}}

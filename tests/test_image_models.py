@@ -250,7 +250,7 @@ def test_summary_cli_on_image_models(capsys):
 @pytest.mark.realdata
 def test_lightvid_train_resnet18_cifar_on_cifar10_zip(shared_data, tmp_path):
     """configs/cifar10_resnet18.yaml runs through the video pipeline (images are T=1), cut to a few batches."""
-    from lightvid.train.checkpoint import load_model
+    from lightvid.run_spec import load_model
     from lightvid.train.config import load_config
     from lightvid.train.run import train
 

@@ -5,8 +5,9 @@ import pickle
 import pytest
 import torch
 
-from lightvid.checkpoint import CheckpointError, save_atomic
-from lightvid.train.checkpoint import AtomicCheckpointIO, load_model, read_checkpoint
+from lightvid.checkpoint import CheckpointError, read_checkpoint, save_atomic
+from lightvid.run_spec import load_model
+from lightvid.train.checkpoint import AtomicCheckpointIO
 from lightvid.train.module import ClassificationModule
 
 

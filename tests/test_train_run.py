@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lightvid.errors import UserError
-from lightvid.train.checkpoint import load_model
+from lightvid.run_spec import load_model
 from lightvid.train.config import load_config
 from lightvid.train.module import ClassificationModule
 

@@ -36,7 +36,7 @@ def load_target(target: str, **model_kwargs) -> tuple[nn.Module, dict]:
         return model, {"model": target, "model_kwargs": model_kwargs,
                        "classes": [str(i) for i in range(getattr(model, "num_classes", 0) or 0)]}
     if Path(target).suffix in CKPT_SUFFIXES or Path(target).is_file():
-        from lightvid.train.checkpoint import load_model
+        from lightvid.run_spec import load_model
 
         if model_kwargs:
             raise UserError(f"{target}: model flags (--num-classes, --width-mult, --kw) apply to model names, "

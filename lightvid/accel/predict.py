@@ -1,6 +1,6 @@
 """``lightvid predict``: top-k classes of video files with a trained checkpoint.
 
-The model comes from ``lightvid.train.checkpoint.load_model``; clips are decoded, sampled
+The model comes from ``lightvid.run_spec.load_model``; clips are decoded, sampled
 and transformed exactly as in the run's evaluation (its ``data`` config: clip length,
 stride, fps, short side, crop size; the data engineer's ``ClipSampler``, ``read_clip`` and
 ``ClipTransform``), ``K`` evenly spaced clips (centre crop) per video, whose softmax
@@ -14,7 +14,11 @@ from pathlib import Path
 
 import torch
 
+from lightvid.data.sampling import ClipSampler
+from lightvid.data.transforms import ClipTransform
+from lightvid.data.video import VideoDecodeError, probe, read_clip
 from lightvid.errors import UserError
+from lightvid.run_spec import load_model, model_norm, run_data_config
 
 
 @dataclass
@@ -29,19 +33,13 @@ class Predictor:
     """Holds the model and the run's evaluation pipeline; ``predict(path)`` -> :class:`Prediction`."""
 
     def __init__(self, ckpt: str, clips: int | None = None, topk: int = 5, optimized: bool = False):
-        from lightvid.data.build import DataConfig
-        from lightvid.data.sampling import ClipSampler
-        from lightvid.data.transforms import ClipTransform
-        from lightvid.train.checkpoint import load_model
-
         self.model, self.meta = load_model(ckpt)
-        data = dict((self.meta.get("config") or {}).get("data") or {})
-        self.cfg = cfg = DataConfig.from_dict(data, where=f"{ckpt}: config.data")
+        self.cfg = cfg = run_data_config(self.meta, source=f"{ckpt}: config")
         self.clips = clips or cfg.eval_clips
         if self.clips < 1 or topk < 1:
             raise UserError("--clips and --topk must be >= 1")
-        cfg_model = getattr(self.model, "default_cfg", {}) or self.meta.get("default_cfg", {})
-        mean, std = cfg_model.get("mean", (0.5,) * 3), cfg_model.get("std", (0.5,) * 3)
+        mean, std = model_norm(self.meta, self.model)
+        mean, std = mean or (0.5,) * 3, std or (0.5,) * 3
         self.sampler = ClipSampler(cfg.clip_len, cfg.stride, cfg.fps, cfg.sampling, cfg.loop)
         self.transform = ClipTransform(size=cfg.size, short_side=cfg.short_side, train=False, mean=mean, std=std,
                                        flip=False, crops=1)
@@ -55,8 +53,6 @@ class Predictor:
 
     def clips_of(self, path: str) -> torch.Tensor:
         """``(K, C, T, H, W)`` normalised clips of ``path``; VideoDecodeError when it cannot be read."""
-        from lightvid.data.video import probe, read_clip
-
         info = probe(path)
         views = []
         for idx in self.sampler.eval_clips(info.frames, info.fps, self.clips):
@@ -64,8 +60,6 @@ class Predictor:
         return torch.stack(views)
 
     def predict(self, path: str) -> Prediction:
-        from lightvid.data.video import VideoDecodeError
-
         if not Path(path).is_file():
             return Prediction(str(path), error=f"{path}: no such file")
         try:

@@ -37,10 +37,10 @@ def convert_command(argv: list[str], prog: str = "lightvid convert") -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
 
-    from lightvid.checkpoint import save_atomic
+    from lightvid.checkpoint import checkpoint_meta, save_model_checkpoint
     from lightvid.compress.agreement import first_clips, top1_agreement
     from lightvid.compress.convert import convert, format_report
-    from lightvid.train.checkpoint import load_model
+    from lightvid.run_spec import load_model
 
     if args.calib < 1:
         raise UserError(f"--calib must be >= 1, got {args.calib}")
@@ -53,18 +53,12 @@ def convert_command(argv: list[str], prog: str = "lightvid convert") -> int:
     kwargs = {k: v for k, v in converted.convert_kwargs.items() if k != "num_classes"}
     config = json.loads(json.dumps(meta.get("config") or {}))
     config.setdefault("model", {}).update(name=args.to, kwargs=kwargs, weights=None)
-    dcfg = getattr(converted, "default_cfg", {}) or {}
-    new_meta = {
-        "model": args.to, "model_kwargs": kwargs, "num_classes": int(meta["num_classes"]),
-        "classes": list(meta["classes"]), "input_transform": None, "config": config,
-        "default_cfg": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dcfg.items()
-                        if isinstance(v, (str, int, float, list, tuple))},
-        "epoch": 0, "global_step": 0, "metrics": {k: v for k, v in agreement.items() if isinstance(v, float)},
-        "converted_from": {"checkpoint": str(args.checkpoint), "model": meta["model"], "time_pool": args.time_pool,
-                           "report": [r.to_dict() for r in report]},
-    }
-    state = {f"model.{k}": v.detach().clone() for k, v in converted.state_dict().items()}
-    save_atomic({"lightvid": new_meta, "state_dict": state}, args.out)
+    new_meta = checkpoint_meta(
+        args.to, converted, kwargs, meta["num_classes"], meta["classes"], input_transform=None, config=config,
+        epoch=0, global_step=0, metrics={k: v for k, v in agreement.items() if isinstance(v, float)},
+        converted_from={"checkpoint": str(args.checkpoint), "model": meta["model"], "time_pool": args.time_pool,
+                        "report": [r.to_dict() for r in report]})
+    save_model_checkpoint(converted, new_meta, args.out)
     if args.json:
         print(json.dumps({"source": meta["model"], "target": args.to, "out": args.out,
                           "layers": [r.to_dict() for r in report], **agreement}))
@@ -78,28 +72,13 @@ def convert_command(argv: list[str], prog: str = "lightvid convert") -> int:
 
 
 def _val_dataset(meta: dict, data_items: list[str]):
-    from lightvid.data.build import DataConfig, build_dataset
-    from lightvid.train.config import apply_overrides, from_dict
+    """The checkpoint's validation data (``--data`` overrides; the synthetic motion set when it has none)."""
+    from lightvid.run_spec import run_data_config, run_dataset
 
-    run_data = (meta.get("config") or {}).get("data")
-    if run_data:
-        raw = {"data": dict(run_data)}
-    else:
-        size = (meta.get("default_cfg") or {}).get("input_size") or [3, 16, 112, 112]
-        raw = {"data": dict(DEFAULT_SYNTH, clip_len=int(size[1]), size=int(size[-1]),
-                            short_side=int(size[-1]), num_workers=0)}
-    apply_overrides(raw, data_overrides(data_items))
-    cfg = from_dict(DataConfig, raw["data"], "convert data config", prefix="data.")
-    try:
-        cfg.validate()
-    except UserError as e:
-        raise UserError(f"data: {e}") from None
-    dcfg = meta.get("default_cfg") or {}
-    ds = build_dataset(cfg, cfg.val_split, False, dcfg.get("mean"), dcfg.get("std"))
-    if list(ds.classes) != list(meta["classes"]):
-        raise UserError(f"the data's classes {list(ds.classes)[:5]}... differ from the checkpoint's "
-                        f"{list(meta['classes'])[:5]}...; pass --data for the model's dataset")
-    return ds
+    size = (meta.get("default_cfg") or {}).get("input_size") or [3, 16, 112, 112]
+    default = dict(DEFAULT_SYNTH, clip_len=int(size[1]), size=int(size[-1]), short_side=int(size[-1]), num_workers=0)
+    cfg = run_data_config(meta, data_overrides(data_items), default=default, source="convert data config")
+    return run_dataset(meta, cfg, hint="; pass --data for the model's dataset")
 
 
 # -- distill ------------------------------------------------------------------------------------

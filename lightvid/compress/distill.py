@@ -163,7 +163,7 @@ class DistillationModule(ClassificationModule):
     """``ClassificationModule`` whose loss distils a frozen teacher (see the module docstring).
 
     Args:
-        teacher: the teacher network (from :func:`lightvid.train.checkpoint.load_model`).
+        teacher: the teacher network (from :func:`lightvid.run_spec.load_model`).
         distill: :class:`DistillConfig` as a dict.
         teacher_cfg: the teacher's ``default_cfg`` (mean/std; its input is re-normalised
             when they differ from the student's).
@@ -279,14 +279,6 @@ def load_distill_config(path, overrides: list[str] | None = None):
     return cfg, dcfg
 
 
-def _teacher_dataset(cfg, tmeta: dict):
-    """The validation split, normalised for the teacher (for its accuracy and calibration clips)."""
-    from lightvid.data.build import build_dataset
-
-    tcfg = tmeta.get("default_cfg") or {}
-    return build_dataset(cfg.data, cfg.data.val_split, False, tcfg.get("mean"), tcfg.get("std"))
-
-
 def distill(cfg, dcfg: DistillConfig, out_dir=None, resume: bool = False) -> dict:
     """Distil ``dcfg.teacher`` into the student ``cfg.model`` with :func:`lightvid.train.run.train`.
 
@@ -301,17 +293,15 @@ def distill(cfg, dcfg: DistillConfig, out_dir=None, resume: bool = False) -> dic
     import yaml
 
     from lightvid.checkpoint import save_atomic
-    from lightvid.train.checkpoint import load_model
+    from lightvid.run_spec import load_model, run_dataset
     from lightvid.train.evaluate import evaluate
     from lightvid.train.report import format_table, write_json
     from lightvid.train.run import default_out_dir, resolve_precision, train
 
     teacher, tmeta = load_model(dcfg.teacher)
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
-    val_t = _teacher_dataset(cfg, tmeta)
-    if list(val_t.classes) != list(tmeta["classes"]):
-        raise UserError(f"the data's classes {list(val_t.classes)[:5]}... differ from the teacher's "
-                        f"{list(tmeta['classes'])[:5]}... ({dcfg.teacher})")
+    # the student's validation split, normalised for the teacher (its accuracy and calibration clips)
+    val_t = run_dataset(tmeta, cfg.data, whose="teacher's", hint=f" ({dcfg.teacher})")
     if cfg.model.num_classes not in (None, tmeta["num_classes"]):
         raise UserError(f"model.num_classes={cfg.model.num_classes} but the teacher has {tmeta['num_classes']} classes")
     first = next((item for item in (val_t[i] for i in range(min(len(val_t), 8))) if item is not None), None)

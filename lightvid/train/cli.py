@@ -77,15 +77,13 @@ def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
 
     import torch
 
-    from lightvid.train.checkpoint import load_model
-    from lightvid.train.config import DataConfig, apply_overrides, from_dict
+    from lightvid.run_spec import load_model, run_data_config, run_dataset
     from lightvid.train.evaluate import evaluate
     from lightvid.train.report import format_per_class, format_table, write_confusion, write_json
     from lightvid.train.run import resolve_precision
 
     model, meta = load_model(args.checkpoint)
     run_cfg = meta.get("config") or {}
-    raw = {"data": dict(run_cfg.get("data") or {})}
     overrides = data_overrides(args.data)
     if args.clips is not None:
         overrides.append(f"data.eval_clips={args.clips}")
@@ -93,24 +91,12 @@ def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
         overrides.append(f"data.crops={args.crops}")
     if args.workers is not None:
         overrides.append(f"data.num_workers={args.workers}")
-    apply_overrides(raw, overrides)
-    data_cfg = from_dict(DataConfig, raw["data"], f"{args.checkpoint} data config", prefix="data.")
-    try:
-        data_cfg.validate()
-    except UserError as e:
-        raise UserError(f"data: {e}") from None
+    data_cfg = run_data_config(meta, overrides, source=f"{args.checkpoint} data config")
     trainer_cfg = run_cfg.get("trainer") or {}
     precision = resolve_precision(args.precision or trainer_cfg.get("precision", "auto"))
     batch = args.batch_size or trainer_cfg.get("eval_batch_size") or 2 * int(trainer_cfg.get("batch_size", 16))
     split = args.split or getattr(data_cfg, "val_split", "val")
-    dcfg = meta.get("default_cfg") or {}
-    from lightvid.data.build import build_dataset
-
-    dataset = build_dataset(data_cfg, split, False, dcfg.get("mean"), dcfg.get("std"),
-                            input_transform=None)  # the model built by load_model already holds it
-    if list(dataset.classes) != list(meta["classes"]):
-        raise UserError(f"the data's classes {list(dataset.classes)[:5]}... differ from the checkpoint's "
-                        f"{list(meta['classes'])[:5]}...")
+    dataset = run_dataset(meta, data_cfg, split)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     res = evaluate(model, dataset, meta["classes"], batch_size=batch, num_workers=int(data_cfg.num_workers or 0),
                    precision=precision, device=device)

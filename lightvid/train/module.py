@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from lightvid.checkpoint import checkpoint_meta
 from lightvid.models.registry import create_model
 
 
@@ -29,15 +30,6 @@ class NonFiniteLossError(RuntimeError):
 
 class TooManyBadFilesError(RuntimeError):
     """More of an epoch failed to decode than ``data.max_bad_fraction`` allows."""
-
-
-def _plain(obj):
-    """Tuples -> lists, recursively (checkpoint metadata must be weights_only-safe and YAML-able)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 class ClassificationModule(L.LightningModule):
@@ -217,16 +209,8 @@ class ClassificationModule(L.LightningModule):
 
     # -- checkpoint metadata (the load_model contract) --------------------------------------
     def checkpoint_meta(self) -> dict:
-        cfg = getattr(self.model, "default_cfg", {}) or {}
-        return _plain({
-            "model": self.model_name,
-            "model_kwargs": self.model_kwargs,
-            "num_classes": self.num_classes,
-            "classes": self.classes,
-            "input_transform": self.input_transform,
-            "default_cfg": {k: v for k, v in cfg.items() if isinstance(v, (str, int, float, list, tuple))},
-            "config": self.run_config,
-        })
+        return checkpoint_meta(self.model_name, self.model, self.model_kwargs, self.num_classes, self.classes,
+                               self.input_transform, self.run_config)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         meta = self.checkpoint_meta()

@@ -239,7 +239,7 @@ def final_report(report: dict, cfg: TrainConfig, out: Path, dm, best: Path, prec
                  do_eval: bool = True) -> dict:
     """Evaluate the best checkpoint, write plots, tables and summary; fills ``report`` in place."""
     from lightvid.analysis.summary import format_summary, summarize
-    from lightvid.train.checkpoint import load_model
+    from lightvid.run_spec import load_model
     from lightvid.train.evaluate import evaluate
     from lightvid.train.report import (epoch_metrics, format_per_class, format_table, plot_learning_curves,
                                        write_confusion)
