@@ -18,16 +18,12 @@ import torch
 import torch.nn as nn
 
 from lightvid.errors import UserError
+from lightvid.models.inflation import excluded, inflate_state_dict, inflate_tensor  # noqa: F401 (public here too)
 
 
 def _abbrev(items: list[str], n: int = 6) -> str:
     more = f" (+{len(items) - n} more)" if len(items) > n else ""
     return ", ".join(items[:n]) + more
-
-
-def inflate_tensor(w2d: torch.Tensor, kt: int) -> torch.Tensor:
-    """``(O, I, kh, kw)`` -> ``(O, I, kt, kh, kw)``: repeated along time, divided by ``kt``."""
-    return w2d.unsqueeze(2).repeat(1, 1, kt, 1, 1) / kt
 
 
 @torch.no_grad()
@@ -44,12 +40,10 @@ def inflate(model2d: nn.Module, model3d: nn.Module, strict: bool = True, exclude
         UserError: naming the unmatched keys, or a tensor whose shapes cannot correspond.
     """
     src, dst = model2d.state_dict(), model3d.state_dict()
-
-    def skipped(k: str) -> bool:
-        return any(k == p or k.startswith(p.rstrip(".") + ".") for p in exclude)
-
-    missing = [k for k in dst if k not in src and not skipped(k)]
-    unused = [k for k in src if k not in dst and not skipped(k)]
+    new, unmatched = inflate_state_dict(src, dst, exclude=exclude)
+    missing = [u.key for u in unmatched if u.src_shape is None]
+    targets = set(dst)
+    unused = [k for k in src if k not in targets and not excluded(k, exclude)]
     if strict and (missing or unused):
         parts = []
         if missing:
@@ -58,17 +52,9 @@ def inflate(model2d: nn.Module, model3d: nn.Module, strict: bool = True, exclude
             parts.append(f"2D keys with no 3D target: {_abbrev(unused)}")
         raise UserError("inflate: the models' state_dict names differ; " + "; ".join(parts)
                         + " (strict=False skips them, exclude=(prefix,) leaves 3D tensors as they are)")
-    new = {}
-    for k, target in dst.items():
-        if skipped(k) or k not in src:
-            continue
-        w = src[k]
-        if w.shape == target.shape:
-            new[k] = w.clone()
-        elif w.dim() == 4 and target.dim() == 5 and w.shape[:2] == target.shape[:2] and w.shape[2:] == target.shape[3:]:
-            new[k] = inflate_tensor(w, target.shape[2])
-        else:
-            hint = " (class counts differ? pass exclude=('fc',))" if w.dim() <= 2 else ""
-            raise UserError(f"inflate: {k}: 2D shape {tuple(w.shape)} cannot become 3D shape {tuple(target.shape)}{hint}")
+    for u in unmatched:
+        if u.src_shape is not None:
+            hint = " (class counts differ? pass exclude=('fc',))" if len(u.src_shape) <= 2 else ""
+            raise UserError(f"inflate: {u.key}: 2D shape {u.src_shape} cannot become 3D shape {u.dst_shape}{hint}")
     model3d.load_state_dict(new, strict=False)
     return model3d

@@ -31,7 +31,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from lightvid.errors import UserError
 from lightvid.models.base import Classifier, init_weights, make_cfg, scale_channels
+from lightvid.models.inflation import inflate_state_dict
 from lightvid.models.registry import register_model
 
 TRAN2018 = "Tran et al., A Closer Look at Spatiotemporal Convolutions for Action Recognition, CVPR 2018"
@@ -248,28 +250,17 @@ def inflate_from_resnet2d(model2d: nn.Module, model3d: "VideoResNet", exclude: t
     """Initialise a 3D/2D-stage video ResNet from a 2D ResNet of the same depth (I3D-style inflation).
 
     Each 2D kernel ``(O, I, kh, kw)`` becomes ``(O, I, kt, kh, kw)`` by
-    :func:`lightvid.compress.inflate.inflate_tensor` (repeat along time, divide by ``kt``);
+    :func:`lightvid.models.inflation.inflate_tensor` (repeat along time, divide by ``kt``);
     everything else is copied. Names are mapped by :func:`resnet2d_key`; every tensor of
     ``model3d`` (outside the ``exclude`` prefixes, e.g. ``("fc",)``) must find a 2D source of a
     matching shape, or a ``UserError`` lists the ones that do not. With ``kt = 1`` everywhere
     (``fr2d_18(pool1=True)`` against ``resnet18``) the video model is the 2D one applied per frame.
     """
-    from lightvid.compress.inflate import inflate_tensor
-    from lightvid.errors import UserError
-
     src, dst = model2d.state_dict(), model3d.state_dict()
-    new, bad = {}, []
-    for k, target in dst.items():
-        if any(k == p or k.startswith(p.rstrip(".") + ".") for p in exclude):
-            continue
-        w = src.get(resnet2d_key(k))
-        if w is not None and w.dim() == 4 and target.dim() == 5:
-            w = inflate_tensor(w, target.shape[2])
-        if w is None or w.shape != target.shape:
-            bad.append(f"{k} <- {resnet2d_key(k)}" + ("" if w is None else f" {tuple(w.shape)} vs {tuple(target.shape)}"))
-            continue
-        new[k] = w
-    if bad:
+    new, unmatched = inflate_state_dict(src, dst, key_map=resnet2d_key, exclude=exclude)
+    if unmatched:
+        bad = [f"{u.key} <- {u.src_key}" + ("" if u.src_shape is None else f" {u.got_shape} vs {u.dst_shape}")
+               for u in unmatched]
         more = f" (+{len(bad) - 6} more)" if len(bad) > 6 else ""
         raise UserError(f"inflate_from_resnet2d: no matching 2D tensor for {', '.join(bad[:6])}{more}")
     model3d.load_state_dict(new, strict=False)
