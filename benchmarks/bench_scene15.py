@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from lightvid.baselines import bow, tiny  # noqa: E402
 from lightvid.baselines.folders import find_data  # noqa: E402
-from lightvid.baselines.report import format_result, make_result  # noqa: E402
+from lightvid.baselines.report import format_baseline, make_result, params_of  # noqa: E402
 
 SEED_TARGETS = {"tiny": 0.2233, "bow+knn": 0.6120}
 
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     tcfg = tiny.TinyConfig()
     y, pred, timings, bad = tiny.run_tiny(data, tcfg)
-    results.append(make_result("tiny", data, tiny.params_of(tcfg, "image"), y, pred, time.perf_counter() - t0,
+    results.append(make_result("tiny", data, params_of(tcfg, "image"), y, pred, time.perf_counter() - t0,
                                timings, bad, out / "tiny"))
 
     bcfg = bow.BowConfig(step=args.step or (8 if args.quick else 4), jobs=args.jobs)
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
             pred = bow.classify(cfg, train_x, words.train_y, test_x)
             t_clf = time.perf_counter() - t2 + t_hist
             name = f"bow+{clf}" + (f" L{levels}" if levels else "")
-            results.append(make_result(name, data, bow.params_of(cfg, "image"), words.test_y, pred,
+            results.append(make_result(name, data, params_of(cfg, "image", bow.unused_params(cfg)), words.test_y, pred,
                                        shared + t_clf, {**words.timings, "histograms+classify": t_clf},
                                        words.num_bad, out / name.replace("+", "-").replace(" ", "-")))
 
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
         print(json.dumps(rows))
         return 0
     for r in results:
-        print(format_result(r), end="\n\n")
+        print(format_baseline(r), end="\n\n")
     print(f"scene15 {'(--quick subset) ' if args.quick else ''}on {os.cpu_count()} CPU cores")
     print(f"{'method':<12} {'accuracy':>9} {'seed':>8} {'met':>5} {'seconds':>9}")
     for r in rows:

@@ -202,7 +202,8 @@ def _result(name, batch, precision, size, dev, optimized, times, macs, peak_mem)
                        peak_mem_mb=peak_mem, max_rss_mb=_max_rss_mb())
 
 
-def format_result(r: BenchResult) -> str:
+def format_bench(r: BenchResult) -> str:
+    """A :class:`BenchResult` as the lines ``lightvid bench`` prints."""
     return "\n".join([
         f"{r.model}  input {batch_shape(r)}  {r.precision}{' optimized' if r.optimized else ''}"
         f"{f' ({r.winograd_layers} Winograd layers)' if r.winograd_layers else ''}  "

@@ -10,7 +10,7 @@ from lightvid.errors import UserError
 
 
 def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
-    from lightvid.accel.bench import bench, format_result
+    from lightvid.accel.bench import bench, format_bench
 
     p = argparse.ArgumentParser(prog=prog, description="Latency, clips/s, peak memory and GFLOP/s (vs the "
                                 "machine's measured matmul peak) of a model name, checkpoint or .onnx file.")
@@ -35,7 +35,7 @@ def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
     r = bench(args.target, batch=args.batch, input_size=args.input, precision=args.precision,
               optimized=args.optimize, warmup=args.warmup, repeats=args.repeats, device=args.device,
               progress=not args.json, model_kwargs=model_kwargs(args), winograd=args.winograd)
-    print(json.dumps(r.to_dict()) if args.json else format_result(r))
+    print(json.dumps(r.to_dict()) if args.json else format_bench(r))
     return 0
 
 

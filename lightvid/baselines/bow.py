@@ -31,12 +31,12 @@ import numpy as np
 from tqdm import tqdm
 
 from lightvid.baselines.folders import FolderData, read_item
+from lightvid.baselines.tiny import METRICS, knn_predict
 from lightvid.errors import UserError
 
 VOCAB_VERSION = 1
 HIST_NORMS = ("l1", "l2", "sqrt")
 CLASSIFIERS = ("knn", "svm")
-METRICS = ("euclidean", "cityblock", "cosine")
 
 
 @dataclass
@@ -240,8 +240,6 @@ def classify(cfg: BowConfig, train_x, train_y, test_x) -> np.ndarray:
 
     with threadpool_limits(cfg.jobs):
         if cfg.classifier == "knn":
-            from lightvid.baselines.tiny import knn_predict
-
             return knn_predict(train_x, train_y, test_x, cfg.k, cfg.metric)
         from sklearn.svm import LinearSVC
 
@@ -307,13 +305,6 @@ def run_bow(data: FolderData, cfg: BowConfig, cache_dir: Path | None = None) -> 
     return w.test_y, pred, {**w.timings, "histograms+classify": time.perf_counter() - t}, w.num_bad
 
 
-def params_of(cfg: BowConfig, kind: str) -> dict:
-    d = asdict(cfg)
-    d.pop("jobs")
-    if kind == "image":
-        d.pop("frames")
-    if cfg.classifier == "knn":
-        d.pop("C")
-    else:
-        d.pop("k"), d.pop("metric")
-    return d
+def unused_params(cfg: BowConfig) -> tuple[str, ...]:
+    """Config fields that do not shape the result: threads, and the other classifier's parameters."""
+    return ("jobs", "C") if cfg.classifier == "knn" else ("jobs", "k", "metric")

@@ -27,7 +27,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    from lightvid.baselines.bow import CLASSIFIERS, HIST_NORMS, METRICS as BOW_METRICS, BowConfig
+    from lightvid.baselines.bow import CLASSIFIERS, HIST_NORMS, BowConfig
     from lightvid.baselines.tiny import METRICS, NORMS, TinyConfig
 
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
@@ -51,7 +51,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     b.add_argument("--hist-norm", choices=HIST_NORMS, default=bd.hist_norm, help="histogram normalisation")
     b.add_argument("--classifier", choices=CLASSIFIERS, default=bd.classifier, help="knn or svm (default svm)")
     b.add_argument("--k", type=int, default=bd.k, help="kNN neighbours (default 15)")
-    b.add_argument("--metric", choices=BOW_METRICS, default=bd.metric, help="kNN distance (default cityblock)")
+    b.add_argument("--metric", choices=METRICS, default=bd.metric, help="kNN distance (default cityblock)")
     b.add_argument("--C", type=float, default=bd.C, help="linear SVM cost (default 1)")
     b.add_argument("--seed", type=int, default=bd.seed, help="k-means and SVM seed")
     b.add_argument("--jobs", type=int, default=bd.jobs, help="SIFT processes and k-means/BLAS threads (default 1)")
@@ -64,7 +64,7 @@ def run_baseline(args: argparse.Namespace):
     """Run the parsed command; returns a :class:`~lightvid.baselines.report.BaselineResult`."""
     from lightvid.baselines import bow, tiny
     from lightvid.baselines.folders import find_data
-    from lightvid.baselines.report import make_result
+    from lightvid.baselines.report import make_result, params_of
 
     data = find_data(args.data)
     start = time.perf_counter()
@@ -72,7 +72,7 @@ def run_baseline(args: argparse.Namespace):
         cfg = tiny.TinyConfig(size=args.size, norm=args.norm, center=not args.no_center, metric=args.metric,
                               k=args.k, frames=args.frames)
         y, pred, timings, bad = tiny.run_tiny(data, cfg)
-        params = tiny.params_of(cfg, data.kind)
+        params = params_of(cfg, data.kind)
     else:
         cfg = bow.BowConfig(step=args.step, sift_size=args.sift_size, vocab=args.vocab,
                             vocab_samples=args.vocab_samples, levels=args.levels, hist_norm=args.hist_norm,
@@ -80,7 +80,7 @@ def run_baseline(args: argparse.Namespace):
                             frames=args.frames, seed=args.seed, jobs=args.jobs)
         cache = None if args.no_cache else Path(args.cache) if args.cache else bow.default_cache_dir()
         y, pred, timings, bad = bow.run_bow(data, cfg, cache)
-        params = bow.params_of(cfg, data.kind)
+        params = params_of(cfg, data.kind, bow.unused_params(cfg))
     seconds = time.perf_counter() - start
     method = f"{args.method}" + (f"+{args.classifier}" if args.method == "bow" else "")
     out = None
@@ -90,7 +90,7 @@ def run_baseline(args: argparse.Namespace):
 
 
 def baseline_command(argv: list[str], prog: str = "lightvid baseline") -> int:
-    from lightvid.baselines.report import format_result
+    from lightvid.baselines.report import format_baseline
 
     args = _parser(prog).parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
@@ -100,5 +100,5 @@ def baseline_command(argv: list[str], prog: str = "lightvid baseline") -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     if res.num_test == 0:
         raise UserError(f"{res.data}: no test items")
-    print(res.to_json() if args.json else format_result(res))
+    print(res.to_json() if args.json else format_baseline(res))
     return 0

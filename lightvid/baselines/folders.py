@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lightvid.data.formats import IMAGE_EXTENSIONS
+from lightvid.data.video import VIDEO_EXTENSIONS
 from lightvid.errors import UserError
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
-VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 TEST_SPLITS = ("test", "val")
 
 
@@ -46,7 +46,7 @@ class FolderData:
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
 
 
 def _scan(root: Path, split: str, classes: list[str] | None) -> tuple[list[Path], list[int], list[str]]:
@@ -79,7 +79,7 @@ def find_data(root: str | Path) -> FolderData:
         raise UserError(f"--data {root}: no test/ or val/ folder beside train/")
     tr_paths, tr_labels, classes = _scan(root, "train", None)
     te_paths, te_labels, _ = _scan(root, test_name, classes)
-    kinds = {("video" if p.suffix.lower() in VIDEO_EXTS else "image") for p in tr_paths + te_paths}
+    kinds = {("video" if p.suffix.lower() in VIDEO_EXTENSIONS else "image") for p in tr_paths + te_paths}
     if len(kinds) > 1:
         raise UserError(f"--data {root}: mixes images and videos; keep one kind per dataset")
     kind = kinds.pop()

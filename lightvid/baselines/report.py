@@ -109,7 +109,15 @@ def make_result(method: str, data, params: dict, y_true, y_pred, seconds: float,
     return res
 
 
-def format_result(res: BaselineResult) -> str:
+def params_of(cfg, kind: str, unused: tuple[str, ...] = ()) -> dict:
+    """The parameters of a baseline's config that shaped its result: every field but ``unused``
+    (and ``frames`` for images)."""
+    drop = set(unused) | ({"frames"} if kind == "image" else set())
+    return {k: v for k, v in asdict(cfg).items() if k not in drop}
+
+
+def format_baseline(res: BaselineResult) -> str:
+    """A :class:`BaselineResult` as the lines ``lightvid baseline`` prints."""
     width = max(len(c) for c in res.classes)
     lines = [f"{res.method} on {res.data} ({res.kind}s: {res.num_train} train, {res.num_test} test"
              + (f", {res.num_bad} unreadable skipped" if res.num_bad else "") + ")",

@@ -9,7 +9,7 @@ training items (scikit-learn's ``KNeighborsClassifier``; ``euclidean`` or ``city
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
@@ -18,7 +18,7 @@ from lightvid.baselines.folders import FolderData, read_item
 from lightvid.errors import UserError
 
 NORMS = ("l1", "l2", "none")
-METRICS = ("euclidean", "cityblock", "cosine")
+METRICS = ("euclidean", "cityblock", "cosine")  # kNN distances (knn_predict; the BoW baseline too)
 
 
 @dataclass
@@ -93,10 +93,3 @@ def run_tiny(data: FolderData, cfg: TinyConfig) -> tuple[np.ndarray, np.ndarray,
     t2 = time.perf_counter()
     bad = int((~tr_ok).sum() + (~te_ok).sum())
     return data.test.labels[te_ok], pred, {"features": t1 - t0, "classify": t2 - t1}, bad
-
-
-def params_of(cfg: TinyConfig, kind: str) -> dict:
-    d = asdict(cfg)
-    if kind == "image":
-        d.pop("frames")
-    return d

@@ -260,7 +260,7 @@ def detect(root: Path, split: str) -> str:
     raise UserError(f"{root}: cannot tell the dataset format; set data.format")
 
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")  # what OpenCV reads
 
 
 def scan_video_files(root: Path) -> list[Path]:

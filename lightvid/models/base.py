@@ -37,6 +37,12 @@ def scale_channels(channels: int, width_mult: float = 1.0, divisor: int = 1) -> 
     return scaled
 
 
+def make_head(num_features: int, num_classes: int) -> nn.Module:
+    """The classifier layer: ``Linear(num_features, num_classes)``, or ``Identity`` when ``num_classes`` is 0
+    (the model then returns its pooled features)."""
+    return nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
 def make_cfg(input_size, paper: str, mean=KINETICS_MEAN, std=KINETICS_STD, **extra) -> dict:
     return dict(input_size=tuple(input_size), mean=tuple(mean), std=tuple(std), paper=paper, **extra)
 
@@ -57,7 +63,7 @@ class Classifier(nn.Module):
         self.num_classes = num_classes
         self.global_pool = nn.AdaptiveAvgPool3d(1) if video else nn.AdaptiveAvgPool2d(1)
         self.head_drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = make_head(num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -75,7 +81,7 @@ class Classifier(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = make_head(self.num_features, num_classes)
 
     def head_parameters(self):
         for name in self.head_names:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from lightvid.models.base import Classifier, init_weights, make_cfg, scale_channels
+from lightvid.models.base import Classifier, init_weights, make_cfg, make_head, scale_channels
 from lightvid.models.registry import register_model
 
 # (stage, output channels of each convolution, pool kernel, pool padding)
@@ -127,7 +127,7 @@ class C3D(Classifier):
         self.fc7 = nn.Linear(fc, fc)
         self.dropout = nn.Dropout(drop_rate)
         self.num_classes = num_classes
-        self.fc8 = nn.Linear(fc, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc8 = make_head(fc, num_classes)
         # Without batch norm, PyTorch's default init lets the signal die out and a small C3D
         # stays at chance: Kaiming convolutions, He fan-in for the ReLU'd fc6/fc7.
         init_weights(self)
@@ -153,7 +153,7 @@ class C3D(Classifier):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.fc8 = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc8 = make_head(self.num_features, num_classes)
 
 
 @register_model

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from lightvid.models.base import Classifier, init_weights, make_cfg, scale_channels
+from lightvid.models.base import Classifier, init_weights, make_cfg, make_head, scale_channels
 from lightvid.models.registry import register_model
 from lightvid.models.resnet import RESNET_PAPER, ResNet
 
@@ -90,7 +90,7 @@ class GoogLeNetCifar(Classifier):
         self.dropout = nn.Dropout(drop_rate)
         self.num_features = ch
         self.num_classes = num_classes
-        self.fc = nn.Linear(ch, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = make_head(ch, num_classes)
         init_weights(self)
         self.default_cfg = make_cfg((in_chans, img_size, img_size), GOOGLENET_PAPER, CIFAR10_MEAN, CIFAR10_STD,
                                     test_input_size=(in_chans, 32, 32))

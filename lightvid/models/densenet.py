@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
-from lightvid.models.base import IMAGENET_MEAN, IMAGENET_STD, Classifier, make_cfg, scale_channels
+from lightvid.models.base import Classifier, IMAGENET_MEAN, IMAGENET_STD, make_cfg, make_head, scale_channels
 from lightvid.models.registry import register_model
 
 DENSENET_PAPER = "Huang et al., Densely Connected Convolutional Networks, CVPR 2017"
@@ -134,7 +134,7 @@ class DenseNet(Classifier):
         self.num_classes = num_classes
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.head_drop = nn.Dropout(head_drop_rate)
-        self.classifier = nn.Linear(ch, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier = make_head(ch, num_classes)
         for m in self.modules():  # torchvision's initialisation
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)
@@ -168,7 +168,7 @@ class DenseNet(Classifier):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier = make_head(self.num_features, num_classes)
 
 
 def _densenet(name: str, **kwargs) -> DenseNet:

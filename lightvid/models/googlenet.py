@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lightvid.models.base import IMAGENET_MEAN, IMAGENET_STD, Classifier, make_cfg, scale_channels
+from lightvid.models.base import Classifier, IMAGENET_MEAN, IMAGENET_STD, make_cfg, make_head, scale_channels
 from lightvid.models.registry import register_model
 
 GOOGLENET_PAPER = "Szegedy et al., Going Deeper with Convolutions, CVPR 2015"
@@ -136,7 +136,7 @@ class AuxClassifier(nn.Module):
         self.conv = ConvUnit(in_ch, c, 1, batch_norm=batch_norm)
         self.fc1 = nn.Linear(c * 16, f)
         self.drop = nn.Dropout(0.7)
-        self.fc2 = nn.Linear(f, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc2 = make_head(f, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(self.pool(x)).flatten(1)  # (B, 128*16)
@@ -207,7 +207,7 @@ class GoogLeNet(Classifier):
         super().reset_classifier(num_classes)
         if self.aux_logits:
             for aux in (self.aux1, self.aux2):
-                aux.fc2 = nn.Linear(aux.fc1.out_features, num_classes) if num_classes > 0 else nn.Identity()
+                aux.fc2 = make_head(aux.fc1.out_features, num_classes)
 
 
 

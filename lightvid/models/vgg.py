@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from lightvid.models.base import IMAGENET_MEAN, IMAGENET_STD, Classifier, init_weights, make_cfg, scale_channels
+from lightvid.models.base import Classifier, IMAGENET_MEAN, IMAGENET_STD, init_weights, make_cfg, make_head, scale_channels
 from lightvid.models.registry import register_model
 
 VGG_PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015"
@@ -78,7 +78,7 @@ class VGG(Classifier):
         self.classifier = nn.Sequential(
             nn.Linear(ch * 7 * 7, fc), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
             nn.Linear(fc, fc), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
-            nn.Linear(fc, num_classes) if num_classes > 0 else nn.Identity(),
+            make_head(fc, num_classes),
         )
         init_weights(self)  # torchvision's: kaiming fan-out convs, N(0, 0.01) linears
         self.default_cfg = make_cfg((in_chans, img_size, img_size), VGG_PAPER, IMAGENET_MEAN, IMAGENET_STD,
@@ -97,7 +97,7 @@ class VGG(Classifier):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.classifier[6] = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier[6] = make_head(self.num_features, num_classes)
 
 
 @register_model

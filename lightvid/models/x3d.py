@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn as nn
 
-from lightvid.models.base import Classifier, make_cfg
+from lightvid.models.base import Classifier, make_cfg, make_head
 from lightvid.models.registry import register_model
 
 X3D_PAPER = "Feichtenhofer, X3D: Expanding Architectures for Efficient Video Recognition, CVPR 2020"
@@ -139,7 +139,7 @@ class X3D(Classifier):
         self.lin5_relu = nn.ReLU(inplace=True)
         self.head_drop = nn.Dropout(drop_rate)
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = make_head(self.num_features, num_classes)
         self._init_weights()
         self.default_cfg = make_cfg((in_chans, num_frames, img_size, img_size), X3D_PAPER,
                                     test_input_size=test_input_size or (in_chans, 4, 32, 32))

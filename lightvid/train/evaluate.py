@@ -39,6 +39,38 @@ class EvalResult:
         return d
 
 
+class VideoScores:
+    """The video-level accumulator: per video, the sum of its clips' softmax, their count and the label.
+
+    ``add`` grows the table when a video index exceeds it (a dataset without ``num_videos``);
+    ``mean()`` gives ``(probs (V', K), labels (V',))`` of the videos seen.
+    """
+
+    def __init__(self, num_videos: int, num_classes: int, device: torch.device | str | None = None):
+        self.num_classes = num_classes
+        self.probs = torch.zeros(num_videos, num_classes, device=device)  # (V, K) summed softmax
+        self.count = torch.zeros(num_videos, device=device)  # (V,)
+        self.label = torch.full((num_videos,), -1, dtype=torch.long, device=device)  # (V,)
+
+    def grow(self, n: int) -> None:
+        extra = n - self.probs.shape[0]
+        if extra > 0:
+            self.probs = torch.cat([self.probs, self.probs.new_zeros(extra, self.num_classes)])
+            self.count = torch.cat([self.count, self.count.new_zeros(extra)])
+            self.label = torch.cat([self.label, self.label.new_full((extra,), -1)])
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, video_index: torch.Tensor) -> None:
+        vid = video_index.to(self.probs.device).long()
+        self.grow(int(vid.max()) + 1)
+        self.probs.index_add_(0, vid, logits.float().softmax(1))
+        self.count.index_add_(0, vid, torch.ones_like(vid, dtype=torch.float))
+        self.label[vid] = labels.to(self.label.device)
+
+    def mean(self) -> tuple[torch.Tensor, torch.Tensor]:
+        seen = self.count > 0
+        return self.probs[seen] / self.count[seen, None], self.label[seen]
+
+
 def autocast_for(precision: str, device: torch.device):
     """An autocast context for a Lightning precision string (no-op for 32/64)."""
     if precision in ("bf16-mixed", "bf16-true", "bf16"):
@@ -63,10 +95,7 @@ def evaluate(model: nn.Module, dataset, classes: list[str] | None = None, batch_
     local = dict(sync_on_compute=False)  # rank 0 evaluates alone, even inside a DDP run
     clip1 = MulticlassAccuracy(k, average="micro", **local).to(device)
     clip5 = MulticlassAccuracy(k, top_k=k5, average="micro", **local).to(device)
-    n_videos = int(getattr(dataset, "num_videos", 0) or 0)
-    probs = torch.zeros(n_videos, k, device=device)
-    counts = torch.zeros(n_videos, device=device)
-    labels = torch.full((n_videos,), -1, dtype=torch.long, device=device)
+    videos = VideoScores(int(getattr(dataset, "num_videos", 0) or 0), k, device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate_skip_bad)
     n_clips = n_bad = 0
@@ -82,20 +111,11 @@ def evaluate(model: nn.Module, dataset, classes: list[str] | None = None, batch_
             raise ValueError(f"the model has {logits.shape[1]} outputs but the data has {k} classes")
         clip1.update(logits, y)
         clip5.update(logits, y)
-        need = int(vid.max()) + 1
-        if need > probs.shape[0]:  # dataset without num_videos: grow
-            grow = need - probs.shape[0]
-            probs = torch.cat([probs, probs.new_zeros(grow, k)])
-            counts = torch.cat([counts, counts.new_zeros(grow)])
-            labels = torch.cat([labels, labels.new_full((grow,), -1)])
-        probs.index_add_(0, vid, logits.softmax(1))
-        counts.index_add_(0, vid, torch.ones_like(vid, dtype=torch.float))
-        labels[vid] = y
+        videos.add(logits, y, vid)
         n_clips += x.shape[0]
     if n_clips == 0:
         raise ValueError("no clip could be evaluated (the dataset is empty or every file failed to decode)")
-    seen = counts > 0
-    vp, vl = probs[seen] / counts[seen, None], labels[seen]
+    vp, vl = videos.mean()
     v1 = MulticlassAccuracy(k, average="micro", **local).to(device)(vp, vl)
     v5 = MulticlassAccuracy(k, top_k=k5, average="micro", **local).to(device)(vp, vl)
     per_class = MulticlassAccuracy(k, average=None, **local).to(device)(vp, vl)
@@ -103,7 +123,7 @@ def evaluate(model: nn.Module, dataset, classes: list[str] | None = None, batch_
     per_class = torch.where(present, per_class, torch.full_like(per_class, float("nan")))
     confusion = MulticlassConfusionMatrix(k, **local).to(device)(vp, vl)
     return EvalResult(
-        num_clips=n_clips, num_videos=int(seen.sum()), num_bad=n_bad,
+        num_clips=n_clips, num_videos=len(vl), num_bad=n_bad,
         clip_top1=float(clip1.compute()), clip_top5=float(clip5.compute()),
         video_top1=float(v1), video_top5=float(v5), classes=classes,
         per_class=[float(v) for v in per_class.cpu()], confusion=confusion.cpu().tolist(),

@@ -22,6 +22,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from lightvid.checkpoint import checkpoint_meta
 from lightvid.models.registry import create_model
+from lightvid.train.evaluate import VideoScores
 
 
 class NonFiniteLossError(RuntimeError):
@@ -70,9 +71,7 @@ class ClassificationModule(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc5 = MulticlassAccuracy(num_classes, top_k=k5, average="micro")
         self.num_val_videos = num_val_videos
-        self._video_probs: torch.Tensor | None = None  # (V, K) summed softmax per video
-        self._video_count: torch.Tensor | None = None  # (V,)
-        self._video_label: torch.Tensor | None = None  # (V,)
+        self._videos: VideoScores | None = None  # the video-level accumulator of a validation epoch
         data_cfg = (config or {}).get("data") or {}
         self.max_bad_fraction = float(data_cfg.get("max_bad_fraction", 1.0))
         self._epoch_items = self._epoch_bad = 0
@@ -123,18 +122,7 @@ class ClassificationModule(L.LightningModule):
         ds = getattr(dm, "val_dataset", None)
         if ds is not None and getattr(ds, "num_videos", None):
             n = int(ds.num_videos)
-        self._alloc_videos(n)
-
-    def _alloc_videos(self, n: int) -> None:
-        self._video_probs = torch.zeros(n, self.num_classes, device=self.device)
-        self._video_count = torch.zeros(n, device=self.device)
-        self._video_label = torch.full((n,), -1, dtype=torch.long, device=self.device)
-
-    def _grow_videos(self, n: int) -> None:
-        old = (self._video_probs, self._video_count, self._video_label)
-        self._alloc_videos(n)
-        m = old[0].shape[0]
-        self._video_probs[:m], self._video_count[:m], self._video_label[:m] = old
+        self._videos = VideoScores(n, self.num_classes, self.device)
 
     def validation_step(self, batch, batch_idx):
         x, y, vid, num_bad = batch
@@ -150,40 +138,30 @@ class ClassificationModule(L.LightningModule):
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=True)
         self.log("val/acc_clip", self.val_acc, on_epoch=True, prog_bar=True, batch_size=bs)
         self.log("val/acc5_clip", self.val_acc5, on_epoch=True, batch_size=bs)
-        vid = vid.to(self.device).long()
-        if self._video_probs is None:
-            self._alloc_videos(0)
-        need = int(vid.max()) + 1
-        if need > self._video_probs.shape[0]:
-            self._grow_videos(need)
-        self._video_probs.index_add_(0, vid, logits.softmax(1))
-        self._video_count.index_add_(0, vid, torch.ones_like(vid, dtype=torch.float))
-        self._video_label[vid] = y
+        if self._videos is None:
+            self._videos = VideoScores(0, self.num_classes, self.device)
+        self._videos.add(logits, y, vid)
 
     def on_validation_epoch_end(self) -> None:
-        if self._video_probs is None:
+        videos = self._videos
+        if videos is None:
             return
-        probs, count, label = self._video_probs, self._video_count, self._video_label
         if self.trainer.world_size > 1:  # every rank saw some clips of some videos: sum them up
-            n = torch.tensor([probs.shape[0]], device=self.device)
-            n = int(self.trainer.strategy.reduce(n, reduce_op="max"))
-            if n > probs.shape[0]:
-                self._grow_videos(n)
-                probs, count, label = self._video_probs, self._video_count, self._video_label
-            probs = self.trainer.strategy.reduce(probs, reduce_op="sum")
-            count = self.trainer.strategy.reduce(count, reduce_op="sum")
-            label = self.trainer.strategy.reduce(label, reduce_op="max")
-        seen = count > 0
-        if seen.any():
-            p, t = probs[seen] / count[seen, None], label[seen]
+            n = torch.tensor([videos.probs.shape[0]], device=self.device)
+            videos.grow(int(self.trainer.strategy.reduce(n, reduce_op="max")))
+            videos.probs = self.trainer.strategy.reduce(videos.probs, reduce_op="sum")
+            videos.count = self.trainer.strategy.reduce(videos.count, reduce_op="sum")
+            videos.label = self.trainer.strategy.reduce(videos.label, reduce_op="max")
+        p, t = videos.mean()
+        if len(t):
             k5 = min(5, self.num_classes)
             top1 = multiclass_accuracy(p, t, self.num_classes, average="micro")
             top5 = multiclass_accuracy(p, t, self.num_classes, top_k=k5, average="micro")
             # already reduced over ranks: every rank logs the same value
             self.log("val/acc_video", top1, prog_bar=True, sync_dist=True)
             self.log("val/acc5_video", top5, sync_dist=True)
-            self.log("val/videos", seen.sum().float(), sync_dist=True)
-        self._video_probs = self._video_count = self._video_label = None
+            self.log("val/videos", float(len(t)), sync_dist=True)
+        self._videos = None
 
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
