@@ -26,7 +26,6 @@ from lightvid.errors import UserError
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 _INDEX_CACHE: OrderedDict = OrderedDict()  # (path, mtime, size) -> _Index
 _INDEX_CACHE_SIZE = 4096
-SKIP_NONREF = True  # skip decoding unwanted non-reference frames (benchmarks toggle it)
 
 
 class VideoDecodeError(UserError):
@@ -212,7 +211,7 @@ def _decode_into(path, container, stream, want: dict, last: int, seek_to: int | 
             # need not be decoded at all: the decoder drops it while parsing.
             pts = packet.pts if packet.pts is not None else packet.dts
             skip = packet.size > 0 and pts is not None and pts not in want
-            if skip != skipping and SKIP_NONREF:
+            if skip != skipping:
                 ctx.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
             for frame in ctx.decode(packet):
                 ts = frame.pts if frame.pts is not None else frame.dts

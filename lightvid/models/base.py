@@ -16,8 +16,6 @@ The parameters of the modules named in ``head_names`` are "head"; all others are
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 
@@ -149,6 +147,3 @@ def init_weights(model: nn.Module) -> None:
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
-
-def prod(xs) -> int:
-    return math.prod(int(x) for x in xs)

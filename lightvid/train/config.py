@@ -284,11 +284,6 @@ def save_config(cfg: TrainConfig, path: str | Path) -> Path:
     return path
 
 
-def config_from_dict(data: dict, source: str = "<checkpoint>") -> TrainConfig:
-    """Rebuild a :class:`TrainConfig` from its :meth:`~TrainConfig.to_dict` (no validation)."""
-    return from_dict(TrainConfig, data, source)
-
-
 # ---------------------------------------------------------------------------------------
 # semantic checks (before any training starts)
 

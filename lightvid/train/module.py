@@ -250,12 +250,3 @@ def reinit_kaiming(model: nn.Module) -> nn.Module:
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             nn.init.zeros_(m.bias)
     return model
-
-
-def strip_prefix(state: dict, prefix: str = "model.") -> dict[str, torch.Tensor]:
-    """The wrapped model's weights from a LightningModule state_dict."""
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    return module.model if isinstance(module, ClassificationModule) else module
