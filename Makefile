@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench install clean
+.PHONY: demo lint test test-fast bench install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/lightvid train --config configs/quickstart.yaml
 
-test: $(STAMP)
+# ruff: lint rules and import order from pyproject.toml's [tool.ruff]
+lint: $(STAMP)
+	$(BIN)/ruff check lightvid tests benchmarks
+
+test: $(STAMP) lint
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n 2 --timeout 900
 
 test-fast: $(STAMP)

@@ -39,7 +39,8 @@ def parse_args(argv=None):
     p.add_argument("--train", type=int, default=200, help="training clips")
     p.add_argument("--limit-train", type=float, default=1.0, help="fraction of the training clips per epoch")
     p.add_argument("--val", type=int, default=80, help="validation clips")
-    p.add_argument("--classes", type=int, default=4, help="the first N synthetic classes (4: the translation directions)")
+    p.add_argument("--classes", type=int, default=4,
+                   help="the first N synthetic classes (4: the translation directions)")
     p.add_argument("--epochs", type=int, default=5, help="student epochs")
     p.add_argument("--teacher-epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=8)
@@ -52,7 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--modes", default="scratch,distill,convert+distill", help="which trainings to run per student")
     p.add_argument("--aggregate", nargs="+", metavar="OUT", help="tabulate finished runs of several --out folders "
                    "(one per seed) and exit")
-    p.add_argument("--no-summary", action="store_true", help="train the listed runs only (parallel workers); skip the table")
+    p.add_argument("--no-summary", action="store_true",
+                   help="train the listed runs only (parallel workers); skip the table")
     args = p.parse_args(argv)
     if args.quick:
         args.train, args.val, args.classes = 30, 10, 4
@@ -268,7 +270,8 @@ def main(argv=None) -> int:
     teacher_rep = json.loads((teacher_run / "report.json").read_text())
     result = {"args": vars(args), "teacher": {"model": "c3d", "val_top1_video": teacher_rep.get("val_top1_video"),
                                               "curve": curve(teacher_run), **info["c3d"]},
-              "students": rows, "conversions": conversions, "models": info, "wall_s": round(time.perf_counter() - t_all, 1),
+              "students": rows, "conversions": conversions, "models": info,
+              "wall_s": round(time.perf_counter() - t_all, 1),
               "threads": torch.get_num_threads()}
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     print(markdown(result))
@@ -292,7 +295,8 @@ def markdown(result: dict) -> str:
     lines += ["", "| conversion of the trained teacher | time_pool | top-1 agreement | converted top-1 (clip) | "
               "teacher top-1 (clip) | approximate layers: rel_err on activations |", "|---|---|---|---|---|---|"]
     for c in result.get("conversions", []):
-        errs = ", ".join(f"{r['layer']} {r['rel_err_act']:.3f}" for r in c["layers"] if r.get("rel_err_act") is not None)
+        errs = ", ".join(f"{r['layer']} {r['rel_err_act']:.3f}" for r in c["layers"]
+                         if r.get("rel_err_act") is not None)
         lines.append(f"| c3d -> {c['student']} | {c['time_pool']} | {c['agreement']:.3f} | {c['converted_top1']:.3f} | "
                      f"{c['source_top1']:.3f} | {errs} |")
     lines.append("")

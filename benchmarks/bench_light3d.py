@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import lightvid  # noqa: E402
 from lightvid.accel.timing import time_calls  # noqa: E402
-from lightvid.models.registry import is_model  # noqa: E402
 from lightvid.analysis.summary import build_and_summarize  # noqa: E402
+from lightvid.models.registry import is_model  # noqa: E402
 
 MODELS = ("c3d", "c3d_2plus1d", "c3d_mc4", "fsb_c3d", "r3d_18", "r2plus1d_18", "ir_csn_50", "x3d_s")
 CLIP = (3, 16, 112, 112)

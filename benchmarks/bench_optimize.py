@@ -24,7 +24,6 @@ import lightvid
 from lightvid.accel.timing import median_times
 
 
-
 def validation_clips(args, model) -> tuple[torch.Tensor, torch.Tensor | None]:
     cfg_in = model.default_cfg["input_size"]
     if args.random:

@@ -112,7 +112,8 @@ def main(argv=None) -> int:
     print(f"{'method':<12} {'accuracy':>9} {'seed':>8} {'met':>5} {'seconds':>9}")
     for r in rows:
         label = f"{r['target']:.4f}" if r["method"].split(" ")[0] in SEED_TARGETS else f">{r['target']:.4f}"
-        print(f"{r['method']:<12} {r['accuracy']:>9.4f} {label:>8} {'yes' if r['met'] else 'NO':>5} {r['seconds']:>9.1f}")
+        met = "yes" if r["met"] else "NO"
+        print(f"{r['method']:<12} {r['accuracy']:>9.4f} {label:>8} {met:>5} {r['seconds']:>9.1f}")
     return 0
 
 

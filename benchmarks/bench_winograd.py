@@ -58,7 +58,8 @@ def main(argv=None) -> int:
         with torch.no_grad():
             ref = nn.functional.conv3d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
             errs = {k: ((w(x).double() - ref).abs().max() / ref.abs().max()).item() for k, w in winos.items()}
-        tm = median_times({"direct": conv, "direct_cl": lambda _: conv(xcl), **winos}, x, args.repeats)
+        fns = {"direct": conv, "direct_cl": lambda _, conv=conv, xcl=xcl: conv(xcl), **winos}
+        tm = median_times(fns, x, args.repeats)
         direct = min(tm["direct"], tm["direct_cl"])
         macs = args.batch * co * t * h * h * ci * 27
         best = min(winos, key=tm.get)

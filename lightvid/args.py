@@ -35,7 +35,8 @@ def parse_input_size(text: str) -> tuple[int, ...]:
 
 def add_model_args(parser: argparse.ArgumentParser, num_classes_default=None) -> None:
     """The model-building flags every model-taking command shares."""
-    parser.add_argument("--num-classes", type=int, default=num_classes_default, help="classifier size (default: the model's)")
+    parser.add_argument("--num-classes", type=int, default=num_classes_default,
+                        help="classifier size (default: the model's)")
     parser.add_argument("--width-mult", type=float, default=None, help="channel multiplier")
     parser.add_argument("--kw", action="append", metavar="KEY=VALUE", default=[],
                         help="extra model keyword argument (repeatable; Python literal or string)")

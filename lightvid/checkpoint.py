@@ -157,7 +157,8 @@ def plain(obj: Any) -> Any:
 
 def checkpoint_meta(model_name: str, model: nn.Module, model_kwargs: dict, num_classes: int, classes: list[str],
                     input_transform: str | None = None, config: dict | None = None, **extra: Any) -> dict:
-    """The ``lightvid`` entry of a training checkpoint: what :func:`lightvid.run_spec.load_model` rebuilds the model from.
+    """The ``lightvid`` entry of a training checkpoint: what :func:`lightvid.run_spec.load_model` rebuilds
+    the model from.
 
     ``model`` gives its ``default_cfg`` (mean, std, input size); ``extra`` adds keys such as
     ``epoch``, ``global_step``, ``metrics`` or ``converted_from``.

@@ -14,15 +14,20 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("lightvid.analysis.summary:list_command", "list registered models with parameters and default input"),
     "summary": ("lightvid.analysis.summary:summary_command", "per-layer parameters, MACs and output shapes of a model"),
-    "data": ("lightvid.data.cli:data_command", "datasets: `data synth` (synthetic motion set), `data check` (scan for bad files)"),
+    "data": ("lightvid.data.cli:data_command",
+             "datasets: `data synth` (synthetic motion set), `data check` (scan for bad files)"),
     "train": ("lightvid.train.cli:train_command", "train a classifier from a YAML config (dotted key=value overrides)"),
     "eval": ("lightvid.train.cli:eval_command", "clip- and video-level accuracy of a checkpoint"),
-    "distill": ("lightvid.compress.cli:distill_command", "knowledge distillation from a teacher checkpoint into a student"),
-    "convert": ("lightvid.compress.cli:convert_command", "transfer weights between 3D, (2+1)D, time-folded 2D and 2D models"),
-    "bench": ("lightvid.accel.cli:bench_command", "latency, clips/s, memory and GFLOP/s of a model, checkpoint or ONNX file"),
+    "distill": ("lightvid.compress.cli:distill_command",
+                "knowledge distillation from a teacher checkpoint into a student"),
+    "convert": ("lightvid.compress.cli:convert_command",
+                "transfer weights between 3D, (2+1)D, time-folded 2D and 2D models"),
+    "bench": ("lightvid.accel.cli:bench_command",
+              "latency, clips/s, memory and GFLOP/s of a model, checkpoint or ONNX file"),
     "export": ("lightvid.accel.cli:export_command", "export to ONNX, TorchScript or safetensors"),
     "predict": ("lightvid.accel.cli:predict_command", "top-k classes of video files with a trained checkpoint"),
-    "baseline": ("lightvid.baselines.cli:baseline_command", "classic baselines: tiny images + kNN, bag of SIFT words + kNN/SVM"),
+    "baseline": ("lightvid.baselines.cli:baseline_command",
+                 "classic baselines: tiny images + kNN, bag of SIFT words + kNN/SVM"),
 }
 
 

@@ -23,7 +23,8 @@ def texture(cls: int, rng: np.random.Generator, size: int = 64) -> np.ndarray:
     theta = np.deg2rad(ANGLES[cls] + rng.uniform(-8, 8))
     freq = rng.uniform(0.35, 0.5)
     grating = np.sin(freq * (xx * np.cos(theta) + yy * np.sin(theta)) + rng.uniform(0, 2 * np.pi))
-    half = {"top": yy < size / 2, "bottom": yy >= size / 2, "left": xx < size / 2, "right": xx >= size / 2}[LAYOUTS[cls]]
+    half = {"top": yy < size / 2, "bottom": yy >= size / 2, "left": xx < size / 2,
+            "right": xx >= size / 2}[LAYOUTS[cls]]
     img = 90 + 60 * half + 45 * grating + rng.normal(0, 12, (size, size))
     return np.clip(img, 0, 255).astype(np.uint8)
 

@@ -37,7 +37,8 @@ def test_list_file_errors(tmp_path, clip):
     _put(tmp_path / "a" / "x.mp4", clip)
     (tmp_path / "classes.txt").write_text("a\nb\n")
     cases = {"a/x.mp4 0\nbroken\n": "train.txt:2: expected", "a/x.mp4 zero\n": "train.txt:1: label 'zero'",
-             "a/x.mp4 0\na/x.mp4 7\n": "train.txt:2: unknown label 7", "a/y.mp4 1\n": "train.txt:1: listed video .*y.mp4 does not exist"}
+             "a/x.mp4 0\na/x.mp4 7\n": "train.txt:2: unknown label 7",
+             "a/y.mp4 1\n": "train.txt:1: listed video .*y.mp4 does not exist"}
     for text, msg in cases.items():
         (tmp_path / "train.txt").write_text(text)
         with pytest.raises(UserError, match=msg):
@@ -55,14 +56,16 @@ def test_ucf101(tmp_path, clip):
     for cls in ("ApplyEyeMakeup", "Archery"):
         for g in (1, 2):
             _put(tmp_path / cls / f"v_{cls}_g0{g}_c01.avi", clip)
-    (ann / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\nArchery/v_Archery_g01_c01.avi 2\n")
+    (ann / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\n"
+                                         "Archery/v_Archery_g01_c01.avi 2\n")
     (ann / "testlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01.avi\nArchery/v_Archery_g02_c01.avi\n")
     assert formats.detect(tmp_path, "train") == "ucf101"
     train, classes = formats.ucf101(tmp_path, "train")
     test, _ = formats.ucf101(tmp_path, "val")
     assert classes == ["ApplyEyeMakeup", "Archery"]
     assert [label for _, label in train] == [0, 1] and [p.name for p, _ in test][1] == "v_Archery_g02_c01.avi"
-    (ann / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\nBowling/v_Bowling_g01_c01.avi 3\n")
+    (ann / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\n"
+                                         "Bowling/v_Bowling_g01_c01.avi 3\n")
     with pytest.raises(UserError, match="trainlist01.txt:2: unknown class 'Bowling'"):
         formats.ucf101(tmp_path, "train")
     (ann / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 2\n")

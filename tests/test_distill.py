@@ -5,8 +5,7 @@ import pytest
 import torch
 
 import lightvid
-from lightvid.compress.distill import (DistillationModule, DistillConfig, TeacherCache, _renormaliser,
-                                       distillation_loss)
+from lightvid.compress.distill import DistillationModule, DistillConfig, TeacherCache, _renormaliser, distillation_loss
 from lightvid.errors import UserError
 
 TINY = dict(width_mult=0.125, img_size=32, fc_width=64)
@@ -122,7 +121,8 @@ def test_tiny_distill_run(tmp_path):
         f"name: tiny\nmodel: {{name: c3d_mc4, kwargs: {json.dumps(TINY)}}}\n"
         f"data: {{format: synth, root: {tmp_path / 'synth'}, clip_len: 16, size: 32, short_side: 32, num_workers: 0,"
         " synth: {classes: 3, train: 6, val: 3, size: 32}}\n"
-        "optim: {name: adamw, lr: 0.001}\ntrainer: {max_epochs: 1, batch_size: 3, progress_bar: false, precision: '32'}\n"
+        "optim: {name: adamw, lr: 0.001}\n"
+        "trainer: {max_epochs: 1, batch_size: 3, progress_bar: false, precision: '32'}\n"
         "distill: {temperature: 2.0, alpha: 0.7, convert: true}\n")
     cfg, dcfg = load_distill_config(cfg_file, [f"distill.teacher={ckpt}"])
     report = distill(cfg, dcfg, tmp_path / "run")

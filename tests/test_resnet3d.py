@@ -374,7 +374,8 @@ def test_inflate_from_resnet2d_per_frame_identity():
             m.running_var.uniform_(0.5, 1.5)
             m.running_mean.normal_(0, 0.1)
     # f-R2D with seed-003's pool1 is a 2D ResNet-18 applied to each frame: a static clip gives its logits
-    fr2d = inflate_from_resnet2d(m2d, lightvid.create_model("fr2d_18", num_classes=5, width_mult=0.25, pool1=True)).eval()
+    fr2d = inflate_from_resnet2d(m2d, lightvid.create_model("fr2d_18", num_classes=5, width_mult=0.25,
+                                                            pool1=True)).eval()
     img = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(fr2d(img.unsqueeze(2).expand(1, 3, 4, 32, 32)), m2d(img), rtol=1e-4, atol=1e-5)

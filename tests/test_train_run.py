@@ -61,7 +61,8 @@ def test_train_writes_the_run_folder_and_eval_reproduces(tiny_synth, tmp_path):
     model, meta = load_model(out / "checkpoints" / "best.ckpt")
     assert meta["model"] == "r3d_10" and meta["num_classes"] == 4 and len(meta["classes"]) == 4
     # lightvid eval on the best checkpoint reproduces what training reported
-    r = run_cli(["eval", "--checkpoint", str(out / "checkpoints" / "best.ckpt"), "--json", "--out", str(tmp_path / "ev")])
+    r = run_cli(["eval", "--checkpoint", str(out / "checkpoints" / "best.ckpt"), "--json", "--out",
+                 str(tmp_path / "ev")])
     assert r.returncode == 0, r.stderr[-2000:]
     ev = json.loads(r.stdout.strip().splitlines()[-1])
     assert ev["video_top1"] == pytest.approx(saved["val_top1_video"], abs=1e-6)
@@ -88,7 +89,8 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tiny_synth, tmp
     msg = str(e.value)
     assert "nan at step 4" in msg and "epoch 1" in msg and "last.ckpt" in msg, msg
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["epoch"] == 0 and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert ckpt["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
 
 
 def _logged_steps(run_dir: Path) -> int:

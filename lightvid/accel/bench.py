@@ -214,7 +214,8 @@ def format_bench(r: BenchResult) -> str:
         f"{r.peak_gflops_per_s:.1f} GFLOP/s ({100 * r.fraction_of_peak:.1f}%)"
         + (" (effective: counted as direct convolutions, Winograd does fewer multiplications)"
            if r.winograd_layers else ""),
-        f"peak memory  {r.peak_mem_mb:10.1f} MB ({'max allocated' if r.device.startswith('cuda') else 'growth of max RSS'};"
+        f"peak memory  {r.peak_mem_mb:10.1f} MB "
+        f"({'max allocated' if r.device.startswith('cuda') else 'growth of max RSS'};"
         f" process max RSS {r.max_rss_mb:.0f} MB)",
     ])
 

@@ -441,7 +441,8 @@ def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto"
                 errors[ms] = ((winos[ms](xin) - ref).abs().max() / scale).item()
         # each direct format timed including the conversion of the recorded input to it;
         # all candidates interleaved so a change in load hits them alike
-        fns = {f: (lambda t, f=f: conv(t.contiguous(memory_format=f))) for f in (torch.contiguous_format, fmt)}
+        fns = {f: (lambda t, f=f, conv=conv: conv(t.contiguous(memory_format=f)))
+               for f in (torch.contiguous_format, fmt)}
         fns.update((ms, w) for ms, w in winos.items() if errors[ms] <= max_error)
         ms_by = {k: 1e3 * v for k, v in median_times(fns, xin, repeats).items()}
         direct_fmt = min((torch.contiguous_format, fmt), key=ms_by.get)

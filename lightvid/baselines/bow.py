@@ -104,7 +104,8 @@ def dense_sift(gray: np.ndarray, step: int = 4, size: float = 4.0) -> np.ndarray
         return np.zeros((0, 128), np.uint8)
     _, desc = _SIFT.compute(np.ascontiguousarray(gray), kps)
     if desc is None or len(desc) != len(kps):
-        raise RuntimeError(f"OpenCV SIFT returned {0 if desc is None else len(desc)} descriptors for {len(kps)} keypoints")
+        got = 0 if desc is None else len(desc)
+        raise RuntimeError(f"OpenCV SIFT returned {got} descriptors for {len(kps)} keypoints")
     return np.clip(np.rint(desc), 0, 255).astype(np.uint8)  # OpenCV's values are integers in [0, 255]
 
 
@@ -176,7 +177,8 @@ def fit_vocabulary(sample: np.ndarray, words: int, seed: int, threads: int = 1) 
     return km.cluster_centers_.astype(np.float32)  # (words, 128)
 
 
-def load_or_fit_vocabulary(cfg: BowConfig, data: FolderData, train_descs, cache_dir: Path | None) -> tuple[np.ndarray, bool]:
+def load_or_fit_vocabulary(cfg: BowConfig, data: FolderData, train_descs, cache_dir: Path | None) -> tuple[np.ndarray,
+                                                                                                           bool]:
     """The vocabulary and whether it came from the cache."""
     path = None
     if cache_dir is not None:
@@ -296,7 +298,8 @@ def bow_words(data: FolderData, cfg: BowConfig, cache_dir: Path | None = None) -
     return BowWords(train, data.train.labels[tr_ok], test, data.test.labels[te_ok], len(centers), timings, bad)
 
 
-def run_bow(data: FolderData, cfg: BowConfig, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict, int]:
+def run_bow(data: FolderData, cfg: BowConfig, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict,
+                                                                                      int]:
     """(true labels, predictions, timings, unreadable count) on ``data``'s test split."""
     w = bow_words(data, cfg, cache_dir)
     t = time.perf_counter()

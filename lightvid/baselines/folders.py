@@ -46,7 +46,8 @@ class FolderData:
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+    exts = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
 
 
 def _scan(root: Path, split: str, classes: list[str] | None) -> tuple[list[Path], list[int], list[str]]:
@@ -127,7 +128,8 @@ def read_gray_frames(path: Path, count: int) -> np.ndarray | None:
         clip = read_clip(path, idx)  # (T, H, W, 3) uint8
         clip = np.asarray(clip.numpy() if hasattr(clip, "numpy") else clip)
     except Exception as e:  # VideoDecodeError and anything a broken container raises
-        warnings.warn(f"{path}: cannot decode this video ({str(e).splitlines()[0] if str(e) else type(e).__name__}), skipped",
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        warnings.warn(f"{path}: cannot decode this video ({why}), skipped",
                       stacklevel=2)
         return None
     return np.stack([cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in clip])  # (T, H, W)

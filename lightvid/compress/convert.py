@@ -60,7 +60,8 @@ def format_report(report: list[LayerRecord], title: str = "") -> str:
     for r in report:
         act = "-" if r.rel_err_act is None else f"{r.rel_err_act:.2e}"
         err = "nan" if math.isnan(r.rel_err) else f"{r.rel_err:.2e}"
-        lines.append(f"{r.layer:<10} {r.method:<18} {'exact' if r.exact else 'approx':<8} {err:>17} {act:>16}  {r.note}")
+        exact = "exact" if r.exact else "approx"
+        lines.append(f"{r.layer:<10} {r.method:<18} {exact:<8} {err:>17} {act:>16}  {r.note}")
     return "\n".join(lines)
 
 
@@ -71,8 +72,8 @@ def convert(model: nn.Module, to: str, calib: torch.Tensor | None = None, time_p
     ``calib``: clips ``(B, C, T, H, W)`` run through the source to fit pooled layers (``"fit"``) and
     measure ``rel_err_act`` (default: 2 random N(0, 1) clips of the source's input size).
     ``time_pool``: ``"mean"`` (default), ``"fit"`` or ``"even"`` for folded layers that absorb a
-    temporal pool (:mod:`lightvid.compress.fold`). ``model_kwargs`` override the target's constructor arguments (default:
-    those inferred from the source). The converted model is returned in eval mode, with the
+    temporal pool (:mod:`lightvid.compress.fold`). ``model_kwargs`` override the target's constructor
+    arguments (default: those inferred from the source). The converted model is returned in eval mode, with the
     constructor arguments it was built with in ``model.convert_kwargs``.
     """
     if time_pool not in TIME_POOL_MODES:
@@ -84,7 +85,8 @@ def convert(model: nn.Module, to: str, calib: torch.Tensor | None = None, time_p
     try:
         if isinstance(model, C3D):
             if model.folded:
-                raise UserError(f"convert: the source {src_name} is already time-folded; convert from c3d or c3d_2plus1d")
+                raise UserError(f"convert: the source {src_name} is already time-folded; "
+                                "convert from c3d or c3d_2plus1d")
             if get_builder(to).__module__ != C3D.__module__:
                 raise UserError(f"convert: no transfer from {src_name} to {to}; C3D converts to c3d, "
                                 "c3d_2plus1d, c3d_mc3, c3d_mc4, c3d_mc5")

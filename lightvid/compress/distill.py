@@ -329,7 +329,8 @@ def distill(cfg, dcfg: DistillConfig, out_dir=None, resume: bool = False) -> dic
         return report
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     device = "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "cpu"
-    res = evaluate(teacher, val_t, tmeta["classes"], batch_size=cfg.trainer.eval_batch_size or 2 * cfg.trainer.batch_size,
+    res = evaluate(teacher, val_t, tmeta["classes"],
+                   batch_size=cfg.trainer.eval_batch_size or 2 * cfg.trainer.batch_size,
                    num_workers=int(cfg.data.num_workers or 0), precision=precision, device=device)
     report.update(teacher=dcfg.teacher, teacher_model=tmeta["model"], teacher_top1_clip=res.clip_top1,
                   teacher_top1_video=res.video_top1, teacher_top5_video=res.video_top5,

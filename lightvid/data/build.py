@@ -107,7 +107,8 @@ class DataConfig:
             import difflib
 
             close = difflib.get_close_matches(unknown[0], names, n=1)
-            raise UserError(f"{where}.{unknown[0]}: unknown data key" + (f"; did you mean {close[0]}?" if close else ""))
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UserError(f"{where}.{unknown[0]}: unknown data key{hint}")
         return cls(**d).validate()
 
     def is_video(self) -> bool:

@@ -36,13 +36,14 @@ def _read_lines(path: Path) -> list[tuple[int, str]]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a UTF-8 text file") from None
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")]
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(),
+                                                       1) if line.strip() and not line.startswith("#")]
 
 
 def read_classes_txt(path: Path) -> list[str]:
     """One class name per line (an optional leading index ``1 name`` is dropped)."""
     names = []
-    for n, line in _read_lines(path):
+    for _, line in _read_lines(path):
         parts = line.split(maxsplit=1)
         names.append(parts[1] if len(parts) == 2 and parts[0].isdigit() else line)
     if len(set(names)) != len(names):
@@ -58,8 +59,10 @@ def check_missing(samples: Samples, where: dict, on_missing: str) -> Samples:
     first = missing[0][0]
     if on_missing != "skip":
         raise UserError(f"{where.get(first, '?')}: listed video {first} does not exist"
-                        + (f" (and {len(missing) - 1} more; data.on_missing=skip drops them)" if len(missing) > 1 else ""))
-    warnings.warn(f"skipping {len(missing)} of {len(samples)} listed videos that do not exist (first: {first})", stacklevel=2)
+                        + (f" (and {len(missing) - 1} more; data.on_missing=skip drops them)"
+                           if len(missing) > 1 else ""))
+    warnings.warn(f"skipping {len(missing)} of {len(samples)} listed videos that do not exist (first: {first})",
+                  stacklevel=2)
     return [s for s in samples if s[0].is_file()]
 
 
@@ -84,7 +87,8 @@ def folders(root: Path, split: str, extensions=None) -> tuple[Samples, list[str]
     return samples, classes
 
 
-def list_file(root: Path, split: str, annotations: Path | None = None, on_missing: str = "error") -> tuple[Samples, list[str]]:
+def list_file(root: Path, split: str, annotations: Path | None = None, on_missing: str = "error") -> tuple[Samples,
+                                                                                                           list[str]]:
     ann = annotations if annotations and annotations.is_file() else (annotations or root) / f"{split}.txt"
     classes = read_classes_txt(root / "classes.txt") if (root / "classes.txt").is_file() else None
     samples, where = [], {}
@@ -260,7 +264,8 @@ def detect(root: Path, split: str) -> str:
     raise UserError(f"{root}: cannot tell the dataset format; set data.format")
 
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")  # what OpenCV reads
+# what OpenCV reads
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 
 
 def scan_video_files(root: Path) -> list[Path]:

@@ -98,7 +98,8 @@ class ZipImages(ImageSource):
         picked = sorted((m, p) for m, p in zip(members, [q[offset:] for q in parts]) if len(p) == 3 and p[0] == split)
         if not picked:
             splits = sorted({p[0] for p in by_split})
-            raise UserError(f"{zip_path}: no images under {split}/<class>/ (splits inside: {', '.join(splits) or 'none'})")
+            inside = ", ".join(splits) or "none"
+            raise UserError(f"{zip_path}: no images under {split}/<class>/ (splits inside: {inside})")
         self.classes = train_classes or sorted({p[1] for _, p in picked})
         self.members, self.labels = [], []
         for m, p in picked:

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
-from lightvid.models.base import Classifier, IMAGENET_MEAN, IMAGENET_STD, make_cfg, make_head, scale_channels
+from lightvid.models.base import IMAGENET_MEAN, IMAGENET_STD, Classifier, make_cfg, make_head, scale_channels
 from lightvid.models.registry import register_model
 
 DENSENET_PAPER = "Huang et al., Densely Connected Convolutional Networks, CVPR 2017"
@@ -36,7 +36,8 @@ DENSENET_CONFIGS = {
     "densenet161": (48, (6, 12, 36, 24), 96),
 }
 
-_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                         r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
 def remap_legacy_keys(state_dict: dict) -> dict:

@@ -31,7 +31,6 @@ from lightvid.models.c3d import C3D
 from lightvid.models.registry import register_model
 from lightvid.models.resnet3d import VideoResNet
 
-
 FSB_PAPER = ("Wang, Lin, Wang, Design Light-Weight 3D Convolutional Networks for Video Recognition: "
              "Temporal Residual, Fully Separable Block, and Fast Algorithm, 2019")
 

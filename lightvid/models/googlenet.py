@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lightvid.models.base import Classifier, IMAGENET_MEAN, IMAGENET_STD, make_cfg, make_head, scale_channels
+from lightvid.models.base import IMAGENET_MEAN, IMAGENET_STD, Classifier, make_cfg, make_head, scale_channels
 from lightvid.models.registry import register_model
 
 GOOGLENET_PAPER = "Szegedy et al., Going Deeper with Convolutions, CVPR 2015"

@@ -17,7 +17,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from lightvid.models.base import Classifier, IMAGENET_MEAN, IMAGENET_STD, init_weights, make_cfg, make_head, scale_channels
+from lightvid.models.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Classifier,
+    init_weights,
+    make_cfg,
+    make_head,
+    scale_channels,
+)
 from lightvid.models.registry import register_model
 
 VGG_PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015"

@@ -177,7 +177,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
             limit_train_batches=None if t.limit_train_batches == 1.0 else t.limit_train_batches,
             limit_val_batches=None if t.limit_val_batches == 1.0 else t.limit_val_batches,
             check_val_every_n_epoch=t.check_val_every_n_epoch, log_every_n_steps=t.log_every_n_steps,
-            logger=CSVLogger(out, name="", version="", flush_logs_every_n_steps=t.log_every_n_steps), callbacks=cbs, plugins=[AtomicCheckpointIO()],
+            logger=CSVLogger(out, name="", version="", flush_logs_every_n_steps=t.log_every_n_steps), callbacks=cbs,
+            plugins=[AtomicCheckpointIO()],
             default_root_dir=out, num_sanity_val_steps=0, enable_progress_bar=t.progress_bar,
             enable_model_summary=False, use_distributed_sampler=False,
         )
@@ -241,8 +242,13 @@ def final_report(report: dict, cfg: TrainConfig, out: Path, dm, best: Path, prec
     from lightvid.analysis.summary import format_summary, summarize
     from lightvid.run_spec import load_model
     from lightvid.train.evaluate import evaluate
-    from lightvid.train.report import (epoch_metrics, format_per_class, format_table, plot_learning_curves,
-                                       write_confusion)
+    from lightvid.train.report import (
+        epoch_metrics,
+        format_per_class,
+        format_table,
+        plot_learning_curves,
+        write_confusion,
+    )
 
     model, meta = load_model(best)
     report["best_epoch"] = meta.get("epoch")
