@@ -64,6 +64,14 @@ def default_out_dir(cfg: TrainConfig) -> Path:
 def _check_data_root(cfg: TrainConfig) -> None:
     root = getattr(cfg.data, "root", None)
     fmt = getattr(cfg.data, "format", "auto")
+    if fmt == "synth" and root:  # generated: refused before anything is written when root is someone's folder
+        from lightvid.data.synth import check_synth_root
+
+        try:
+            check_synth_root(root)
+        except UserError as e:
+            raise UserError(f"data.root={str(root)!r} with data.format=synth: {e}") from None
+        return
     if fmt in ("synth", "digits") or root in (None, "", "digits"):  # generated / built in
         return
     if not Path(root).exists():

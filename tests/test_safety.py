@@ -1,0 +1,175 @@
+"""Nothing of the user's is lost: every place lightvid writes or deletes, salted with user files.
+
+Each test puts a user file and a user folder where lightvid writes, runs the command, and
+checks by hash that they are still there, unchanged (see docs/files.md).
+"""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lightvid.data.synth import MANIFEST, ensure_synth, generate, read_stamp
+from lightvid.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"classes": 2, "train": 4, "val": 2, "frames": 4, "size": 32}
+
+
+def hashes(root: Path) -> dict[str, str]:
+    """``relative path -> sha256`` of every file under ``root`` (folders as ``path/`` -> ``dir``)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        out[rel + "/" if p.is_dir() else rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def salt(folder: Path, where: str = "") -> dict[str, str]:
+    """A user file and a user folder (with a file) under ``folder/where``; returns their hashes."""
+    base = folder / where
+    (base / "my_folder").mkdir(parents=True, exist_ok=True)
+    (base / "my_notes.txt").write_text("the user's notes\n")
+    (base / "my_folder" / "data.bin").write_bytes(os.urandom(64))
+    h = hashes(folder)
+    return {k: v for k, v in h.items() if "my_" in k}
+
+
+def assert_kept(folder: Path, salted: dict[str, str]) -> None:
+    now = hashes(folder)
+    lost = {k for k, v in salted.items() if now.get(k) != v}
+    assert not lost, f"user files lost or changed: {sorted(lost)}"
+
+
+def class_folder_set(root: Path) -> Path:
+    """A user's own class-folder video set (train/<class>/*.mp4, val/<class>/*.mp4)."""
+    for split in ("train", "val"):
+        for cls in ("right", "cats"):  # "right" is also a synthetic class name
+            d = root / split / cls
+            d.mkdir(parents=True)
+            (d / f"{cls}_00000.mp4").write_bytes(os.urandom(256))
+            (d / "holiday.mp4").write_bytes(os.urandom(256))
+    return root
+
+
+# ----------------------------------------------------------------------------- synthetic set
+
+
+def test_synth_refuses_a_class_folder_set(tmp_path):
+    root = class_folder_set(tmp_path / "my_videos")
+    before = hashes(root)
+    with pytest.raises(UserError, match="not a lightvid synthetic set.*data.format=folders") as e:
+        ensure_synth(root, workers=1, progress=False, **TINY)
+    assert str(root) in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(UserError, match="not a lightvid synthetic set"):
+        generate(root, workers=1, progress=False, **TINY)
+    assert hashes(root) == before
+
+
+def test_data_synth_cli_into_a_non_empty_folder(tmp_path, capsys):
+    from lightvid.cli import main
+
+    root = tmp_path / "out"
+    salted = salt(root, "train")  # a user folder named like the set's own
+    salted.update(salt(root, "val"))
+    before = hashes(root)
+    argv = ["data", "synth", str(root), *(f"--{k}={v}" for k, v in TINY.items()), "--workers", "1"]
+    assert main(argv) == 2
+    assert "not a lightvid synthetic set" in capsys.readouterr().err
+    assert hashes(root) == before
+    assert_kept(root, salted)
+
+
+def test_synth_cache_regenerates_only_its_own_files(tmp_path, capsys):
+    root = ensure_synth(tmp_path / "s", workers=1, progress=False, **TINY)
+    manifest = json.loads((root / MANIFEST).read_text())
+    assert set(manifest["files"]) == {p.relative_to(root).as_posix() for p in root.rglob("*")
+                                      if p.is_file() and p.name != MANIFEST}
+    salted = salt(root, "train/right")  # the user added files inside the set
+    salted.update(salt(root))
+    ensure_synth(root, workers=1, progress=False, **{**TINY, "classes": 3, "train": 3, "val": 3})  # other parameters
+    assert "regenerating" in capsys.readouterr().err
+    assert_kept(root, salted)
+    assert read_stamp(root)["classes"] == 3
+    assert not (root / "train" / "left" / "left_00003.mp4").exists()  # the old set's clip is gone
+    assert not (root / "train" / "left").exists() or any((root / "train" / "left").iterdir())
+    listed = set(json.loads((root / MANIFEST).read_text())["files"])
+    on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert on_disk - listed - {MANIFEST} == {k for k in salted if not k.endswith("/")}
+
+
+def test_synth_refuses_to_overwrite_a_user_file_at_one_of_its_paths(tmp_path):
+    root = ensure_synth(tmp_path / "s", workers=1, progress=False, **TINY)
+    mine = root / "val" / "down" / "down_00002.mp4"  # a 3-class set would write it
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"mine")
+    before = hashes(root)
+    with pytest.raises(UserError, match="down_00002.mp4.*lightvid did not write"):
+        ensure_synth(root, workers=1, progress=False, **{**TINY, "classes": 3, "val": 3})
+    assert hashes(root) == before
+
+
+def test_interrupted_generation_resumes_and_touches_only_its_files(tmp_path):
+    root = tmp_path / "s"
+    params = {"classes": 2, "train": 400, "val": 2, "frames": 4, "size": 32}
+    code = ("import sys; from lightvid.data.synth import ensure_synth; "
+            f"ensure_synth(sys.argv[1], workers=1, progress=False, **{params!r})")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(root)], env=env)
+    try:
+        deadline = time.time() + 120
+        while len(list(root.rglob("*.mp4"))) < 5 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the generator finished before it could be interrupted"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert read_stamp(root) is None and (root / MANIFEST).is_file()  # listed before the first clip
+    done = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.mp4"))
+    assert 5 <= len(done) < 400
+    mtimes = {rel: (root / rel).stat().st_mtime_ns for rel in done}
+    salted = salt(root)  # the user put things into the interrupted set's folder
+    salted.update(salt(root, "train/left"))
+    with pytest.raises(UserError, match="not a lightvid synthetic set"):  # interrupted sets stay ours...
+        ensure_synth(tmp_path, workers=1, progress=False, **params)  # ...but not the folder above them
+    ensure_synth(root, workers=1, progress=False, **params)
+    assert read_stamp(root)["train"] == 400
+    assert_kept(root, salted)
+    assert all((root / rel).stat().st_mtime_ns == t for rel, t in mtimes.items())  # finished clips kept
+    assert not list(root.rglob("*.part"))
+    listed = set(json.loads((root / MANIFEST).read_text())["files"])
+    on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert on_disk - listed - {MANIFEST} == {k for k in salted if not k.endswith("/")}
+    # the resumed set is the set an uninterrupted run writes (bytes of the first clips)
+    fresh = generate(tmp_path / "fresh", workers=1, progress=False, **{**params, "train": 6})
+    for rel in (f"train/{c}/{c}_{i:05d}.mp4" for i, c in enumerate(["right", "left"] * 3)):
+        assert (root / rel).read_bytes() == (fresh / rel).read_bytes(), rel
+
+
+def test_quickstart_pointed_at_a_class_folder_set_deletes_nothing(tmp_path):
+    from lightvid.data.build import DataConfig, build_dataset
+    from lightvid.train.config import load_config
+    from lightvid.train.run import train
+
+    root = class_folder_set(tmp_path / "my_videos")
+    salted = salt(root)
+    before = hashes(root)
+    cfg = load_config(REPO / "configs" / "quickstart.yaml", [f"data.root={root}"])
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match="data.root=.*not a lightvid synthetic set.*data.format=folders"):
+        train(cfg, out)
+    assert not out.exists()  # refused before the run folder was made
+    with pytest.raises(UserError, match="not a lightvid synthetic set"):  # the data path on its own
+        build_dataset(cfg.data, "train", True, (0.5,) * 3, (0.5,) * 3)
+    assert hashes(root) == before
+    assert_kept(root, salted)
+    # what the message says works: data.format=folders reads the user's set as it is
+    ds = build_dataset(DataConfig(root=str(root), format="folders", size=32, short_side=None, clip_len=4,
+                                  cache=False), "train", True, (0.5,) * 3, (0.5,) * 3)
+    assert sorted(ds.classes) == ["cats", "right"]
+    assert hashes(root) == before
