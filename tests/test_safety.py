@@ -173,3 +173,123 @@ def test_quickstart_pointed_at_a_class_folder_set_deletes_nothing(tmp_path):
                                   cache=False), "train", True, (0.5,) * 3, (0.5,) * 3)
     assert sorted(ds.classes) == ["cats", "right"]
     assert hashes(root) == before
+
+
+# ----------------------------------------------------------------------------- checkpoint errors
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def _checkpoint_files(d: Path) -> dict[str, Path]:
+    """One file of each kind ``load_file`` tells apart."""
+    import pickle
+    import zipfile
+
+    import numpy as np
+    import torch
+
+    d.mkdir(exist_ok=True)
+    f = {k: d / f"{k}.ckpt" for k in ("text", "empty", "noise", "truncated", "truncated_legacy", "npy", "npz",
+                                     "zip", "plain_pickle", "numpy_pickle", "crafted", "crafted_zip", "crafted_p0")}
+    f["text"].write_text("epoch 3, accuracy 0.91\n")
+    f["empty"].write_bytes(b"")
+    f["noise"].write_bytes(bytes(range(7, 256)) * 3)
+    torch.save({"state_dict": {"w": torch.zeros(64)}}, d / "good.ckpt")
+    data = (d / "good.ckpt").read_bytes()
+    f["truncated"].write_bytes(data[: len(data) * 2 // 3])
+    torch.save({"w": torch.zeros(64)}, d / "legacy.ckpt", _use_new_zipfile_serialization=False)
+    data = (d / "legacy.ckpt").read_bytes()
+    f["truncated_legacy"].write_bytes(data[: len(data) // 2])
+    with open(f["npy"], "wb") as fh:
+        np.save(fh, np.zeros(3))
+    with open(f["npz"], "wb") as fh:
+        np.savez(fh, w=np.zeros(3))
+    with zipfile.ZipFile(f["zip"], "w") as z:
+        z.writestr("images/cat.jpg", b"\xff\xd8")
+    f["plain_pickle"].write_bytes(pickle.dumps({"epoch": 3, "lr": [0.1, 0.01]}))
+    f["numpy_pickle"].write_bytes(pickle.dumps({"w": np.zeros(3)}))
+    f["crafted"].write_bytes(pickle.dumps({"state_dict": {}, "x": _RunsCode()}))
+    torch.save({"x": _RunsCode()}, f["crafted_zip"])
+    f["crafted_p0"].write_bytes(b"cposix\nsystem\n(S'true'\ntR.")
+    return f
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("text", r"a text file \(it begins 'epoch 3, accuracy 0.91'\), not a checkpoint"),
+    ("empty", r"empty file \(0 bytes\), not a checkpoint"),
+    ("noise", r"not a checkpoint \(unrecognised contents"),
+    ("truncated", r"truncated PyTorch checkpoint"),
+    ("truncated_legacy", r"truncated PyTorch checkpoint"),
+    ("npy", r"numpy \.npy array.*not a PyTorch checkpoint"),
+    ("npz", r"numpy \.npz archive.*not a PyTorch checkpoint"),
+    ("zip", r"zip archive of other files \(images/cat.jpg\), not a PyTorch checkpoint"),
+    ("plain_pickle", r"plain Python pickle.*not a torch.save checkpoint"),
+    ("numpy_pickle", r"pickle of numpy objects.*not a torch.save checkpoint"),
+    ("crafted", r"refused, unpickling it would call posix.system \(code execution\)"),
+    ("crafted_zip", r"refused, unpickling it would call posix.system \(code execution\)"),
+    ("crafted_p0", r"refused, unpickling it would call posix.system \(code execution\)"),
+])
+def test_checkpoint_errors_say_what_is_wrong(tmp_path, kind, message):
+    from lightvid.checkpoint import CheckpointError, load_file
+
+    path = _checkpoint_files(tmp_path)[kind]
+    with pytest.raises(CheckpointError, match=message) as e:
+        load_file(path)
+    text = str(e.value)
+    assert text.startswith(str(path)) and "\n" not in text
+    if kind not in ("crafted", "crafted_zip", "crafted_p0"):
+        assert "refused" not in text and "run code" not in text and "code execution" not in text
+
+
+def test_eval_of_a_text_file_says_not_a_checkpoint(tmp_path, capsys):
+    from lightvid.cli import main
+
+    bad = tmp_path / "bad.ckpt"
+    bad.write_text("not a checkpoint\n")
+    assert main(["eval", "--checkpoint", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.ckpt: a text file" in err and "refused" not in err and len(err.splitlines()) == 1
+
+
+def test_checkpoints_still_load(tmp_path):
+    import torch
+
+    from lightvid.checkpoint import load_file, save_atomic
+
+    torch.save({"w": torch.ones(2)}, tmp_path / "a.pt")
+    torch.save({"w": torch.ones(2)}, tmp_path / "b.pt", _use_new_zipfile_serialization=False)
+    save_atomic({"w": torch.ones(2)}, tmp_path / "c.safetensors")
+    (tmp_path / "c.safetensors").rename(tmp_path / "c.bin")  # safetensors content under another suffix
+    for name in ("a.pt", "b.pt", "c.bin"):
+        assert torch.equal(load_file(tmp_path / name)["w"], torch.ones(2)), name
+
+
+def test_a_failing_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from lightvid.checkpoint import CheckpointError, save_atomic
+
+    path = tmp_path / "last.ckpt"
+    save_atomic({"epoch": 1, "w": torch.ones(4)}, path)
+    before = hashes(tmp_path)
+    real_save = torch.save
+
+    def disk_full(obj, f, *a, **k):  # writes part of the file, then the disk is full
+        real_save(obj, f, *a, **k)
+        with open(f, "r+b") as fh:
+            fh.truncate(100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(CheckpointError, match=r"last.ckpt: writing failed \(.*No space left.*\); the previous "
+                                              r"last.ckpt is unchanged"):
+        save_atomic({"epoch": 2, "w": torch.zeros(4)}, path)
+    assert hashes(tmp_path) == before  # no temporary file left either
+    with pytest.raises(CheckpointError, match="no file was written"):
+        save_atomic({"epoch": 2}, tmp_path / "other.ckpt")
+    assert hashes(tmp_path) == before
