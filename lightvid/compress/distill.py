@@ -304,7 +304,8 @@ def distill(cfg, dcfg: DistillConfig, out_dir=None, resume: bool = False) -> dic
     from lightvid.train.checkpoint import load_model
     from lightvid.train.evaluate import evaluate
     from lightvid.train.report import format_table, write_json
-    from lightvid.train.run import default_out_dir, resolve_precision, train
+    from lightvid.precision import resolve_precision
+    from lightvid.train.run import default_out_dir, train
 
     teacher, tmeta = load_model(dcfg.teacher)
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
@@ -337,7 +338,7 @@ def distill(cfg, dcfg: DistillConfig, out_dir=None, resume: bool = False) -> dic
     report = train(cfg, out, resume=resume, module_cls=DistillationModule, module_kwargs=module_kwargs)
     if not report:  # not global rank 0
         return report
-    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator, training=True)
     device = "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "cpu"
     res = evaluate(teacher, val_t, tmeta["classes"], batch_size=cfg.trainer.eval_batch_size or 2 * cfg.trainer.batch_size,
                    num_workers=int(cfg.data.num_workers or 0), precision=precision, device=device)

@@ -90,9 +90,9 @@ def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
 
     from lightvid.train.checkpoint import load_model
     from lightvid.train.config import DataConfig, apply_overrides, from_dict
+    from lightvid.precision import resolve_precision
     from lightvid.train.evaluate import evaluate
     from lightvid.train.report import format_per_class, format_table, write_confusion, write_json
-    from lightvid.train.run import resolve_precision
 
     model, meta = load_model(args.checkpoint)
     run_cfg = meta.get("config") or {}
@@ -111,7 +111,8 @@ def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
     except UserError as e:
         raise UserError(f"data: {e}") from None
     trainer_cfg = run_cfg.get("trainer") or {}
-    precision = resolve_precision(args.precision or trainer_cfg.get("precision", "auto"))
+    precision = resolve_precision(args.precision or trainer_cfg.get("precision", "auto"), "auto",
+                                  training=True)
     batch = args.batch_size or trainer_cfg.get("eval_batch_size") or 2 * int(trainer_cfg.get("batch_size", 16))
     split = args.split or getattr(data_cfg, "val_split", "val")
     dcfg = meta.get("default_cfg") or {}

@@ -25,29 +25,10 @@ import lightning as L
 import torch
 
 from lightvid.errors import UserError
+from lightvid.precision import resolve_precision
 from lightvid.train.config import TrainConfig, save_config
 
 DATA_READY = ".data_ready"
-
-
-def resolve_precision(precision: str, accelerator: str = "auto") -> str:
-    """``auto``: bf16-mixed on a bf16-capable GPU or CPU (AVX512-BF16/AMX), 16-mixed on older GPUs, else 32."""
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    if cpu_supports_bf16():
-        return "bf16-mixed"
-    return "32"
-
-
-def cpu_supports_bf16() -> bool:
-    cpu = getattr(torch, "cpu", None)
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        fn = getattr(cpu, probe, None)
-        if fn is not None and fn():
-            return True
-    return False
 
 
 def _global_rank() -> int:
@@ -126,7 +107,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     t = cfg.trainer
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    precision = resolve_precision(t.precision, t.accelerator)
+    precision = resolve_precision(t.precision, t.accelerator, training=True)  # warns and runs 32 for a bf16 the CPU lacks
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / DATA_READY).unlink(missing_ok=True)
