@@ -397,7 +397,7 @@ def _claim(out: Path, params: dict, files: list[str]) -> bool:
     _write_atomic(out / MANIFEST, json.dumps({"params": params if resume else None,
                                               "files": sorted(new | set(stale))}, indent=0) + "\n")
     (out / STAMP).unlink(missing_ok=True)  # listed: the set is incomplete until it is written again
-    partials = [str(Path(f).parent / _part(Path(f)).name) for f in [*new, *stale]]
+    partials = [str(Path(f).parent / _part(Path(f)).name) for f in [*new, *stale, MANIFEST]]
     for rel in [*stale, *partials]:
         path = out / rel
         if path.is_file() or path.is_symlink():
@@ -412,6 +412,6 @@ def _claim(out: Path, params: dict, files: list[str]) -> bool:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    part = _part(path)  # a fixed name: a kill leaves at most this, which the next run deletes
+    part.write_text(text)
+    os.replace(part, path)
