@@ -293,3 +293,114 @@ def test_a_failing_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatc
     with pytest.raises(CheckpointError, match="no file was written"):
         save_atomic({"epoch": 2}, tmp_path / "other.ckpt")
     assert hashes(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- run folders
+
+
+def _tiny_cfg(root: Path, epochs: int = 1, final_eval: bool = False):
+    from test_train_run import tiny_overrides
+
+    from lightvid.train.config import load_config
+
+    return load_config(REPO / "configs" / "quickstart.yaml",
+                       [*tiny_overrides(root, epochs), f"trainer.final_eval={str(final_eval).lower()}"])
+
+
+@pytest.mark.slow
+def test_train_out_into_an_existing_folder(tiny_synth, tmp_path):
+    from lightvid.fileio import FolderLock
+    from lightvid.train.run import DATA_READY, train
+
+    out = tmp_path / "mine"
+    salted = salt(out)
+    train(_tiny_cfg(tiny_synth), out)
+    assert_kept(out, salted)
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert not (out / FolderLock.NAME).exists() and not (out / DATA_READY).exists()  # its own markers are gone
+    # a folder holding a file the run would write is refused before anything is written
+    other = tmp_path / "results"
+    salted = salt(other)
+    (other / "report.json").write_text('{"mine": true}\n')
+    before = hashes(other)
+    with pytest.raises(UserError, match=r"report.json: exists, and a new run would overwrite it") as e:
+        train(_tiny_cfg(tiny_synth), other)
+    assert "\n" not in str(e.value)
+    assert hashes(other) == before
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tiny_synth, tmp_path):
+    import socket
+
+    from lightvid.fileio import FolderLock
+    from lightvid.train.run import train
+
+    out = tmp_path / "run"
+    salted = salt(out)
+    lock = out / FolderLock.NAME
+    lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "started": "earlier",
+                                "token": "another process"}))  # a live process holds it
+    before = hashes(out)
+    with pytest.raises(UserError, match=r"another lightvid training run \(pid \d+ on .*\) is writing this folder"):
+        train(_tiny_cfg(tiny_synth), out)
+    assert hashes(out) == before  # the holder's lock too
+    assert_kept(out, salted)
+
+
+def test_folder_lock_is_exclusive_and_stale_locks_are_taken_over(tmp_path):
+    import socket
+
+    from lightvid.fileio import FolderLock
+
+    with FolderLock(tmp_path) as first:
+        with pytest.raises(UserError, match="another lightvid run"):
+            FolderLock(tmp_path).acquire()
+        assert first.path.is_file()
+    assert not (tmp_path / FolderLock.NAME).exists()  # released at exit
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is no longer running
+    (tmp_path / FolderLock.NAME).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    with FolderLock(tmp_path) as lock:  # a killed run's lock is stale
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+    (tmp_path / FolderLock.NAME).write_text(json.dumps({"pid": 1, "host": "another-machine"}))
+    with pytest.raises(UserError, match="if it died on another machine, delete"):
+        FolderLock(tmp_path).acquire()
+
+
+@pytest.mark.slow
+def test_disk_full_keeps_the_last_checkpoint_and_resume_is_safe(tiny_synth, tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from lightvid.checkpoint import CheckpointError, load_file
+    from lightvid.fileio import FolderLock
+    from lightvid.train.run import train
+
+    out = tmp_path / "run"
+    real_save = torch.save
+    calls = []
+
+    def disk_full_in_epoch_2(obj, f, *a, **k):  # epoch 1 writes best + last; epoch 2's first write fails part-way
+        calls.append(f)
+        real_save(obj, f, *a, **k)
+        if len(calls) > 2:
+            with open(f, "r+b") as fh:
+                fh.truncate(1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full_in_epoch_2)
+    with pytest.raises(CheckpointError, match=r"(best|last).ckpt: writing failed \(.*No space left on device\); "
+                                              r"the previous \1.ckpt is unchanged"):
+        train(_tiny_cfg(tiny_synth, epochs=2), out)
+    monkeypatch.setattr(torch, "save", real_save)
+    for name in ("best.ckpt", "last.ckpt"):
+        assert load_file(out / "checkpoints" / name)["epoch"] == 0  # epoch 1's, whole
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no temp file
+    assert not (out / FolderLock.NAME).exists()
+    salted = salt(out)
+    salted.update(salt(out, "checkpoints"))
+    report = train(_tiny_cfg(tiny_synth, epochs=2), out, resume=True)
+    assert report["epochs"] == 2
+    assert_kept(out, salted)
+    assert (out / "metrics.part0.csv").is_file()  # the first session's metrics, kept
