@@ -127,3 +127,21 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def check_output_file(out: str | os.PathLike, inputs=()) -> Path:
+    """Refuse (one line) an output path that is a folder, or that is one of ``inputs`` (it would be replaced)."""
+    from lightvid.errors import UserError
+
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder; give the output file's name (e.g. {out / 'model.onnx'})")
+    for src in inputs:
+        try:
+            same = out.exists() and Path(src).exists() and os.path.samefile(src, out)
+        except OSError:
+            same = False
+        if same:
+            raise UserError(f"{out}: is also the input {src}; writing it would replace the input, so choose another "
+                            "output name (nothing was written)")
+    return out

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lightvid.data.synth import MANIFEST, ensure_synth, generate, read_stamp
@@ -404,3 +405,88 @@ def test_disk_full_keeps_the_last_checkpoint_and_resume_is_safe(tiny_synth, tmp_
     assert report["epochs"] == 2
     assert_kept(out, salted)
     assert (out / "metrics.part0.csv").is_file()  # the first session's metrics, kept
+
+
+# ----------------------------------------------------------------------------- export, convert, caches
+
+
+def _checkpoint(path: Path) -> Path:
+    from lightvid.train.checkpoint import AtomicCheckpointIO
+    from lightvid.train.module import ClassificationModule
+
+    m = ClassificationModule("c3d", num_classes=2, classes=["a", "b"],
+                             model_kwargs={"width_mult": 0.0625, "fc_width": 32},
+                             config={"data": {"root": "x", "format": "synth"}})
+    ckpt = {"state_dict": m.state_dict(), "epoch": 0, "global_step": 0, "hyper_parameters": dict(m.hparams)}
+    m.on_save_checkpoint(ckpt)
+    AtomicCheckpointIO().save_checkpoint(ckpt, path)
+    return path
+
+
+def test_export_and_convert_write_only_their_output(tmp_path, capsys):
+    from lightvid.cli import main
+
+    folder = tmp_path / "models"
+    salted = salt(folder)
+    ckpt = _checkpoint(folder / "best.ckpt")
+    salted["best.ckpt"] = hashes(folder)["best.ckpt"]
+    assert main(["export", str(ckpt), str(folder / "model.safetensors")]) == 0
+    assert main(["convert", str(ckpt), "--to", "c3d_mc4", "--no-data", "--calib", "1",
+                 "--out", str(folder / "mc4.ckpt")]) == 0
+    capsys.readouterr()
+    assert_kept(folder, salted)
+    assert set(hashes(folder)) - set(salted) == {"model.safetensors", "mc4.ckpt"}  # no temporary files left
+    # an output that is the input (or a folder) is refused before anything is written
+    before = hashes(folder)
+    assert main(["export", str(ckpt), str(ckpt), "--format", "safetensors"]) == 2
+    assert "is also the input" in capsys.readouterr().err
+    assert main(["convert", str(ckpt), "--to", "c3d_mc4", "--no-data", "--out", str(ckpt)]) == 2
+    assert "is also the input" in capsys.readouterr().err
+    assert main(["export", str(ckpt), str(folder / "my_folder")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert hashes(folder) == before
+
+
+def test_bow_vocabulary_cache_writes_only_its_entry(tmp_path):
+    from test_baselines import make_image_set
+
+    from lightvid.baselines.bow import BowConfig, load_or_fit_vocabulary, vocab_key
+    from lightvid.baselines.folders import find_data
+
+    data = find_data(make_image_set(tmp_path / "images", train=2, test=1, classes=2))
+    cfg = BowConfig(vocab=4, vocab_samples=64)
+    cache = tmp_path / "cache"
+    salted = salt(cache)
+    rng = np.random.default_rng(0)
+    descs = [(rng.random((40, 128), dtype=np.float32), None) for _ in range(4)]
+    centers, cached = load_or_fit_vocabulary(cfg, data, descs, cache)
+    assert not cached and centers.shape == (4, 128)
+    assert set(hashes(cache)) - set(salted) == {f"{vocab_key(cfg, data)}.npz"}
+    entry = cache / f"{vocab_key(cfg, data)}.npz"
+    again, cached = load_or_fit_vocabulary(cfg, data, descs, cache)
+    assert cached and np.array_equal(again, centers)
+    entry.write_bytes(b"damaged")  # a damaged entry of its own is rebuilt; nothing else changes
+    load_or_fit_vocabulary(cfg, data, descs, cache)
+    assert_kept(cache, salted)
+    assert set(hashes(cache)) - set(salted) == {entry.name}
+
+
+def test_baseline_out_refuses_result_files_it_did_not_write(tmp_path, capsys):
+    from test_baselines import make_image_set
+
+    from lightvid.cli import main
+
+    images = make_image_set(tmp_path / "images", train=2, test=1, classes=2)
+    out = tmp_path / "out"
+    salted = salt(out)
+    args = ["baseline", "tiny", "--data", str(images), "--out", str(out), "--json"]
+    assert main(args) == 0
+    assert main(args) == 0  # its own earlier result is replaced
+    assert_kept(out, salted)
+    mine = tmp_path / "mine"
+    salted = salt(mine)
+    (mine / "confusion.png").write_bytes(b"my picture")
+    before = hashes(mine)
+    assert main(["baseline", "tiny", "--data", str(images), "--out", str(mine)]) == 2
+    assert "confusion.png: exists and is not an earlier lightvid baseline result" in capsys.readouterr().err
+    assert hashes(mine) == before

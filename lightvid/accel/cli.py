@@ -43,6 +43,7 @@ def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
 def export_command(argv: list[str], prog: str = "lightvid export") -> int:
     from lightvid.accel.export import FORMATS, export, load_target
     from lightvid.cli import add_model_args, model_kwargs, parse_input_size
+    from lightvid.fileio import check_output_file
 
     p = argparse.ArgumentParser(prog=prog, description="Export a model name or training checkpoint to ONNX "
                                 "(verified with ONNX Runtime), TorchScript or safetensors.")
@@ -55,6 +56,7 @@ def export_command(argv: list[str], prog: str = "lightvid export") -> int:
     args = p.parse_args(argv)
     fmt = args.format or {".pt": "torchscript", ".ts": "torchscript", ".safetensors": "safetensors"}.get(
         "." + args.out.rpartition(".")[2], "onnx")
+    check_output_file(args.out, inputs=[args.target])  # never replace the checkpoint being exported
     model, _ = load_target(args.target, **model_kwargs(args))
     info = export(model, args.out, fmt, args.input, atol=args.atol)
     extra = f" (ONNX Runtime matches PyTorch: max abs err {info['max_abs_err']:.2e})" if "max_abs_err" in info else ""
