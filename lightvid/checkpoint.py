@@ -1,11 +1,16 @@
 """Safe, atomic checkpoint I/O.
 
 * Loading never runs code: ``.pt``/``.pth``/``.ckpt`` files go through
-  ``torch.load(weights_only=True)``; ``.safetensors`` through safetensors. A pickle that
-  would import or call anything is refused with a one-line :class:`CheckpointError`.
-* A truncated or corrupt file is a :class:`CheckpointError` naming the file.
+  ``torch.load(weights_only=True)``; ``.safetensors`` (by suffix or content) through safetensors.
+* A file that cannot be loaded is a one-line :class:`CheckpointError` naming the file and
+  saying which of these it is (the file's first bytes are looked at, nothing is executed):
+  not a checkpoint (empty, text, unknown bytes); truncated (a zip or pickle whose end is
+  missing); made by another program (numpy ``.npy``/``.npz``, HDF5, gzip/tar, a zip of other
+  files, a plain ``pickle.dump``); refused because unpickling would run code (a pickle that
+  names a callable outside torch's allowed set, e.g. ``posix.system``); corrupt otherwise.
 * Saving writes to a temporary file in the same folder and renames it into place, so a
-  crash never leaves a half-written checkpoint.
+  crash or a full disk never leaves a half-written checkpoint; a failed save says that the
+  previous file is unchanged.
 * Training checkpoints (a run's ``checkpoints/best.ckpt``) hold a ``lightvid`` entry that
   rebuilds the model, written by :func:`checkpoint_meta` and read back by
   :func:`lightvid.run_spec.load_model`::
@@ -22,7 +27,9 @@ inference (``lightvid predict``, ``export``, ``bench``) reads checkpoints throug
 from __future__ import annotations
 
 import os
+import pickletools
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +44,11 @@ class CheckpointError(RuntimeError):
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` (or safetensors for a ``.safetensors`` path of tensors) via temp file + rename."""
+    """``torch.save`` (or safetensors for a ``.safetensors`` path of tensors) via temp file + rename.
+
+    A failure (disk full, a killed process) removes the temporary file and leaves an earlier
+    file at ``path`` as it was; the :class:`CheckpointError` says so.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -50,18 +61,23 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
         else:
             torch.save(obj, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except Exception as e:
+        Path(tmp).unlink(missing_ok=True)
+        kept = f"the previous {path.name} is unchanged" if path.exists() else "no file was written"
+        raise CheckpointError(f"{path}: writing failed ({_first_line(e)}); {kept}") from e
+    except BaseException:  # KeyboardInterrupt: no half-written file either
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
 def load_file(path: str | os.PathLike) -> Any:
-    """Load a checkpoint without executing code; errors name the file in one line."""
+    """Load a checkpoint without executing code; errors name the file and what is wrong, in one line."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
+    kind = sniff(path)
+    if path.suffix == ".safetensors" or kind == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file as st_load
 
@@ -69,16 +85,163 @@ def load_file(path: str | os.PathLike) -> Any:
             return st_load(str(path))
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+    if kind not in ("torch-zip", "torch-legacy"):
+        raise CheckpointError(f"{path}: {kind}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        msg = _first_line(e)
-        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
-            raise CheckpointError(
-                f"{path}: refused, the file would run code when unpickled ({msg}); "
-                "only tensors, numbers, strings and containers are loaded"
-            ) from None
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({msg})") from None
+        text = str(e)
+        if "GLOBAL" in text:  # torch's allow-list check met a global it does not allow
+            name = next((w for w in text.split("GLOBAL", 1)[1].split() if "." in w), "a global")
+            raise CheckpointError(f"{path}: refused, unpickling it would call {name} (code execution); "
+                                  "only tensors, numbers, strings and containers are loaded") from None
+        if isinstance(e, EOFError) or "central directory" in text or "truncated" in text.lower():
+            raise CheckpointError(f"{path}: truncated PyTorch checkpoint ({path.stat().st_size} bytes; the end "
+                                  "is missing: an interrupted copy or download?)") from None
+        raise CheckpointError(f"{path}: corrupt PyTorch checkpoint ({_first_line(e)})") from None
+
+
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of torch.save's legacy (non-zip) format
+_OTHER_FORMATS = {  # leading bytes -> what made the file
+    b"\x93NUMPY": "a numpy .npy array (numpy.save), not a PyTorch checkpoint; numpy.load reads it",
+    b"\x89HDF\r\n\x1a\n": "an HDF5 file (Keras / h5py), not a PyTorch checkpoint",
+    b"\x1f\x8b": "a gzip archive, not a checkpoint; unpack it first",
+    b"\x08": None,  # ONNX (protobuf field 1, ir_version) is told by the suffix below
+}
+
+
+def sniff(path: Path) -> str:
+    """``torch-zip``, ``torch-legacy``, ``safetensors``, or a sentence saying what else ``path`` is.
+
+    Reads the file's bytes only: pickles are walked with :func:`pickletools.genops`, which
+    executes nothing.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if size == 0:
+        return "an empty file (0 bytes), not a checkpoint"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return _sniff_zip(path, head)
+    for magic, what in _OTHER_FORMATS.items():
+        if what and head.startswith(magic):
+            return what
+    if path.suffix.lower() == ".onnx":
+        return "an ONNX model, not a PyTorch checkpoint; use it with onnxruntime (lightvid bench FILE.onnx)"
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "a tar archive, not a checkpoint; unpack it first"
+    if len(head) >= 10 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    with open(path, "rb") as f:
+        verdict = _sniff_pickle(f, head)
+    if verdict is not None:
+        return verdict
+    if _is_text(head):
+        start = head[:40].decode("utf-8", "replace").splitlines()[0] if head.strip() else ""
+        return f"a text file (it begins {start!r}), not a checkpoint"
+    return f"not a checkpoint (unrecognised contents, first bytes {head[:8].hex()})"
+
+
+def _sniff_zip(path: Path, head: bytes) -> str:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        n = int.from_bytes(head[26:28], "little")  # the first entry's name in its local header
+        first = head[30:30 + n].decode("utf-8", "replace")
+        if first.endswith("data.pkl") or "/" in first and not first.endswith(".npy"):
+            return (f"truncated PyTorch checkpoint ({path.stat().st_size} bytes; the end of its zip archive is "
+                    "missing: an interrupted copy or download?)")
+        return "a damaged or truncated zip archive, not a PyTorch checkpoint"
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return "torch-zip"  # torch.load's own allow-list judges its globals
+    if names and all(n.endswith(".npy") for n in names):
+        return "a numpy .npz archive (numpy.savez), not a PyTorch checkpoint; numpy.load reads it"
+    shown = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+    return f"a zip archive of other files ({shown or 'empty'}), not a PyTorch checkpoint"
+
+
+def _sniff_pickle(f, head: bytes) -> str | None:
+    """What the first pickle in ``f`` is, or None when ``f`` is not a pickle at all.
+
+    ``torch-legacy`` for torch.save's old format (torch.load judges the rest); for any other
+    pickle a refusal naming the first callable torch does not allow, or "a plain pickle";
+    ``truncated`` for one that ends before its STOP.
+    """
+    strings: list[str] = []
+    globals_: list[str] = []
+    memo: dict[int, str] = {}  # memoised strings (STACK_GLOBAL may fetch its module name from the memo)
+    n_memo = 0
+    last = None  # the string the previous op pushed, if it pushed one
+    ops = 0
+    first_int = None
+    try:
+        for op, arg, _ in pickletools.genops(f):
+            ops += 1
+            pushed = None
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"):
+                pushed = str(arg)
+            elif op.name in ("BINGET", "LONG_BINGET", "GET") and int(arg) in memo:
+                pushed = memo[int(arg)]
+            elif op.name in ("MEMOIZE", "BINPUT", "LONG_BINPUT", "PUT"):
+                index = n_memo if op.name == "MEMOIZE" else int(arg)
+                n_memo += op.name == "MEMOIZE"
+                if last is not None:
+                    memo[index] = last
+                continue  # the top of the stack is unchanged
+            last = pushed
+            if pushed is not None:
+                strings.append(pushed)
+            elif op.name in ("GLOBAL", "INST"):
+                globals_.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL":
+                globals_.append(".".join(strings[-2:]) if len(strings) >= 2 else "a global")
+            elif op.name in ("LONG1", "LONG4", "INT", "LONG") and first_int is None:
+                first_int = arg
+            if op.name == "STOP":
+                break
+        else:
+            raise ValueError("pickle exhausted before seeing STOP")
+    except ValueError as e:
+        if ops >= 2 and "exhausted" in str(e) and head[:1] == b"\x80":
+            return "truncated pickle (its end is missing: an interrupted copy or download?)"
+        return None  # not a pickle
+    if first_int == _TORCH_MAGIC and not globals_:
+        return "torch-legacy"
+    allowed = _allowed_globals()
+    bad = [g for g in globals_ if g not in allowed]
+    if bad and all(g.split(".")[0] in _DATA_LIBRARIES for g in bad):
+        return (f"a Python pickle of {bad[0].split('.')[0]} objects (pickle.dump, joblib or another program), not a "
+                "torch.save checkpoint; lightvid reads torch.save and safetensors files")
+    if bad:
+        return (f"refused, unpickling it would call {bad[0]} (code execution); only tensors, numbers, strings "
+                "and containers are loaded")
+    return ("a plain Python pickle (pickle.dump or another program), not a torch.save checkpoint; "
+            "lightvid reads torch.save and safetensors files")
+
+
+_DATA_LIBRARIES = ("numpy", "pandas", "sklearn", "scipy")  # pickles of their objects: another program's files
+
+
+def _allowed_globals() -> set[str]:
+    """Globals ``torch.load(weights_only=True)`` accepts, as ``module.name``."""
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        return set(_get_allowed_globals()) | {f"{g.__module__}.{g.__qualname__}" for g in
+                                              torch.serialization.get_safe_globals() if hasattr(g, "__qualname__")}
+    except (ImportError, AttributeError):
+        return set()  # an older torch: every global counts as code
+
+
+def _is_text(head: bytes) -> bool:
+    for cut in range(4):  # the 512 bytes may end inside a multi-byte character
+        try:
+            text = head[:len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return bool(text) and all(c.isprintable() or c in "\r\n\t" for c in text)
+    return False
 
 
 def extract_state_dict(obj: Any, path: str | os.PathLike = "<checkpoint>") -> dict[str, torch.Tensor]:

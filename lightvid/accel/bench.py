@@ -25,6 +25,7 @@ import torch
 
 from lightvid.accel.timing import sync, time_calls
 from lightvid.errors import UserError
+from lightvid.precision import resolve_precision
 
 
 @dataclass
@@ -141,6 +142,8 @@ def bench(target: str, batch: int = 1, input_size=None, precision: str = "fp32",
         raise UserError(f"{target} cannot take input {'x'.join(map(str, size))}: {str(e).splitlines()[0]}") from None
     model = model.to(dev).eval()
     x = torch.randn(batch, *size, device=dev)
+    # bf16 the device cannot run natively: one warning line, then fp32 (the reference path is many times slower)
+    precision = resolve_precision(precision, dev, training=False)
     wino_layers = 0
     if optimized:
         from lightvid.accel.optimize import optimize

@@ -17,7 +17,8 @@ def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
     p.add_argument("target", help="registered model name, training checkpoint, or FILE.onnx")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--input", type=parse_input_size, default=None, help="CxTxHxW or CxHxW (default: the model's)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="bf16 on a CPU without AVX512-BF16/AMX warns and runs fp32")
     p.add_argument("--optimize", action="store_true", help="run lightvid.optimize first (BN fold, channels-last)")
     p.add_argument("--winograd", action="store_true", help="with --optimize: hybrid Winograd, each eligible "
                    "layer timed direct vs Winograd on the benchmark input (fp32; implies --optimize)")
@@ -41,6 +42,7 @@ def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
 
 def export_command(argv: list[str], prog: str = "lightvid export") -> int:
     from lightvid.accel.export import FORMATS, export, load_target
+    from lightvid.fileio import check_output_file
 
     p = argparse.ArgumentParser(prog=prog, description="Export a model name or training checkpoint to ONNX "
                                 "(verified with ONNX Runtime), TorchScript or safetensors.")
@@ -53,6 +55,7 @@ def export_command(argv: list[str], prog: str = "lightvid export") -> int:
     args = p.parse_args(argv)
     fmt = args.format or {".pt": "torchscript", ".ts": "torchscript", ".safetensors": "safetensors"}.get(
         "." + args.out.rpartition(".")[2], "onnx")
+    check_output_file(args.out, inputs=[args.target])  # never replace the checkpoint being exported
     model, _ = load_target(args.target, **model_kwargs(args))
     info = export(model, args.out, fmt, args.input, atol=args.atol)
     extra = f" (ONNX Runtime matches PyTorch: max abs err {info['max_abs_err']:.2e})" if "max_abs_err" in info else ""
@@ -70,11 +73,14 @@ def predict_command(argv: list[str], prog: str = "lightvid predict") -> int:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--clips", type=int, default=None, help="clips per video (default: the run's eval_clips)")
     p.add_argument("--optimize", action="store_true", help="lightvid.optimize the model (bf16 where native)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="with --optimize (implied by fp32/bf16/fp16): auto is bf16 where the device runs it natively; "
+                        "an explicit bf16 the CPU lacks warns and runs fp32")
     p.add_argument("--json", action="store_true", help="print one JSON object per video")
     args = p.parse_args(argv)
     if args.topk < 1 or (args.clips is not None and args.clips < 1):
         raise UserError("--topk and --clips must be >= 1")
-    pred = Predictor(args.ckpt, clips=args.clips, topk=args.topk, optimized=args.optimize)
+    pred = Predictor(args.ckpt, clips=args.clips, topk=args.topk, optimized=args.optimize, precision=args.precision)
     failed = 0
     for path in args.videos:
         r = pred.predict(path)

@@ -10,7 +10,9 @@
 2. weights go to channels-last(-3d) memory format, and so does every input;
 3. ``precision="bf16"`` casts weights and inputs to bfloat16 (oneDNN runs them on AMX /
    AVX-512 BF16 where the CPU has them); ``"auto"`` picks bf16 only when the CPU has native
-   bf16 (or on a CUDA device that supports it), otherwise fp32. Outputs come back as fp32;
+   bf16 (or on a CUDA device that supports it), otherwise fp32. An explicit bf16 (or fp16)
+   the device cannot run natively warns in one line and runs fp32 (``allow_slow=True`` keeps
+   it; :mod:`lightvid.precision`). Outputs come back as fp32;
 4. ``winograd=True`` (fp32 only, needs ``example_input``) runs :func:`lightvid.accelerate`'s
    hybrid per-layer choice;
 5. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc): it costs a long
@@ -20,7 +22,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 import time
 
 import torch
@@ -28,42 +29,10 @@ import torch.nn as nn
 
 from lightvid.accel.timing import median_times
 from lightvid.errors import UserError
+from lightvid.precision import has_native_bf16, resolve_precision
 
-PRECISIONS = ("fp32", "bf16", "auto")
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_flags() -> frozenset:
-    """Flags of the first CPU in /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def has_native_bf16(device: str | torch.device = "cpu") -> bool:
-    """True where bf16 matmuls run natively: AMX-BF16 or AVX512-BF16 on CPU, bf16 CUDA GPUs."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    flags = cpu_flags()
-    if flags:
-        return bool({"amx_bf16", "avx512_bf16"} & flags)
-    return "AMX" in torch.backends.cpu.get_cpu_capability().upper()
-
-
-def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
-    if precision not in PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
-        return "bf16" if has_native_bf16(device) else "fp32"
-    return precision
 
 
 # ----------------------------------------------------------------------------- BN folding
@@ -164,7 +133,7 @@ class OptimizedModel(nn.Module):
 
 def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = False, winograd: bool = False,
              example_input: torch.Tensor | None = None, channels_last: bool = True,
-             verbose: bool = False) -> OptimizedModel:
+             verbose: bool = False, allow_slow: bool = False) -> OptimizedModel:
     """An inference-only copy of ``model``: BN folded, channels-last, bf16/fp32, optionally compiled.
 
     ``model.report`` records what was done: precision, folded BNs, Winograd layers, compile
@@ -173,16 +142,17 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
     if compile not in (True, False, "auto"):
         raise UserError(f"compile must be True, False or 'auto', got {compile!r}")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    prec = resolve_precision(precision, device)
+    prec = resolve_precision(precision, device, training=False, allow_slow=allow_slow)
     m = copy.deepcopy(model).eval()
     for p in m.parameters():
         p.requires_grad_(False)
-    report = {"precision": prec, "native_bf16": has_native_bf16(device), "folded_bn": fold_batchnorms(m),
+    report = {"precision": prec, "requested_precision": precision, "native_bf16": has_native_bf16(device),
+              "folded_bn": fold_batchnorms(m),
               "channels_last": channels_last, "winograd_layers": 0, "compiled": False, "compile_s": None}
     if channels_last:
         to_channels_last(m)
     if winograd:
-        if prec != "fp32":
+        if prec != "fp32" or precision in ("bf16", "fp16"):
             raise UserError("winograd=True needs precision='fp32' (bf16 runs natively on AMX/AVX512-BF16)")
         if example_input is None:
             raise UserError("winograd=True needs an example_input to time each layer on")
@@ -190,7 +160,7 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
 
         accelerate(m, example_input.to(device), algo="auto", verbose=verbose)
         report["winograd_layers"] = sum(c[1] != "direct" for c in m.winograd_choices)
-    dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec, torch.float32)
     m = m.to(dtype)
     opt = OptimizedModel(m, dtype, channels_last, report)
     if compile:

@@ -18,6 +18,7 @@ from lightvid.data.sampling import ClipSampler
 from lightvid.data.transforms import ClipTransform
 from lightvid.data.video import VideoDecodeError, probe, read_clip
 from lightvid.errors import UserError
+from lightvid.precision import INFERENCE_PRECISIONS
 from lightvid.run_spec import load_model, model_norm, run_data_config
 
 
@@ -32,7 +33,8 @@ class Prediction:
 class Predictor:
     """Holds the model and the run's evaluation pipeline; ``predict(path)`` -> :class:`Prediction`."""
 
-    def __init__(self, ckpt: str, clips: int | None = None, topk: int = 5, optimized: bool = False):
+    def __init__(self, ckpt: str, clips: int | None = None, topk: int = 5, optimized: bool = False,
+                 precision: str = "auto"):
         self.model, self.meta = load_model(ckpt)
         self.cfg = cfg = run_data_config(self.meta, source=f"{ckpt}: config")
         self.clips = clips or cfg.eval_clips
@@ -46,10 +48,13 @@ class Predictor:
         self.classes = list(self.meta.get("classes") or [])
         self.topk = min(topk, len(self.classes) or topk)
         self.run = self.model
-        if optimized:
+        if precision not in INFERENCE_PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {precision!r}")
+        if optimized or precision != "auto":
             from lightvid.accel.optimize import optimize
 
-            self.run = optimize(self.model, precision="auto")
+            # an explicit bf16 the CPU cannot run natively warns once and runs fp32
+            self.run = optimize(self.model, precision=precision)
 
     def clips_of(self, path: str) -> torch.Tensor:
         """``(K, C, T, H, W)`` normalised clips of ``path``; VideoDecodeError when it cannot be read."""

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from lightvid.baselines.folders import FolderData, read_item
 from lightvid.baselines.tiny import METRICS, knn_predict
 from lightvid.errors import UserError
+from lightvid.fileio import atomic_path
 
 VOCAB_VERSION = 1
 HIST_NORMS = ("l1", "l2", "sqrt")
@@ -194,10 +195,8 @@ def load_or_fit_vocabulary(cfg: BowConfig, data: FolderData, train_descs, cache_
     centers = fit_vocabulary(sample_descriptors(train_descs, cfg.vocab_samples, cfg.seed), cfg.vocab, cfg.seed,
                              cfg.jobs)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, centers=centers, params=json.dumps(asdict(cfg)))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # a cache entry is whole or absent; only its own name is written
+            np.savez(tmp, centers=centers, params=json.dumps(asdict(cfg)))
     return centers, False
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lightvid.errors import UserError
+from lightvid.fileio import atomic_path, write_text_atomic
+
 
 @dataclass
 class BaselineResult:
@@ -49,7 +52,7 @@ def per_class_accuracy(cm: np.ndarray, classes: list[str]) -> dict[str, float]:
 
 
 def write_confusion_csv(cm: np.ndarray, classes: list[str], path: Path) -> Path:
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["true\\predicted", *classes])
         for name, row in zip(classes, cm):
@@ -82,7 +85,8 @@ def write_confusion_png(cm: np.ndarray, classes: list[str], path: Path, title: s
                             color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
 
@@ -98,6 +102,7 @@ def make_result(method: str, data, params: dict, y_true, y_pred, seconds: float,
                          seconds=round(seconds, 3), timings={k: round(v, 3) for k, v in timings.items()},
                          num_train=len(data.train.paths), num_test=len(data.test.paths), num_bad=num_bad)
     if out_dir is not None:
+        _check_out_dir(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         res.outputs = {
             "confusion_csv": str(write_confusion_csv(cm, classes, out_dir / "confusion.csv")),
@@ -105,7 +110,7 @@ def make_result(method: str, data, params: dict, y_true, y_pred, seconds: float,
                                                      f"{method}: accuracy {acc:.4f}")),
             "result_json": str(out_dir / "result.json"),
         }
-        (out_dir / "result.json").write_text(json.dumps(res.to_dict(), indent=1))
+        write_text_atomic(out_dir / "result.json", json.dumps(res.to_dict(), indent=1))
     return res
 
 
@@ -114,6 +119,23 @@ def params_of(cfg, kind: str, unused: tuple[str, ...] = ()) -> dict:
     (and ``frames`` for images)."""
     drop = set(unused) | ({"frames"} if kind == "image" else set())
     return {k: v for k, v in asdict(cfg).items() if k not in drop}
+
+
+RESULT_FILES = ("confusion.csv", "confusion.png", "result.json")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse to overwrite result-named files that are not an earlier baseline result's (nothing is changed)."""
+    present = [n for n in RESULT_FILES if (out_dir / n).exists()]
+    if not present:
+        return
+    try:
+        ours = isinstance(json.loads((out_dir / "result.json").read_text()).get("method"), str)
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise UserError(f"{out_dir / present[0]}: exists and is not an earlier lightvid baseline result; "
+                        "choose another --out (nothing was written)")
 
 
 def format_baseline(res: BaselineResult) -> str:

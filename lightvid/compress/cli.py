@@ -40,10 +40,12 @@ def convert_command(argv: list[str], prog: str = "lightvid convert") -> int:
     from lightvid.checkpoint import checkpoint_meta, save_model_checkpoint
     from lightvid.compress.agreement import first_clips, top1_agreement
     from lightvid.compress.convert import convert, format_report
+    from lightvid.fileio import check_output_file
     from lightvid.run_spec import load_model
 
     if args.calib < 1:
         raise UserError(f"--calib must be >= 1, got {args.calib}")
+    check_output_file(args.out, inputs=[args.checkpoint])  # never replace the checkpoint being converted
     model, meta = load_model(args.checkpoint)
     dataset = None if args.no_data else _val_dataset(meta, args.data)
     calib = first_clips(dataset, args.calib) if dataset is not None else None

@@ -26,6 +26,8 @@ from lightvid.compress.fold import fold_time
 from lightvid.errors import UserError
 from lightvid.train.module import ClassificationModule
 
+DISTILL_FILES = ("distill.yaml", "convert_report.json", "converted_init.pt")  # besides the run's own files
+
 
 @dataclass
 class DistillConfig:
@@ -293,10 +295,12 @@ def distill(cfg, dcfg: DistillConfig, out_dir=None, resume: bool = False) -> dic
     import yaml
 
     from lightvid.checkpoint import save_atomic
+    from lightvid.fileio import write_text_atomic
+    from lightvid.precision import resolve_precision
     from lightvid.run_spec import load_model, run_dataset
     from lightvid.train.evaluate import evaluate
     from lightvid.train.report import format_table, write_json
-    from lightvid.train.run import default_out_dir, resolve_precision, train
+    from lightvid.train.run import RUN_FILES, default_out_dir, train
 
     teacher, tmeta = load_model(dcfg.teacher)
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
@@ -307,6 +311,10 @@ def distill(cfg, dcfg: DistillConfig, out_dir=None, resume: bool = False) -> dic
     first = next((item for item in (val_t[i] for i in range(min(len(val_t), 8))) if item is not None), None)
     if first is None:
         raise UserError(f"data: no clip of the {cfg.data.val_split!r} split could be decoded")
+    taken = [n for n in (*DISTILL_FILES, *RUN_FILES, "checkpoints") if not resume and (out / n).exists()]
+    if taken:  # before anything is written (train() checks the run's own files again under its lock)
+        raise UserError(f"{out / taken[0]}: exists, and a new distillation run would overwrite it; choose another "
+                        "--out (nothing was changed)")
     out.mkdir(parents=True, exist_ok=True)
     if dcfg.convert and not resume:
         from lightvid.compress.agreement import first_clips
@@ -321,13 +329,13 @@ def distill(cfg, dcfg: DistillConfig, out_dir=None, resume: bool = False) -> dic
         cfg.model.kwargs = {k: v for k, v in student.convert_kwargs.items() if k != "num_classes"}
         cfg.model.weights = str(init)
     full = dict(cfg.to_dict(), distill=dataclasses.asdict(dcfg))
-    (out / "distill.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
+    write_text_atomic(out / "distill.yaml", yaml.safe_dump(full, sort_keys=False))
     module_kwargs = dict(teacher=teacher, distill=dataclasses.asdict(dcfg), teacher_cfg=tmeta.get("default_cfg"),
                          hint_input=torch.zeros(1, *first[0].shape))
     report = train(cfg, out, resume=resume, module_cls=DistillationModule, module_kwargs=module_kwargs)
     if not report:  # not global rank 0
         return report
-    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator, training=True)
     device = "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "cpu"
     res = evaluate(teacher, val_t, tmeta["classes"],
                    batch_size=cfg.trainer.eval_batch_size or 2 * cfg.trainer.batch_size,

@@ -14,13 +14,21 @@ with ``classes.txt``, ``train.txt``/``val.txt`` list files (``relative/path.mp4 
 and ``synth.json`` (the parameters; written last, it marks a complete set). Every clip is
 drawn from ``numpy.random.default_rng([seed, split, index])``, so a seed gives identical
 decoded frames whatever the number of workers.
+
+Bookkeeping (lightvid deletes only what it provably wrote): before the first clip,
+``.lightvid-synth.json`` (the manifest) records the parameters and every relative path the
+set will hold. Regenerating with other parameters deletes only files listed there (and
+folders left empty by that); an interrupted run with the same parameters resumes, keeping
+its finished clips (each is written to ``.NAME.part`` and renamed into place). A non-empty
+folder without a manifest or stamp is not a synthetic set and is refused untouched, and a
+path the set would write that already holds something not listed is refused too.
 """
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
 import os
-import shutil
+import re
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -35,6 +43,9 @@ CLASSES = ("right", "left", "down", "up", "rotate_cw", "rotate_ccw", "zoom_in", 
 DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
 DEFAULTS = dict(classes=10, train=800, val=200, frames=16, size=64, seed=0, fps=25)
 STAMP = "synth.json"
+MANIFEST = ".lightvid-synth.json"  # parameters and every path of the set, written before the first clip
+LIST_FILES = ("classes.txt", "train.txt", "val.txt")
+_CLIP_PATH = re.compile(r"^(train|val)/([a-z0-9_]+)/\2_\d{5}\.mp4$")  # what _clip_path writes
 
 
 def _contrast_colours(rng: np.random.Generator, bg_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,9 +224,20 @@ def _work(job: tuple) -> str:
     cv2.setNumThreads(1)
     out, split, index, cls, seed, frames, size, fps = job
     rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
-    rel = f"{split}/{cls}/{cls}_{index:05d}.mp4"
-    write_mp4(Path(out) / rel, render_clip(cls, rng, frames, size), fps=fps)
+    rel = _clip_path(split, cls, index)
+    path = Path(out) / rel
+    part = _part(path)  # a killed worker leaves at most a .part file, never half a clip under its name
+    write_mp4(part, render_clip(cls, rng, frames, size), fps=fps)
+    os.replace(part, path)
     return rel
+
+
+def _clip_path(split: str, cls: str, index: int) -> str:
+    return f"{split}/{cls}/{cls}_{index:05d}.mp4"
+
+
+def _part(path: Path) -> Path:
+    return path.with_name(f".{path.name}.part")
 
 
 def _check_params(p: dict) -> None:
@@ -230,7 +252,11 @@ def _check_params(p: dict) -> None:
 
 
 def generate(out: str | os.PathLike, workers: int = 2, progress: bool = True, **params) -> Path:
-    """Write the synthetic set to ``out`` (see module docstring); returns ``out``."""
+    """Write the synthetic set to ``out`` (see module docstring); returns ``out``.
+
+    ``out`` must be absent, empty, or a synthetic set of lightvid's (see the bookkeeping in the
+    module docstring); anything else in it is left as it is.
+    """
     unknown = set(params) - set(DEFAULTS)
     if unknown:
         raise UserError(f"synth: unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
@@ -240,28 +266,28 @@ def generate(out: str | os.PathLike, workers: int = 2, progress: bool = True, **
     classes = CLASSES[: p["classes"]]
     jobs = [(str(out), split, i, classes[i % len(classes)], p["seed"], p["frames"], p["size"], p["fps"])
             for split in ("train", "val") for i in range(p[split])]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / STAMP).unlink(missing_ok=True)
+    files = [_clip_path(j[1], j[3], j[2]) for j in jobs] + [*LIST_FILES, STAMP]
+    resumed = _claim(out, {"version": SYNTH_VERSION, **p}, files)
+    if resumed:  # same parameters, interrupted: finished clips (renamed into place) are kept
+        jobs = [j for j in jobs if not (out / _clip_path(j[1], j[3], j[2])).is_file()]
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), desc=f"synth {out.name}", unit="clip", disable=not progress)
-    if workers > 1:
+    if workers > 1 and len(jobs) > 1:
         with mp.get_context("fork").Pool(workers) as pool:
-            rels = []
-            for rel in pool.imap(_work, jobs, chunksize=8):
-                rels.append(rel)
+            for _ in pool.imap(_work, jobs, chunksize=8):
                 bar.update()
     else:
-        rels = []
         for job in jobs:
-            rels.append(_work(job))
+            _work(job)
             bar.update()
     bar.close()
-    (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    rels = files[: -len(LIST_FILES) - 1]
+    _write_atomic(out / "classes.txt", "".join(f"{c}\n" for c in classes))
     for split in ("train", "val"):
         lines = [f"{rel} {classes.index(rel.split('/')[1])}\n" for rel in rels if rel.startswith(split + "/")]
-        (out / f"{split}.txt").write_text("".join(lines))
-    (out / STAMP).write_text(json.dumps({"version": SYNTH_VERSION, **p}, indent=1, sort_keys=True) + "\n")
+        _write_atomic(out / f"{split}.txt", "".join(lines))
+    _write_atomic(out / STAMP, json.dumps({"version": SYNTH_VERSION, **p}, indent=1, sort_keys=True) + "\n")
     return out
 
 
@@ -275,21 +301,117 @@ def read_stamp(root: str | os.PathLike) -> dict | None:
 def ensure_synth(root: str | os.PathLike, workers: int = 2, progress: bool = True, **params) -> Path:
     """Generate the synthetic set into ``root`` unless it is already there with these parameters.
 
-    ``root`` holding a synthetic set made with other parameters is regenerated; a non-empty
-    folder that is not a synthetic set is refused (nothing of the user's is deleted).
+    ``root`` holding a synthetic set made with other parameters is regenerated (only the files
+    its manifest lists are deleted); a non-empty folder that is not a synthetic set is refused
+    and nothing in it is touched.
     """
     root = Path(root)
     want = {"version": SYNTH_VERSION, **DEFAULTS, **params}
     have = read_stamp(root)
     if have == want:
         return root
-    if root.exists() and any(root.iterdir()):
-        ours = {"train", "val", "classes.txt", "train.txt", "val.txt", STAMP}
-        if have is None and not {c.name for c in root.iterdir()} <= ours:  # an interrupted run is ours too
-            raise UserError(f"{root}: exists and is not a lightvid synthetic set; choose an empty folder")
-        if have is not None:
-            diff = ", ".join(f"{k} {have.get(k)} -> {v}" for k, v in want.items() if have.get(k) != v)
-            print(f"{root}: regenerating the synthetic set ({diff})", file=sys.stderr, flush=True)
-        for child in ("train", "val"):
-            shutil.rmtree(root / child, ignore_errors=True)
+    check_synth_root(root)
+    if have is not None:
+        diff = ", ".join(f"{k} {have.get(k)} -> {v}" for k, v in want.items() if have.get(k) != v)
+        print(f"{root}: regenerating the synthetic set ({diff})", file=sys.stderr, flush=True)
     return generate(root, workers=workers, progress=progress, **params)
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+
+
+def check_synth_root(root: str | os.PathLike) -> None:
+    """Raise a one-line :class:`UserError` unless ``root`` is absent, empty or a synthetic set of lightvid's."""
+    owned_files(Path(root))
+
+
+def owned_files(root: Path) -> set[str]:
+    """Relative paths under ``root`` that lightvid wrote there (its manifest's list); raises for a foreign folder.
+
+    A set finished by a lightvid without manifests (``synth.json`` but no ``.lightvid-synth.json``)
+    owns its list files, its stamp and the clips its ``train.txt``/``val.txt`` list under the
+    names the generator gives them.
+    """
+    if not root.exists():
+        return set()
+    if not root.is_dir():
+        raise UserError(f"{root}: is a file, not a folder for the synthetic set; choose another data.root")
+    manifest = root / MANIFEST
+    if manifest.is_file():
+        try:
+            files = json.loads(manifest.read_text())["files"]
+            assert isinstance(files, list) and all(isinstance(f, str) for f in files)
+        except (OSError, ValueError, KeyError, TypeError, AssertionError):
+            raise UserError(f"{manifest}: unreadable synthetic-set manifest; lightvid will not delete or overwrite "
+                            f"anything in {root}: choose an empty folder, or delete it yourself") from None
+        return {f for f in files if _safe_rel(f)} | {MANIFEST}
+    if (root / STAMP).is_file():
+        owned = {STAMP, *LIST_FILES}
+        for split in ("train", "val"):
+            try:
+                lines = (root / f"{split}.txt").read_text().splitlines()
+            except OSError:
+                continue
+            owned |= {line.split()[0] for line in lines if line.split() and _CLIP_PATH.match(line.split()[0])}
+        return owned
+    if any(root.iterdir()):
+        raise UserError(f"{root}: is not a lightvid synthetic set (it holds files lightvid did not write; nothing "
+                        "was changed); for your own videos use data.format=folders (or list, ucf101, ...), "
+                        "for the synthetic set choose an empty or new folder")
+    return set()
+
+
+def _safe_rel(rel: str) -> bool:
+    """A relative path inside the set (no absolute path, no ``..``): a manifest never points outside."""
+    parts = Path(rel).parts
+    return bool(parts) and not Path(rel).is_absolute() and ".." not in parts
+
+
+def _claim(out: Path, params: dict, files: list[str]) -> bool:
+    """Make ``out`` ready for a set of ``files``; returns True when resuming an interrupted run of ``params``.
+
+    Order, so a kill at any point leaves every file of lightvid's listed in a manifest: the
+    manifest listing old and new files is written first, then the stamp and the old set's
+    files that the new one does not have are deleted (and folders that leaves empty).
+    """
+    owned = owned_files(out)
+    new = set(files)
+    clash = sorted(f for f in new if f not in owned and os.path.lexists(out / f))
+    clash += sorted({str(d.relative_to(out)) for f in new for d in (out / f).parents
+                     if d != out and out in d.parents and (d.is_symlink() or (d.exists() and not d.is_dir()))})
+    if clash:
+        more = f" (+{len(clash) - 1} more)" if len(clash) > 1 else ""
+        raise UserError(f"{out}: holds {clash[0]}{more}, which the synthetic set would overwrite but lightvid did not "
+                        "write; move it away or choose another folder (nothing was changed)")
+    before = None
+    try:
+        before = json.loads((out / MANIFEST).read_text()).get("params") if MANIFEST in owned else None
+    except (OSError, ValueError, AttributeError):
+        pass
+    resume = before == params
+    # Other parameters: every old file goes (a clip kept under the same name would be the old
+    # content). The interim manifest has no parameters, so a kill before the deletions finish
+    # makes the next run delete again rather than resume.
+    stale = sorted(owned - {MANIFEST} - (new if resume else set()))
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / MANIFEST, json.dumps({"params": params if resume else None,
+                                              "files": sorted(new | set(stale))}, indent=0) + "\n")
+    (out / STAMP).unlink(missing_ok=True)  # listed: the set is incomplete until it is written again
+    partials = [str(Path(f).parent / _part(Path(f)).name) for f in [*new, *stale, MANIFEST]]
+    for rel in [*stale, *partials]:
+        path = out / rel
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    for d in sorted({d for rel in stale for d in (out / rel).parents if out in d.parents}, key=lambda d: -len(d.parts)):
+        try:
+            d.rmdir()  # only when empty: a folder holding anything else stays
+        except OSError:
+            pass
+    _write_atomic(out / MANIFEST, json.dumps({"params": params, "files": sorted(new)}, indent=0) + "\n")
+    return resume
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    part = _part(path)  # a fixed name: a kill leaves at most this, which the next run deletes
+    part.write_text(text)
+    os.replace(part, path)

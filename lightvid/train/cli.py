@@ -77,10 +77,10 @@ def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
 
     import torch
 
+    from lightvid.precision import resolve_precision
     from lightvid.run_spec import load_model, run_data_config, run_dataset
     from lightvid.train.evaluate import evaluate
     from lightvid.train.report import format_per_class, format_table, write_confusion, write_json
-    from lightvid.train.run import resolve_precision
 
     model, meta = load_model(args.checkpoint)
     run_cfg = meta.get("config") or {}
@@ -93,7 +93,8 @@ def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
         overrides.append(f"data.num_workers={args.workers}")
     data_cfg = run_data_config(meta, overrides, source=f"{args.checkpoint} data config")
     trainer_cfg = run_cfg.get("trainer") or {}
-    precision = resolve_precision(args.precision or trainer_cfg.get("precision", "auto"))
+    precision = resolve_precision(args.precision or trainer_cfg.get("precision", "auto"), "auto",
+                                  training=True)
     batch = args.batch_size or trainer_cfg.get("eval_batch_size") or 2 * int(trainer_cfg.get("batch_size", 16))
     split = args.split or getattr(data_cfg, "val_split", "val")
     dataset = run_dataset(meta, data_cfg, split)

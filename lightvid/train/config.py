@@ -278,10 +278,9 @@ def read_raw_config(path: str | Path | None, overrides: list[str] | None = None)
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    return path
+    from lightvid.fileio import write_text_atomic
+
+    return write_text_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 # ---------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lightvid.fileio import atomic_path, write_text_atomic  # noqa: E402
+
 
 def epoch_metrics(metrics_csv) -> list[dict]:
     """One dict per epoch: the last value of every column logged in that epoch.
@@ -66,14 +68,15 @@ def plot_learning_curves(epochs: list[dict], path: str | Path, title: str = "") 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return Path(path)
 
 
 def write_confusion(confusion: list[list[int]], classes: list[str], png: str | Path, csv_path: str | Path,
                     title: str = "") -> tuple[Path, Path]:
-    with open(csv_path, "w", newline="") as f:
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["true \\ predicted", *classes])
         for name, row in zip(classes, confusion):
@@ -97,7 +100,8 @@ def write_confusion(confusion: list[list[int]], classes: list[str], png: str | P
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
     ax.set_title(title or "confusion matrix (video level)")
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return Path(png), Path(csv_path)
 
@@ -129,5 +133,4 @@ def write_json(obj: dict, path: str | Path) -> Path:
             return [clean(x) for x in v]
         return v
 
-    Path(path).write_text(json.dumps(clean(obj), indent=1) + "\n")
-    return Path(path)
+    return write_text_atomic(path, json.dumps(clean(obj), indent=1) + "\n")

@@ -25,29 +25,11 @@ import lightning as L
 import torch
 
 from lightvid.errors import UserError
+from lightvid.fileio import FolderLock, write_text_atomic
+from lightvid.precision import resolve_precision
 from lightvid.train.config import TrainConfig, save_config
 
-DATA_READY = ".data_ready"
-
-
-def resolve_precision(precision: str, accelerator: str = "auto") -> str:
-    """``auto``: bf16-mixed on a bf16-capable GPU or CPU (AVX512-BF16/AMX), 16-mixed on older GPUs, else 32."""
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    if cpu_supports_bf16():
-        return "bf16-mixed"
-    return "32"
-
-
-def cpu_supports_bf16() -> bool:
-    cpu = getattr(torch, "cpu", None)
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        fn = getattr(cpu, probe, None)
-        if fn is not None and fn():
-            return True
-    return False
+DATA_READY = ".lightvid-data-ready"  # rank 0 writes it when the data is prepared; removed at the end
 
 
 def _global_rank() -> int:
@@ -64,6 +46,14 @@ def default_out_dir(cfg: TrainConfig) -> Path:
 def _check_data_root(cfg: TrainConfig) -> None:
     root = getattr(cfg.data, "root", None)
     fmt = getattr(cfg.data, "format", "auto")
+    if fmt == "synth" and root:  # generated: refused before anything is written when root is someone's folder
+        from lightvid.data.synth import check_synth_root
+
+        try:
+            check_synth_root(root)
+        except UserError as e:
+            raise UserError(f"data.root={str(root)!r} with data.format=synth: {e}") from None
+        return
     if fmt in ("synth", "digits") or root in (None, "", "digits"):  # generated / built in
         return
     if not Path(root).exists():
@@ -95,6 +85,57 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     ``callbacks`` are appended. Only global rank 0 evaluates and writes the report; other
     ranks return ``{}``.
     """
+    t_start = time.perf_counter()
+    cfg.validate()
+    _check_data_root(cfg)  # a user's folder given as the synthetic set's root is refused before anything is written
+    out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
+    rank = _global_rank()
+    lock = open_run_folder(out, resume) if rank == 0 else None
+    try:
+        return _train(cfg, out, resume, rank, module_cls, module_kwargs, callbacks, t_start)
+    finally:
+        if lock is not None:
+            (out / DATA_READY).unlink(missing_ok=True)
+            lock.release()
+
+
+# Files a run writes in its folder (besides checkpoints/): a new run refuses a folder holding any of them.
+RUN_FILES = ("config.yaml", "metrics.csv", "hparams.yaml", "learning_curves.png", "confusion_matrix.png",
+             "confusion_matrix.csv", "per_class.csv", "summary.txt", "report.json")
+
+
+def open_run_folder(out: Path, resume: bool) -> FolderLock:
+    """Create ``out`` if needed and lock it; refuse a folder a new run would overwrite anything in.
+
+    A new run needs a folder without any of :data:`RUN_FILES`, ``checkpoints/`` or
+    ``metrics.part*.csv`` (other files and folders of the user's are fine and left alone);
+    ``--resume`` needs ``checkpoints/last.ckpt``. A second process on the same folder is
+    refused by the lock (:class:`lightvid.fileio.FolderLock`).
+    """
+    last = out / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise UserError(f"{last}: no checkpoint to resume from")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(out, "training run").acquire()
+    try:
+        if not resume:
+            if last.exists():
+                raise UserError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+            taken = [n for n in (*RUN_FILES, "checkpoints") if os.path.lexists(out / n)]
+            taken += sorted(p.name for p in out.glob("metrics.part*.csv"))
+            if taken:
+                raise UserError(f"{out / taken[0]}: exists, and a new run would overwrite it; choose another --out "
+                                "(an empty or new folder) or move it away (nothing was changed)")
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _train(cfg: TrainConfig, out: Path, resume: bool, rank: int, module_cls, module_kwargs, callbacks,
+           t_start: float) -> dict:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
@@ -103,29 +144,24 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     from lightvid.train.datamodule import EpochSeed, VideoDataModule
     from lightvid.train.module import ClassificationModule, NonFiniteLossError, TooManyBadFilesError
 
-    t_start = time.perf_counter()
     module_cls = module_cls or ClassificationModule
-    cfg.validate()
-    _check_data_root(cfg)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
-    rank = _global_rank()
     if resume and not last.is_file():
         raise UserError(f"{last}: no checkpoint to resume from")
-    if not resume and last.exists() and rank == 0:
-        raise UserError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
     t = cfg.trainer
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    precision = resolve_precision(t.precision, t.accelerator)
+    # warns and runs 32 for a bf16 the CPU lacks
+    precision = resolve_precision(t.precision, t.accelerator, training=True)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / DATA_READY).unlink(missing_ok=True)
+        (out / DATA_READY).unlink(missing_ok=True)  # a barrier an earlier, killed session of this run left
         save_config(cfg, out / "config.yaml")
         if resume and (out / "metrics.csv").is_file():  # CSVLogger would delete it: keep it as a part
-            n = len(list(out.glob("metrics.part*.csv")))
-            (out / "metrics.csv").rename(out / f"metrics.part{n}.csv")
+            n = 1 + max((int(p.stem[len("metrics.part"):]) for p in out.glob("metrics.part*.csv")
+                         if p.stem[len("metrics.part"):].isdigit()), default=-1)
+            os.link(out / "metrics.csv", out / f"metrics.part{n}.csv")  # fails rather than replace a file
+            (out / "metrics.csv").unlink()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     with torch.device("meta"):
@@ -136,7 +172,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
                          deterministic=t.deterministic)
     if rank == 0:  # rank 0 prepares (e.g. generates the synthetic set); the others wait for it
         dm.setup("fit")
-        (out / DATA_READY).write_text("ok\n")
+        write_text_atomic(out / DATA_READY, "ok\n")
     else:
         _wait_for(out / DATA_READY)
         dm.setup("fit")
@@ -256,10 +292,10 @@ def final_report(report: dict, cfg: TrainConfig, out: Path, dm, best: Path, prec
     if shape is not None:
         try:
             s = summarize(model, shape, cfg.model.name)
-            (out / "summary.txt").write_text(format_summary(s) + "\n")
+            write_text_atomic(out / "summary.txt", format_summary(s) + "\n")
             report.update(params=s.params, macs=s.macs, input=list(shape))
         except (RuntimeError, ValueError) as e:
-            (out / "summary.txt").write_text(f"summary failed at input {shape}: {e}\n")
+            write_text_atomic(out / "summary.txt", f"summary failed at input {shape}: {e}\n")
     epochs = epoch_metrics(metrics_files(out))
     if epochs:
         plot_learning_curves(epochs, out / "learning_curves.png", title=f"{cfg.name}: {cfg.model.name}")
@@ -277,7 +313,7 @@ def final_report(report: dict, cfg: TrainConfig, out: Path, dm, best: Path, prec
         write_confusion(res.confusion, res.classes, out / "confusion_matrix.png", out / "confusion_matrix.csv",
                         title=f"{cfg.model.name}: video-level confusion (val)")
         report["confusion_matrix"] = str(out / "confusion_matrix.png")
-        (out / "per_class.csv").write_text("class,video_top1\n" + "".join(
+        write_text_atomic(out / "per_class.csv", "class,video_top1\n" + "".join(
             f"{c},{a:.4f}\n" for c, a in zip(res.classes, res.per_class)))
         print()
         print(format_per_class(res.classes, res.per_class))
