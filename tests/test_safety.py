@@ -490,3 +490,30 @@ def test_baseline_out_refuses_result_files_it_did_not_write(tmp_path, capsys):
     assert main(["baseline", "tiny", "--data", str(images), "--out", str(mine)]) == 2
     assert "confusion.png: exists and is not an earlier lightvid baseline result" in capsys.readouterr().err
     assert hashes(mine) == before
+
+
+def test_eval_out_replaces_only_its_own_results(tiny_synth, tmp_path, capsys):
+    from lightvid.cli import main
+    from lightvid.train.checkpoint import AtomicCheckpointIO
+    from lightvid.train.module import ClassificationModule
+
+    data = {"root": str(tiny_synth), "format": "list", "clip_len": 8, "size": 32, "short_side": None,
+            "num_workers": 0}
+    m = ClassificationModule("r3d_10", num_classes=4, classes=["right", "left", "down", "up"],
+                             model_kwargs={"width_mult": 0.0625}, config={"data": data})
+    ckpt = {"state_dict": m.state_dict(), "epoch": 0, "global_step": 0, "hyper_parameters": dict(m.hparams)}
+    m.on_save_checkpoint(ckpt)
+    AtomicCheckpointIO().save_checkpoint(ckpt, tmp_path / "best.ckpt")
+    out = tmp_path / "eval"
+    salted = salt(out)
+    args = ["eval", "--checkpoint", str(tmp_path / "best.ckpt"), "--out", str(out), "--json"]
+    assert main(args) == 0 and main(args) == 0  # a rerun replaces its own results
+    assert_kept(out, salted)
+    mine = tmp_path / "mine"
+    salt(mine)
+    (mine / "confusion_matrix.csv").write_text("my,table\n")
+    before = hashes(mine)
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(tmp_path / "best.ckpt"), "--out", str(mine)]) == 2
+    assert "confusion_matrix.csv: exists and is not an earlier lightvid evaluation result" in capsys.readouterr().err
+    assert hashes(mine) == before

@@ -71,6 +71,9 @@ def _data_overrides(items: list[str]) -> list[str]:
     return out
 
 
+EVAL_FILES = ("eval.json", "confusion_matrix.png", "confusion_matrix.csv")  # what eval writes in its --out
+
+
 def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
     p = argparse.ArgumentParser(prog=prog, description="Clip- and video-level accuracy of a checkpoint.")
     p.add_argument("--checkpoint", required=True, help="a run's checkpoints/best.ckpt or last.ckpt")
@@ -90,6 +93,7 @@ def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
 
     from lightvid.train.checkpoint import load_model
     from lightvid.train.config import DataConfig, apply_overrides, from_dict
+    from lightvid.fileio import check_result_folder
     from lightvid.precision import resolve_precision
     from lightvid.train.evaluate import evaluate
     from lightvid.train.report import format_per_class, format_table, write_confusion, write_json
@@ -123,10 +127,11 @@ def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
     if list(dataset.classes) != list(meta["classes"]):
         raise UserError(f"the data's classes {list(dataset.classes)[:5]}... differ from the checkpoint's "
                         f"{list(meta['classes'])[:5]}...")
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent.parent / f"eval-{split}"
+    check_result_folder(out, EVAL_FILES, "eval.json", "checkpoint", "evaluation result")  # before the long part
     device = "cuda" if torch.cuda.is_available() else "cpu"
     res = evaluate(model, dataset, meta["classes"], batch_size=batch, num_workers=int(data_cfg.num_workers or 0),
                    precision=precision, device=device)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent.parent / f"eval-{split}"
     out.mkdir(parents=True, exist_ok=True)
     result = {"checkpoint": str(args.checkpoint), "model": meta["model"], "split": split, "precision": precision,
               "eval_clips": getattr(data_cfg, "eval_clips", None), "crops": getattr(data_cfg, "crops", None),
