@@ -518,3 +518,18 @@ def test_eval_out_replaces_only_its_own_results(tiny_synth, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "best.ckpt"), "--out", str(mine)]) == 2
     assert "confusion_matrix.csv: exists and is not an earlier lightvid evaluation result" in capsys.readouterr().err
     assert hashes(mine) == before
+
+
+def test_synth_never_deletes_through_a_linked_folder(tmp_path):
+    three = {**TINY, "classes": 3, "train": 3, "val": 3}
+    root = ensure_synth(tmp_path / "s", workers=1, progress=False, **three)
+    for cls in ("right", "down"):  # the user moved class folders away and linked them back
+        (root / "val" / cls).rename(tmp_path / cls)
+        (root / "val" / cls).symlink_to(tmp_path / cls, target_is_directory=True)
+    before = {cls: hashes(tmp_path / cls) for cls in ("right", "down")}
+    with pytest.raises(UserError, match="holds val/down .*lightvid did not write"):  # it would write through them
+        ensure_synth(root, workers=1, progress=False, **{**three, "seed": 5})
+    (root / "val" / "right").unlink()
+    ensure_synth(root, workers=1, progress=False, **TINY)  # 2 classes: val/down's old clips are stale
+    assert read_stamp(root)["classes"] == 2
+    assert {cls: hashes(tmp_path / cls) for cls in ("right", "down")} == before
