@@ -30,6 +30,7 @@ import torch.nn as nn
 from lightvid.accel.timing import median_times
 from lightvid.errors import UserError
 from lightvid.precision import has_native_bf16, resolve_precision
+
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 

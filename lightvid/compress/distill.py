@@ -303,10 +303,10 @@ def distill(cfg, dcfg: DistillConfig, out_dir=None, resume: bool = False) -> dic
     import yaml
 
     from lightvid.checkpoint import save_atomic
-    from lightvid.train.checkpoint import load_model
-    from lightvid.train.evaluate import evaluate
     from lightvid.fileio import write_text_atomic
     from lightvid.precision import resolve_precision
+    from lightvid.train.checkpoint import load_model
+    from lightvid.train.evaluate import evaluate
     from lightvid.train.report import format_table, write_json
     from lightvid.train.run import RUN_FILES, default_out_dir, train
 

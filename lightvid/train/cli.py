@@ -91,10 +91,10 @@ def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
 
     import torch
 
-    from lightvid.train.checkpoint import load_model
-    from lightvid.train.config import DataConfig, apply_overrides, from_dict
     from lightvid.fileio import check_result_folder
     from lightvid.precision import resolve_precision
+    from lightvid.train.checkpoint import load_model
+    from lightvid.train.config import DataConfig, apply_overrides, from_dict
     from lightvid.train.evaluate import evaluate
     from lightvid.train.report import format_per_class, format_table, write_confusion, write_json
 
