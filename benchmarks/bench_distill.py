@@ -129,9 +129,17 @@ def run_once(run: Path, fn) -> dict:
     if (run / "report.json").is_file():
         print(f"reusing {run}", file=sys.stderr)
         return json.loads((run / "report.json").read_text())
-    if run.exists():  # an interrupted run: start it again from scratch
+    if run.exists():  # an interrupted run of this script: start it again from scratch
         import shutil
 
+        from lightvid.compress.distill import DISTILL_FILES
+        from lightvid.train.run import DATA_READY, RUN_FILES
+
+        own = {*RUN_FILES, *DISTILL_FILES, DATA_READY, ".lightvid.lock", "checkpoints"}
+        foreign = [p for p in run.iterdir() if p.name not in own and not p.name.startswith("metrics.part")]
+        foreign += [p for p in (run / "checkpoints").glob("*") if p.suffix not in (".ckpt", ".tmp")]
+        if foreign:  # delete only a folder that holds nothing but a run's own files
+            raise SystemExit(f"{foreign[0]}: not a file of an interrupted benchmark run; move it away and rerun")
         shutil.rmtree(run)
     t0 = time.perf_counter()
     report = fn()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 @contextmanager
@@ -145,3 +145,27 @@ def check_output_file(out: str | os.PathLike, inputs=()) -> Path:
             raise UserError(f"{out}: is also the input {src}; writing it would replace the input, so choose another "
                             "output name (nothing was written)")
     return out
+
+
+def check_result_folder(folder: str | os.PathLike, names: tuple[str, ...], marker: str, key: str,
+                        what: str) -> None:
+    """Refuse (one line, nothing written) a folder holding any of ``names`` unless they are an earlier result.
+
+    An earlier result is recognised by its ``marker`` JSON file holding ``key``: a rerun into
+    the same folder replaces its own files, but never a file of the user's with the same name.
+    """
+    import json
+
+    from lightvid.errors import UserError
+
+    folder = Path(folder)
+    present = [n for n in names if os.path.lexists(folder / n)]
+    if not present:
+        return
+    try:
+        ours = key in json.loads((folder / marker).read_text())
+    except (OSError, ValueError, TypeError):
+        ours = False
+    if not ours:
+        raise UserError(f"{folder / present[0]}: exists and is not an earlier lightvid {what}; choose another "
+                        "--out (nothing was written)")

@@ -115,9 +115,10 @@ def test_synth_refuses_to_overwrite_a_user_file_at_one_of_its_paths(tmp_path):
     assert hashes(root) == before
 
 
+@pytest.mark.slow
 def test_interrupted_generation_resumes_and_touches_only_its_files(tmp_path):
     root = tmp_path / "s"
-    params = {"classes": 2, "train": 400, "val": 2, "frames": 4, "size": 32}
+    params = {"classes": 2, "train": 150, "val": 2, "frames": 4, "size": 32}
     code = ("import sys; from lightvid.data.synth import ensure_synth; "
             f"ensure_synth(sys.argv[1], workers=1, progress=False, **{params!r})")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -132,14 +133,14 @@ def test_interrupted_generation_resumes_and_touches_only_its_files(tmp_path):
         proc.wait()
     assert read_stamp(root) is None and (root / MANIFEST).is_file()  # listed before the first clip
     done = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.mp4"))
-    assert 5 <= len(done) < 400
+    assert 5 <= len(done) < 150
     mtimes = {rel: (root / rel).stat().st_mtime_ns for rel in done}
     salted = salt(root)  # the user put things into the interrupted set's folder
     salted.update(salt(root, "train/left"))
     with pytest.raises(UserError, match="not a lightvid synthetic set"):  # interrupted sets stay ours...
         ensure_synth(tmp_path, workers=1, progress=False, **params)  # ...but not the folder above them
     ensure_synth(root, workers=1, progress=False, **params)
-    assert read_stamp(root)["train"] == 400
+    assert read_stamp(root)["train"] == 150
     assert_kept(root, salted)
     assert all((root / rel).stat().st_mtime_ns == t for rel, t in mtimes.items())  # finished clips kept
     assert not list(root.rglob("*.part"))
@@ -490,3 +491,45 @@ def test_baseline_out_refuses_result_files_it_did_not_write(tmp_path, capsys):
     assert main(["baseline", "tiny", "--data", str(images), "--out", str(mine)]) == 2
     assert "confusion.png: exists and is not an earlier lightvid baseline result" in capsys.readouterr().err
     assert hashes(mine) == before
+
+
+def test_eval_out_replaces_only_its_own_results(tiny_synth, tmp_path, capsys):
+    from lightvid.cli import main
+    from lightvid.train.checkpoint import AtomicCheckpointIO
+    from lightvid.train.module import ClassificationModule
+
+    data = {"root": str(tiny_synth), "format": "list", "clip_len": 8, "size": 32, "short_side": None,
+            "num_workers": 0}
+    m = ClassificationModule("r3d_10", num_classes=4, classes=["right", "left", "down", "up"],
+                             model_kwargs={"width_mult": 0.0625}, config={"data": data})
+    ckpt = {"state_dict": m.state_dict(), "epoch": 0, "global_step": 0, "hyper_parameters": dict(m.hparams)}
+    m.on_save_checkpoint(ckpt)
+    AtomicCheckpointIO().save_checkpoint(ckpt, tmp_path / "best.ckpt")
+    out = tmp_path / "eval"
+    salted = salt(out)
+    args = ["eval", "--checkpoint", str(tmp_path / "best.ckpt"), "--out", str(out), "--json"]
+    assert main(args) == 0 and main(args) == 0  # a rerun replaces its own results
+    assert_kept(out, salted)
+    mine = tmp_path / "mine"
+    salt(mine)
+    (mine / "confusion_matrix.csv").write_text("my,table\n")
+    before = hashes(mine)
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(tmp_path / "best.ckpt"), "--out", str(mine)]) == 2
+    assert "confusion_matrix.csv: exists and is not an earlier lightvid evaluation result" in capsys.readouterr().err
+    assert hashes(mine) == before
+
+
+def test_synth_never_deletes_through_a_linked_folder(tmp_path):
+    three = {**TINY, "classes": 3, "train": 3, "val": 3}
+    root = ensure_synth(tmp_path / "s", workers=1, progress=False, **three)
+    for cls in ("right", "down"):  # the user moved class folders away and linked them back
+        (root / "val" / cls).rename(tmp_path / cls)
+        (root / "val" / cls).symlink_to(tmp_path / cls, target_is_directory=True)
+    before = {cls: hashes(tmp_path / cls) for cls in ("right", "down")}
+    with pytest.raises(UserError, match="holds val/down .*lightvid did not write"):  # it would write through them
+        ensure_synth(root, workers=1, progress=False, **{**three, "seed": 5})
+    (root / "val" / "right").unlink()
+    ensure_synth(root, workers=1, progress=False, **TINY)  # 2 classes: val/down's old clips are stale
+    assert read_stamp(root)["classes"] == 2
+    assert {cls: hashes(tmp_path / cls) for cls in ("right", "down")} == before

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightvid.errors import UserError
-from lightvid.fileio import atomic_path, write_text_atomic
+from lightvid.fileio import atomic_path, check_result_folder, write_text_atomic
 
 
 @dataclass
@@ -126,16 +125,7 @@ RESULT_FILES = ("confusion.csv", "confusion.png", "result.json")
 
 def _check_out_dir(out_dir: Path) -> None:
     """Refuse to overwrite result-named files that are not an earlier baseline result's (nothing is changed)."""
-    present = [n for n in RESULT_FILES if (out_dir / n).exists()]
-    if not present:
-        return
-    try:
-        ours = isinstance(json.loads((out_dir / "result.json").read_text()).get("method"), str)
-    except (OSError, ValueError, AttributeError):
-        ours = False
-    if not ours:
-        raise UserError(f"{out_dir / present[0]}: exists and is not an earlier lightvid baseline result; "
-                        "choose another --out (nothing was written)")
+    check_result_folder(out_dir, RESULT_FILES, "result.json", "method", "baseline result")
 
 
 def format_baseline(res: BaselineResult) -> str:

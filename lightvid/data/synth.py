@@ -400,6 +400,8 @@ def _claim(out: Path, params: dict, files: list[str]) -> bool:
     partials = [str(Path(f).parent / _part(Path(f)).name) for f in [*new, *stale, MANIFEST]]
     for rel in [*stale, *partials]:
         path = out / rel
+        if any(d.is_symlink() for d in path.parents if out in d.parents):
+            continue  # lightvid makes no links: a linked folder leads to someone else's files
         if path.is_file() or path.is_symlink():
             path.unlink()
     for d in sorted({d for rel in stale for d in (out / rel).parents if out in d.parents}, key=lambda d: -len(d.parts)):

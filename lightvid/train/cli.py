@@ -60,6 +60,9 @@ def train_command(argv: list[str], prog: str = "lightvid train") -> int:
     return 0
 
 
+EVAL_FILES = ("eval.json", "confusion_matrix.png", "confusion_matrix.csv")  # what eval writes in its --out
+
+
 def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
     p = argparse.ArgumentParser(prog=prog, description="Clip- and video-level accuracy of a checkpoint.")
     p.add_argument("--checkpoint", required=True, help="a run's checkpoints/best.ckpt or last.ckpt")
@@ -77,6 +80,7 @@ def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
 
     import torch
 
+    from lightvid.fileio import check_result_folder
     from lightvid.precision import resolve_precision
     from lightvid.run_spec import load_model, run_data_config, run_dataset
     from lightvid.train.evaluate import evaluate
@@ -98,10 +102,11 @@ def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
     batch = args.batch_size or trainer_cfg.get("eval_batch_size") or 2 * int(trainer_cfg.get("batch_size", 16))
     split = args.split or getattr(data_cfg, "val_split", "val")
     dataset = run_dataset(meta, data_cfg, split)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent.parent / f"eval-{split}"
+    check_result_folder(out, EVAL_FILES, "eval.json", "checkpoint", "evaluation result")  # before the long part
     device = "cuda" if torch.cuda.is_available() else "cpu"
     res = evaluate(model, dataset, meta["classes"], batch_size=batch, num_workers=int(data_cfg.num_workers or 0),
                    precision=precision, device=device)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent.parent / f"eval-{split}"
     out.mkdir(parents=True, exist_ok=True)
     result = {"checkpoint": str(args.checkpoint), "model": meta["model"], "split": split, "precision": precision,
               "eval_clips": getattr(data_cfg, "eval_clips", None), "crops": getattr(data_cfg, "crops", None),
