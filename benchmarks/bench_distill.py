@@ -1,4 +1,4 @@
-"""Distillation and weight-transfer experiment (issue 8) on the synthetic motion set.
+"""Distillation and weight-transfer experiment (docs/compression.md) on the synthetic motion set.
 
 A small-width C3D teacher is trained; then each student is trained (a) from scratch,
 (b) with knowledge distillation from the teacher and (c) initialised by converting the

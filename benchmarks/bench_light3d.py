@@ -1,4 +1,4 @@
-"""Measure the light-weight 3D networks: parameters, GMACs and CPU forward latency (issue 6).
+"""Measure the light-weight 3D networks: parameters, GMACs and CPU forward latency (docs/light3d.md).
 
 For each model, at one clip of 3x16x112x112 (fp32, eval mode, ``torch.inference_mode``):
 parameters, MACs (``lightvid summary``'s convention), and the median wall time of a

@@ -1,4 +1,5 @@
-"""Seed 004 Part 1 on the real 15-scene dataset: tiny images, bag of SIFT words + kNN / linear SVM.
+"""Part 1 of the scene-recognition report on the real 15-scene dataset: tiny images, bag of SIFT words
++ kNN / linear SVM.
 
     python benchmarks/bench_scene15.py [--data ../shared/data/scene15] [--quick] [--jobs 2] [--json]
 

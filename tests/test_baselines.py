@@ -1,4 +1,5 @@
-"""The classic baselines (seed 004 Part 1) on small generated image and video sets, and scene15."""
+"""The classic baselines (Part 1 of the scene-recognition report) on small generated image and video sets,
+and scene15."""
 import csv
 import json
 from pathlib import Path

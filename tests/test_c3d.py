@@ -1,4 +1,4 @@
-"""Golden figures of the C3D family (seed 000) and the summary conventions."""
+"""Golden figures of the C3D family (the C3D compression document) and the summary conventions."""
 import json
 
 import pytest

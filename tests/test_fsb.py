@@ -1,4 +1,5 @@
-"""Fully separable blocks (seed 002): the weight formula, the factorisation, and the FSB models."""
+"""Fully separable blocks (the light-weight 3D networks review): the weight formula, the factorisation,
+and the FSB models."""
 import pytest
 import torch
 import torch.nn as nn

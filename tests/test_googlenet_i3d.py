@@ -8,7 +8,7 @@ from lightvid.compress.inflate import inflate, inflate_tensor
 from lightvid.errors import UserError
 from lightvid.models.googlenet import INCEPTION_V1, GoogLeNetOutputs, googlenet_loss
 
-# Table 1 of Szegedy et al. as printed in seed 001: params in K (=1024 weights), ops in M.
+# Table 1 of Szegedy et al. as printed in the modern-ConvNets lecture: params in K (=1024 weights), ops in M.
 TABLE1 = {
     "conv1": (2.7, 34), "conv2": (112, 360),
     "inception3a": (159, 128), "inception3b": (380, 304),

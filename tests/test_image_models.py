@@ -1,4 +1,5 @@
-"""Image models: golden parameter counts, torchvision key names, seed 004's CIFAR nets, STN, highway."""
+"""Image models: golden parameter counts, torchvision key names, the scene-recognition report's CIFAR nets,
+STN, highway."""
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from lightvid.models.stn import SpatialTransformer, SpatialTransformerClassifier
 
 TV_KEYS = json.loads((Path(__file__).parent / "data" / "torchvision_image_keys.json").read_text())
 
-# 3x224x224 / 1000 classes (VGG paper Table 2, torchvision), 3x32x32 / 10 classes (seed 004)
+# 3x224x224 / 1000 classes (VGG paper Table 2, torchvision), 3x32x32 / 10 classes (the scene-recognition report)
 GOLDEN_PARAMS = {
     "vgg11": 132_863_336,
     "vgg11_lrn": 132_863_336,

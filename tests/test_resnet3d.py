@@ -373,7 +373,7 @@ def test_inflate_from_resnet2d_per_frame_identity():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_var.uniform_(0.5, 1.5)
             m.running_mean.normal_(0, 0.1)
-    # f-R2D with seed-003's pool1 is a 2D ResNet-18 applied to each frame: a static clip gives its logits
+    # f-R2D with the CSN paper's pool1 is a 2D ResNet-18 applied to each frame: a static clip gives its logits
     fr2d = inflate_from_resnet2d(m2d, lightvid.create_model("fr2d_18", num_classes=5, width_mult=0.25,
                                                             pool1=True)).eval()
     img = torch.randn(1, 3, 32, 32)

@@ -1,4 +1,5 @@
-"""Temporal residual gradient (seed 002): exact values, inverse, and the create_model wrapper."""
+"""Temporal residual gradient (the light-weight 3D networks review): exact values, inverse, and the
+create_model wrapper."""
 import pytest
 import torch
 import torch.nn as nn

@@ -2,7 +2,7 @@
 
 The model comes from ``lightvid.run_spec.load_model``; clips are decoded, sampled
 and transformed exactly as in the run's evaluation (its ``data`` config: clip length,
-stride, fps, short side, crop size; the data engineer's ``ClipSampler``, ``read_clip`` and
+stride, fps, short side, crop size; ``lightvid.data``'s ``ClipSampler``, ``read_clip`` and
 ``ClipTransform``), ``K`` evenly spaced clips (centre crop) per video, whose softmax
 probabilities are averaged. A file that cannot be decoded gets a one-line error and the
 other files are still predicted.

@@ -1,1 +1,1 @@
-"""Classic baselines of seed 004: tiny images and bag of visual words."""
+"""Classic baselines of the scene-recognition report: tiny images and bag of visual words."""

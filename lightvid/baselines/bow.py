@@ -1,4 +1,4 @@
-"""Bag of visual words over dense SIFT (seed 004 Part 1; Csurka et al. 2004, Lazebnik et al. 2006).
+"""Bag of visual words over dense SIFT (the scene-recognition report Part 1; Csurka et al. 2004, Lazebnik et al. 2006).
 
 1. Dense SIFT: OpenCV's SIFT descriptor (``cv2.SIFT_create().compute``) at upright keypoints
    on a regular grid, every ``step`` pixels, of keypoint size ``sift_size``. In OpenCV a

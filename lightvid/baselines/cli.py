@@ -1,4 +1,4 @@
-"""``lightvid baseline tiny|bow``: the classic baselines of seed 004 Part 1 on class folders.
+"""``lightvid baseline tiny|bow``: the classic baselines of the scene-recognition report's Part 1 on class folders.
 
     lightvid baseline tiny --data DIR [--size 16] [--norm l1|l2] [--metric cityblock] [--k 1]
     lightvid baseline bow  --data DIR [--step 4] [--sift-size 4] [--vocab 400] [--classifier knn|svm]

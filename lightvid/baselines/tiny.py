@@ -1,4 +1,4 @@
-"""Tiny images + k-nearest neighbours (seed 004 Part 1; Torralba, Fergus, Freeman 2008).
+"""Tiny images + k-nearest neighbours (the scene-recognition report Part 1; Torralba, Fergus, Freeman 2008).
 
 Each grayscale image is resized to ``size x size`` (area interpolation), flattened, made
 zero-mean (``center``) and divided by its L1 or L2 norm. A video becomes a "tiny clip": its

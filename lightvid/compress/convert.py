@@ -1,4 +1,4 @@
-"""Weight transfer between 3D, (2+1)D, time-folded 2D and 2D networks (seed 000).
+"""Weight transfer between 3D, (2+1)D, time-folded 2D and 2D networks (the C3D compression document).
 
 ``convert(model, to=NAME, **model_kwargs) -> (converted_model, report)``:
 

@@ -11,7 +11,7 @@ it is kept out of the module's registered children, so it is in neither the opti
 the state_dict, nor the checkpoint, and it always runs in eval mode under ``no_grad``. Its
 logits can be cached per training clip (keyed by video index, checked by a fingerprint of the
 clip's values, so an augmented view is recomputed rather than served stale).
-:class:`DistillationModule` subclasses the training engineer's
+:class:`DistillationModule` subclasses
 :class:`~lightvid.train.module.ClassificationModule` and overrides only ``compute_loss``.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """3D convolution <-> (2+1)D pair (spatial 1xkxk then temporal kx1x1, no non-linearity between).
 
 Tran et al., "A Closer Look at Spatiotemporal Convolutions for Action Recognition", CVPR 2018
-(R(2+1)D); seed 000's separable C3D. With no non-linearity between them the pair is the
+(R(2+1)D); the C3D compression document's separable C3D. With no non-linearity between them the pair is the
 3D convolution whose weight is ``W[o, i, k, h, w] = sum_m Wt[o, m, k] * Ws[m, i, h, w]``:
 reshaped to a ``(C_out*k) x (C_in*kh*kw)`` matrix it is ``A @ B`` with rank at most ``C_mid``.
 The least-squares (Frobenius) best pair is the truncated SVD (Eckart-Young); the spatial

@@ -1,4 +1,4 @@
-"""3D convolution -> 2D convolution over time folded into channels (seed 000's MC variants).
+"""3D convolution -> 2D convolution over time folded into channels (the C3D compression document's MC variants).
 
 A 3D convolution with temporal kernel ``k``, stride 1 and padding ``p`` over ``T`` frames,
 ``y[t] = sum_k W[:, :, k] * x[t + k - p]``, is a 2D convolution from ``T*C_in`` to

@@ -2,7 +2,7 @@
 
 Tran, Bourdev, Fergus, Torresani, Paluri, "Learning Spatiotemporal Features with 3D
 Convolutional Networks", ICCV 2015 (C3D), in the layout of the common PyTorch port;
-seed 000's compressed variants:
+the C3D compression document's compressed variants:
 
 * ``c3d_2plus1d``: every 3x3x3 convolution C_in->C_out becomes a 1x3x3 convolution
   C_in->C_out followed by a 3x1x1 convolution C_out->C_out, both with bias and no
@@ -11,10 +11,10 @@ seed 000's compressed variants:
   time is folded into channels, ``(B, C, T, H, W) -> (B, T*C, H, W)`` with channel index
   ``t * C + c``. A 3D layer with ``C`` output channels at ``T`` frames becomes a 2D layer
   with ``T*C`` channels; the last convolution of a stage whose pool halves time emits
-  ``(T/2)*C`` channels and the pool becomes spatial only. This reproduces seed 000's
+  ``(T/2)*C`` channels and the pool becomes spatial only. This reproduces the C3D compression document's
   MC4 exactly (conv4a 1024->2048, conv4b 2048->1024, conv5a 1024->1024, conv5b 1024->512).
 
-The body's parameter counts at 3x16x112x112 are those seed 000 reports:
+The body's parameter counts at 3x16x112x112 are those the C3D compression document reports:
 c3d 27,655,936; c3d_2plus1d 12,823,616; c3d_mc3 89,887,488; c3d_mc4 54,790,400;
 c3d_mc5 27,656,448.
 """

@@ -1,4 +1,4 @@
-"""Seed 004's CIFAR-10 models, exactly as its report prints them (3x32x32 input, 10 classes).
+"""The scene-recognition report's CIFAR-10 models, exactly as its report prints them (3x32x32 input, 10 classes).
 
 * ``googlenet_cifar`` ("myNet"): GoogLeNet (Szegedy et al., "Going Deeper with
   Convolutions", CVPR 2015) adapted to 32x32: one 3x3 convolution (with bias) to 192
@@ -22,7 +22,8 @@ from lightvid.models.resnet import RESNET_PAPER, ResNet
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-GOOGLENET_PAPER = "Szegedy et al., Going Deeper with Convolutions, CVPR 2015 (seed 004's CIFAR-10 'myNet')"
+GOOGLENET_PAPER = ("Szegedy et al., Going Deeper with Convolutions, CVPR 2015 "
+                   "(the scene-recognition report's CIFAR-10 'myNet')")
 
 # name -> (#1x1, #3x3 reduce, #3x3, #double-3x3 reduce, #double-3x3, pool proj); None = a 3x3/2 max-pool
 MYNET_LAYOUT = (
@@ -69,7 +70,7 @@ class InceptionCifar(nn.Module):
 
 
 class GoogLeNetCifar(Classifier):
-    """Seed 004's "myNet" (see the module docstring); ``width_mult`` scales every width."""
+    """The scene-recognition report's "myNet" (see the module docstring); ``width_mult`` scales every width."""
 
     def __init__(self, num_classes: int = 10, in_chans: int = 3, width_mult: float = 1.0, drop_rate: float = 0.2,
                  img_size: int = 32):
@@ -117,4 +118,4 @@ def googlenet_cifar(**kwargs):
 def resnet18_cifar(**kwargs):
     kwargs.setdefault("num_classes", 10)
     return ResNet("basic", (2, 2, 2, 2), stem="cifar", img_size=32, mean=CIFAR10_MEAN, std=CIFAR10_STD,
-                  paper=RESNET_PAPER + " (seed 004's CIFAR-10 stem)", **kwargs)
+                  paper=RESNET_PAPER + " (the scene-recognition report's CIFAR-10 stem)", **kwargs)

@@ -1,7 +1,7 @@
 """Fully separable blocks (FSB) and the models built from them.
 
 Wang, Lin and Wang, "Design Light-Weight 3D Convolutional Networks for Video Recognition:
-Temporal Residual, Fully Separable Block, and Fast Algorithm", 2019 (seed 002).
+Temporal Residual, Fully Separable Block, and Fast Algorithm", 2019 (the light-weight 3D networks review).
 
 An N x C x K x R x S 3D convolution (N outputs, C inputs, kernel K x R x S) becomes two
 stages, with ``M = round(alpha * N)``:
@@ -47,7 +47,8 @@ def fsb_width(out_channels: int, alpha: float) -> int:
 
 
 def fsb_weight_count(in_channels: int, out_channels: int, kernel_size=3, alpha: float = 1.0) -> int:
-    """Seed 002's cost ``alpha*N*C*K + alpha*N*R*S + alpha*N^2`` (weights, no biases), with alpha*N rounded."""
+    """The light-weight 3D networks review's cost ``alpha*N*C*K + alpha*N*R*S + alpha*N^2`` (weights, no biases),
+    with alpha*N rounded."""
     k, r, s = _triple(kernel_size)
     m = fsb_width(out_channels, alpha)
     return m * in_channels * k + m * r * s + m * out_channels

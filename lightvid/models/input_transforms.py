@@ -1,7 +1,7 @@
 """Input transforms that sit in front of a video model: the temporal residual gradient (TRG).
 
 Wang, Lin and Wang, "Design Light-Weight 3D Convolutional Networks for Video Recognition:
-Temporal Residual, Fully Separable Block, and Fast Algorithm", 2019 (seed 002): a clip of
+Temporal Residual, Fully Separable Block, and Fast Algorithm", 2019 (the light-weight 3D networks review): a clip of
 T frames x_0 .. x_{T-1} (per channel, per pixel) is replaced by its T-1 temporal residuals
 plus the mean frame, again T frames:
 

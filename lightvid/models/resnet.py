@@ -13,7 +13,7 @@ The state_dict keys are torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``,
 resnet18/34/50/101/152 and resnext50_32x4d load strictly. At 3x224x224 with 1000 classes:
 resnet18 11,689,512, resnet50 25,557,032, resnext50_32x4d 25,028,904 parameters.
 
-``stem="cifar"`` is seed 004's ResNet-18 stem for 32x32 images: a 3x3 stride-1
+``stem="cifar"`` is the scene-recognition report's ResNet-18 stem for 32x32 images: a 3x3 stride-1
 convolution with padding 3 and no max-pool (see :mod:`lightvid.models.cifar`).
 """
 from __future__ import annotations
@@ -169,7 +169,7 @@ class ResNet(Classifier):
         preact: full pre-activation units (and a final BN-ReLU, ``bn_final``).
         groups, width_per_group: ResNeXt cardinality and bottleneck width per group.
         stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"cifar"`` (3x3/1 conv with
-            padding 3, no max-pool: seed 004's ResNet-18).
+            padding 3, no max-pool: the scene-recognition report's ResNet-18).
         zero_init_residual: zero the last BN of each residual branch (post-activation only).
         width_mult: multiplies every stage's planes and the stem.
     """
@@ -192,7 +192,7 @@ class ResNet(Classifier):
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_chans, stem_ch, 7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        else:  # seed 004: Conv2d(3, 64, 3, stride=1, padding=3), maxpool = Identity()
+        else:  # the scene-recognition report: Conv2d(3, 64, 3, stride=1, padding=3), maxpool = Identity()
             self.conv1 = nn.Conv2d(in_chans, stem_ch, 3, stride=1, padding=3, bias=False)
             self.maxpool = nn.Identity()
         # conv-BN-ReLU(-max-pool) stem in both variants, as in the authors' pre-activation code

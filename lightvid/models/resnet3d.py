@@ -3,7 +3,7 @@
 Tran, Wang, Torresani, Ray, LeCun, Paluri, "A Closer Look at Spatiotemporal Convolutions
 for Action Recognition", CVPR 2018 (R2D, f-R2D, R3D, MCx, rMCx, R(2+1)D); Tran, Wang,
 Torresani, Feiszli, "Video Classification with Channel-Separated Convolutional Networks",
-ICCV 2019 (ip-CSN, ir-CSN; seed 003).
+ICCV 2019 (ip-CSN, ir-CSN; the CSN paper).
 
 One network, :class:`VideoResNet`: a stem, four stages of basic or bottleneck blocks and a
 per-stage convolution type, all given as data:
@@ -20,7 +20,7 @@ per-stage convolution type, all given as data:
 Stems: ``"3d"`` 3x7x7 stride 1x2x2; ``"2d"`` 1x7x7; ``"2plus1d"`` 1x7x7 to 45 then 3x1x1 to 64
 (torchvision's and the released Caffe2 models'); ``"fold"`` a T x 7 x 7 convolution without
 temporal padding, which is exactly a 2D convolution over the clip's T*3 folded input channels
-(R2D). ``pool1=True`` adds seed 003's max pool 1x3x3 stride 1x2x2 (the CSN layout).
+(R2D). ``pool1=True`` adds the CSN paper's max pool 1x3x3 stride 1x2x2 (the CSN layout).
 
 ``r3d_18``, ``mc3_18`` and ``r2plus1d_18`` have torchvision.models.video's module tree, so its
 Kinetics-400 state_dicts load strictly and give the same outputs. :func:`inflate_from_resnet2d`
@@ -168,7 +168,7 @@ class VideoResNet(Classifier):
         stem: ``"3d"``, ``"2d"``, ``"2plus1d"`` or ``"fold"`` (R2D: needs ``num_frames``).
         conv_types: one convolution type per stage (``CONV_TYPES``), or one string for all four.
         midplanes: ``"torchvision"`` (per block) or ``"paper"`` (per convolution), for ``"2plus1d"``.
-        pool1: seed 003's max pool after the stem (CSN layout).
+        pool1: the CSN paper's max pool after the stem (CSN layout).
         num_frames: clip length; only the ``"fold"`` stem depends on it (and checks it).
         bn_eps: batch-norm epsilon (1e-5 as torchvision; the Caffe2 VMZ models used 1e-3).
         width_mult: multiplies every width (stem, stages, ``midplanes``).
@@ -365,7 +365,7 @@ def r2plus1d_50(**kwargs):
     return VideoResNet(50, stem="2plus1d", conv_types="2plus1d", **{"midplanes": "paper", **kwargs})
 
 
-# ---- channel-separated networks (seed 003 layout: pool1, stages at T, T/2, T/4, T/8) ----
+# ---- channel-separated networks (the CSN paper layout: pool1, stages at T, T/2, T/4, T/8) ----
 def _csn(depth: int, kind: str, **kwargs) -> VideoResNet:
     cfg = dict(stem="3d", conv_types=kind, pool1=True, num_frames=32, img_size=224, bn_eps=1e-3, paper=CSN2019)
     return VideoResNet(depth, **{**cfg, **kwargs})

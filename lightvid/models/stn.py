@@ -1,7 +1,7 @@
 """Spatial transformer networks.
 
 Jaderberg, Simonyan, Zisserman, Kavukcuoglu, "Spatial Transformer Networks", NeurIPS 2015
-(seed 001): a small localisation network predicts a 2x3 affine matrix ``theta`` per image,
+(the modern-ConvNets lecture): a small localisation network predicts a 2x3 affine matrix ``theta`` per image,
 a grid generator maps every output pixel ``(x_t, y_t)`` to the source point
 ``theta @ (x_t, y_t, 1)`` (``F.affine_grid``, normalised coordinates in [-1, 1]) and a
 differentiable bilinear sampler reads the input there (``F.grid_sample``). The last layer

@@ -1,4 +1,4 @@
-"""What a run reports, the way seed 004 does: learning curves, confusion matrix, tables.
+"""What a run reports, the way the scene-recognition report does: learning curves, confusion matrix, tables.
 
 * ``learning_curves.png``: four panels, train loss, validation loss, train accuracy,
   validation accuracy (clip and video level), per epoch, from Lightning's ``metrics.csv``;

@@ -344,7 +344,7 @@ def final_report(report: dict, cfg: TrainConfig, out: Path, dm, best: Path, prec
 
 
 def metrics_files(out: Path) -> list[Path]:
-    """``metrics.csv`` and the parts earlier (resumed) sessions left, oldest first."""
+    """``metrics.csv`` and the parts earlier runs of a resumed run left, oldest first."""
     parts = sorted(out.glob("metrics.part*.csv"), key=lambda p: int(p.stem.split("part")[-1]))
     return [*parts, out / "metrics.csv"]
 

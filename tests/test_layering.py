@@ -1,0 +1,155 @@
+"""The package's import graph (from the AST of every module, imports inside functions included):
+no cycle, and no arrow that runs the wrong way (CONTRIBUTING.md, "Layering")."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import lightvid
+
+ROOT = Path(lightvid.__file__).parent
+LOW_LEVEL = ("lightvid.models", "lightvid.ops")  # the model zoo and its operators
+HIGH_LEVEL = ("lightvid.data", "lightvid.train", "lightvid.compress", "lightvid.accel", "lightvid.analysis",
+              "lightvid.baselines", "lightvid.run_spec", "lightvid.args")
+INFERENCE = ("lightvid.accel.predict", "lightvid.accel.export", "lightvid.run_spec")
+LIGHTNING = ("lightning", "pytorch_lightning")
+
+
+def module_names() -> dict[str, Path]:
+    out = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every module ``name`` imports (top level or inside functions): lightvid modules by their full
+    name, others by their top-level package."""
+    is_pkg = path.name == "__init__.py"
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                out.add(alias.name if alias.name in known else alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                base = name.split(".") if is_pkg else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod in known:
+                subs = [f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in known]
+                out.update(subs)
+                if len(subs) < len(node.names):
+                    out.add(mod)
+            elif mod.startswith("lightvid"):
+                raise AssertionError(f"{path}: imports {mod!r}, which is not a module of the package")
+            elif mod != "__future__":
+                out.add(mod.split(".")[0])
+    out.discard(name)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = module_names()
+    known = set(mods)
+    return {name: imports_of(name, path, known) for name, path in mods.items()}
+
+
+def _under(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _is_cli(name: str) -> bool:
+    return name == "lightvid.cli" or name.endswith(".cli")
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle among the package's modules, or None. A package's ``__init__`` importing its
+    own submodules is not an edge back (Python runs it before any submodule)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        todo.extend(graph.get(node, ()))
+    return seen
+
+
+def test_the_graph_sees_function_level_imports():
+    graph = import_graph()
+    assert "lightvid.models.registry" in graph["lightvid.models.resnet3d"]
+    # lightvid/cli.py imports its subcommands with importlib; `main` imports errors inside the function
+    assert "lightvid.errors" in graph["lightvid.cli"]
+    assert "lightning" in graph["lightvid.train.run"]
+
+
+def test_no_import_cycle():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_find_cycle_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"torch"}}) is None
+
+
+def test_models_and_ops_import_nothing_above_them():
+    wrong = [f"{m} -> {d}" for m, deps in import_graph().items() if _under(m, LOW_LEVEL)
+             for d in deps if _under(d, HIGH_LEVEL) or _is_cli(d)]
+    assert not wrong, "the model zoo imports from above it: " + ", ".join(sorted(wrong))
+
+
+def test_library_modules_import_no_cli_module():
+    wrong = [f"{m} -> {d}" for m, deps in import_graph().items() if not _is_cli(m) for d in deps if _is_cli(d)]
+    assert not wrong, "library modules import a cli module: " + ", ".join(sorted(wrong))
+
+
+def test_inference_reaches_no_lightning_even_through_lazy_imports():
+    graph = import_graph()
+    for start in INFERENCE:
+        hit = sorted(m for m in reachable(graph, start) if m in LIGHTNING)
+        assert not hit, f"{start} reaches {hit}"
+
+
+def test_inference_imports_load_no_lightning():
+    code = ("import sys, lightvid.accel.predict, lightvid.accel.export, lightvid.accel.cli, lightvid.run_spec\n"
+            f"bad = [m for m in sys.modules if m.split('.')[0] in {LIGHTNING!r}]\n"
+            "assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
