@@ -25,7 +25,7 @@ import lightning as L
 import torch
 
 from lightvid.errors import UserError
-from lightvid.train.config import TrainConfig, save_config
+from lightvid.train.config import TrainConfig, meta_model, save_config
 
 DATA_READY = ".data_ready"
 
@@ -98,7 +98,6 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from lightvid.models.registry import create_model
     from lightvid.train.checkpoint import AtomicCheckpointIO
     from lightvid.train.datamodule import EpochSeed, VideoDataModule
     from lightvid.train.module import ClassificationModule, NonFiniteLossError, TooManyBadFilesError
@@ -107,6 +106,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     module_cls = module_cls or ClassificationModule
     cfg.validate()
     _check_data_root(cfg)
+    ref = meta_model(cfg.model, "config")  # before anything is written: bad values fail here
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
@@ -128,8 +128,6 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
             (out / "metrics.csv").rename(out / f"metrics.part{n}.csv")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    with torch.device("meta"):
-        ref = create_model(cfg.model.name, **cfg.model.kwargs)
     mean, std = ref.default_cfg.get("mean"), ref.default_cfg.get("std")
     dm = VideoDataModule(cfg.data, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, mean=mean,
                          std=std, seed=cfg.seed,
