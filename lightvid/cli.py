@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "transfer weights between 3D, (2+1)D, time-folded 2D and 2D models"),
     "bench": ("lightvid.accel.cli:bench_command",
               "latency, clips/s, memory and GFLOP/s of a model, checkpoint or ONNX file"),
-    "export": ("lightvid.accel.cli:export_command", "export to ONNX, TorchScript or safetensors"),
+    "export": ("lightvid.accel.cli:export_command", "export to ONNX, a torch.export program (.pt2) or safetensors"),
     "predict": ("lightvid.accel.cli:predict_command", "top-k classes of video files with a trained checkpoint"),
     "baseline": ("lightvid.baselines.cli:baseline_command",
                  "classic baselines: tiny images + kNN, bag of SIFT words + kNN/SVM"),

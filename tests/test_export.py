@@ -1,4 +1,4 @@
-"""lightvid export: ONNX Runtime matches PyTorch within 1e-4; TorchScript and safetensors round-trip."""
+"""lightvid export: ONNX Runtime matches PyTorch within 1e-4; torch.export programs and safetensors round-trip."""
 import json
 
 import numpy as np
@@ -50,14 +50,15 @@ def test_resnet_with_bn_onnx(tmp_path):
     assert info["max_abs_err"] <= 1e-4
 
 
-def test_torchscript_and_safetensors(tmp_path):
+def test_program_and_safetensors(tmp_path):
     kw = dict(num_classes=3, width_mult=0.25)
     model = lightvid.create_model("r2plus1d_18", **kw).eval()
-    x = torch.randn(1, 3, 4, 32, 32)
-    export(model, tmp_path / "m.pt", "torchscript", (3, 4, 32, 32))
-    ts = torch.jit.load(str(tmp_path / "m.pt"))
+    export(model, tmp_path / "m.pt2", "pt2", (3, 4, 32, 32))
+    program = torch.export.load(str(tmp_path / "m.pt2")).module()
     with torch.no_grad():
-        assert torch.allclose(ts(x), model(x), atol=1e-5)
+        for batch in (1, 3):  # exported at batch 2: the batch is dynamic
+            x = torch.randn(batch, 3, 4, 32, 32)
+            assert torch.allclose(program(x), model(x), atol=1e-5)
     export(model, tmp_path / "m.safetensors", "safetensors")
     back = lightvid.create_model("r2plus1d_18", weights=str(tmp_path / "m.safetensors"), **kw)
     with torch.no_grad():

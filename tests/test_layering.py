@@ -13,8 +13,28 @@ ROOT = Path(lightvid.__file__).parent
 LOW_LEVEL = ("lightvid.models", "lightvid.ops")  # the model zoo and its operators
 HIGH_LEVEL = ("lightvid.data", "lightvid.train", "lightvid.compress", "lightvid.accel", "lightvid.analysis",
               "lightvid.baselines", "lightvid.run_spec", "lightvid.args")
-INFERENCE = ("lightvid.accel.predict", "lightvid.accel.export", "lightvid.run_spec")
+INFERENCE = ("lightvid.accel.predict", "lightvid.accel.export", "lightvid.run_spec", "lightvid.train.config",
+             "lightvid.train.evaluate")  # and what they build on
 LIGHTNING = ("lightning", "pytorch_lightning")
+# CONTRIBUTING.md's list: what each part of the package may import (cli modules aside: they may import anything
+# below them but another package's cli). train/config.py is the Lightning-free part of train that run_spec uses.
+ALLOWED = {
+    "lightvid": {"models"},
+    "cli": {"lightvid", "checkpoint", "errors"},
+    "compress": {"train", "train.config", "run_spec", "data", "models", "checkpoint", "args", "errors"},
+    "train": {"train.config", "run_spec", "analysis", "data", "models", "checkpoint", "args", "errors"},
+    "accel": {"run_spec", "analysis", "data", "models", "checkpoint", "args", "errors"},
+    "run_spec": {"train.config", "data", "models", "checkpoint", "errors"},
+    "train.config": {"data", "models", "errors"},
+    "analysis": {"data", "models", "args", "errors"},
+    "baselines": {"data", "models", "args", "errors"},
+    "data": {"errors"},
+    "models": {"ops", "checkpoint", "errors"},
+    "ops": {"checkpoint", "errors"},
+    "checkpoint": set(),
+    "errors": set(),
+    "args": set(),
+}
 
 
 def module_names() -> dict[str, Path]:
@@ -135,9 +155,30 @@ def test_models_and_ops_import_nothing_above_them():
     assert not wrong, "the model zoo imports from above it: " + ", ".join(sorted(wrong))
 
 
+def part(module: str) -> str:
+    """The line of CONTRIBUTING.md's list a module belongs to: ``lightvid.train.run`` -> ``train``."""
+    if module == "lightvid.train.config":
+        return "train.config"
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "lightvid"
+
+
+def test_every_arrow_is_allowed():
+    wrong = []
+    for m, deps in import_graph().items():
+        if _is_cli(m) and m != "lightvid.cli":
+            continue  # a package's cli.py may import anything below it (not another cli: tested below)
+        src = part(m)
+        allowed = ALLOWED.get(src)
+        assert allowed is not None, f"{m}: add its part {src!r} to ALLOWED here and to CONTRIBUTING.md's list"
+        wrong += [f"{m} -> {d}" for d in deps if d.startswith("lightvid") and part(d) != src and part(d) not in allowed]
+    assert not wrong, "imports against CONTRIBUTING.md's layering list: " + ", ".join(sorted(wrong))
+
+
 def test_library_modules_import_no_cli_module():
-    wrong = [f"{m} -> {d}" for m, deps in import_graph().items() if not _is_cli(m) for d in deps if _is_cli(d)]
-    assert not wrong, "library modules import a cli module: " + ", ".join(sorted(wrong))
+    wrong = [f"{m} -> {d}" for m, deps in import_graph().items() for d in deps
+             if _is_cli(d) and (not _is_cli(m) or part(m) != part(d))]
+    assert not wrong, "modules import another package's cli module: " + ", ".join(sorted(wrong))
 
 
 def test_inference_reaches_no_lightning_even_through_lazy_imports():

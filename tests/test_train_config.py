@@ -88,3 +88,23 @@ def test_lr_schedule_shapes():
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cos)
     state = sched.state_dict()  # a callable object, not a closure: plain numbers
     assert isinstance(state["lr_lambdas"][0], dict)
+
+
+def test_model_kwargs_are_checked_by_signature_without_building(monkeypatch):
+    import torch.nn as nn
+
+    from lightvid.models.registry import accepted_kwargs
+    from lightvid.train.config import ModelConfig, check_model_kwargs, meta_model
+
+    def no_build(*a, **k):
+        raise AssertionError("check_model_kwargs built the model")
+
+    monkeypatch.setattr(nn.Module, "__init__", no_build)
+    check_model_kwargs(ModelConfig("c3d_mc4", {"width_mult": 0.5, "drop_rate": 0.1}))
+    with pytest.raises(UserError, match="unknown key model.kwargs.fold_from for c3d_mc4"):  # the builder fixes it
+        check_model_kwargs(ModelConfig("c3d_mc4", {"fold_from": 3}))
+    monkeypatch.undo()
+    assert {"se_ratio", "num_frames", "width_mult"} <= accepted_kwargs("x3d_xs")  # through **{..., **kwargs}
+    assert "depth" not in accepted_kwargs("r3d_18")  # VideoResNet(18, **kwargs) fills it
+    with pytest.raises(UserError, match="model.kwargs for c3d: width_mult must be > 0"):
+        meta_model(ModelConfig("c3d", {"width_mult": 0.0}))

@@ -80,12 +80,14 @@ def test_forward_eval_and_features():
 
 def test_onnx_export_matches_torch(tmp_path):
     ort = pytest.importorskip("onnxruntime")
+    from lightvid.accel.export import export_onnx
+
     torch.manual_seed(0)
     m = lightvid.create_model("x3d_xs", num_classes=4, width_mult=0.25).eval()
     x = torch.randn(1, 3, 4, 32, 32)
     path = tmp_path / "x3d.onnx"
-    torch.onnx.export(m, (x,), str(path), input_names=["clip"], output_names=["logits"], dynamo=False)
+    export_onnx(m, path, x)  # the torch.export-based exporter
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    out = sess.run(None, {"clip": x.numpy()})[0]
+    out = sess.run(None, {"input": x.numpy()})[0]
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(out), m(x), atol=1e-4, rtol=1e-3)

@@ -41,20 +41,19 @@ def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
 
 
 def export_command(argv: list[str], prog: str = "lightvid export") -> int:
-    from lightvid.accel.export import FORMATS, export, load_target
+    from lightvid.accel.export import FORMATS, SUFFIX_FORMATS, export, load_target
     from lightvid.fileio import check_output_file
 
     p = argparse.ArgumentParser(prog=prog, description="Export a model name or training checkpoint to ONNX "
-                                "(verified with ONNX Runtime), TorchScript or safetensors.")
+                                "(verified with ONNX Runtime), a torch.export program (.pt2) or safetensors.")
     p.add_argument("target", help="registered model name or training checkpoint")
-    p.add_argument("out", help="output file (.onnx, .pt, .safetensors)")
+    p.add_argument("out", help="output file (.onnx, .pt2, .safetensors)")
     p.add_argument("--format", default=None, choices=FORMATS, help="default: from the output's suffix, else onnx")
     p.add_argument("--input", type=parse_input_size, default=None, help="CxTxHxW or CxHxW (default: the model's)")
     p.add_argument("--atol", type=float, default=1e-4, help="ONNX Runtime vs PyTorch tolerance")
     add_model_args(p)
     args = p.parse_args(argv)
-    fmt = args.format or {".pt": "torchscript", ".ts": "torchscript", ".safetensors": "safetensors"}.get(
-        "." + args.out.rpartition(".")[2], "onnx")
+    fmt = args.format or SUFFIX_FORMATS.get("." + args.out.rpartition(".")[2], "onnx")
     check_output_file(args.out, inputs=[args.target])  # never replace the checkpoint being exported
     model, _ = load_target(args.target, **model_kwargs(args))
     info = export(model, args.out, fmt, args.input, atol=args.atol)

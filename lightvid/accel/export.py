@@ -1,9 +1,13 @@
-"""Export a model to ONNX (checked against ONNX Runtime), TorchScript or safetensors.
+"""Export a model to ONNX (checked against ONNX Runtime), a ``torch.export`` program or safetensors.
 
-* ONNX: ``torch.onnx.export`` (the TorchScript-based exporter, opset 17, dynamic batch);
-  :func:`verify_onnx` runs the file with ONNX Runtime and returns the max abs difference
-  to PyTorch on the same input (the export fails when it exceeds ``atol``, 1e-4 by default).
-* TorchScript: ``torch.jit.trace`` at the model's input size.
+* ONNX: ``torch.onnx.export(dynamo=True)`` (the ``torch.export``-based exporter, opset 18,
+  dynamic batch); :func:`verify_onnx` runs the file with ONNX Runtime and returns the max abs
+  difference to PyTorch on the same input (the export fails when it exceeds ``atol``, 1e-4 by
+  default). Adaptive average pools whose output size divides their input at the example's size
+  (C3D's ``AdaptiveAvgPool3d((1, 4, 4))``) are exported as fixed average pools, which the
+  exporter supports.
+* pt2: ``torch.export.export`` (dynamic batch) saved with ``torch.export.save``; load it back
+  with ``torch.export.load(path).module()``.
 * safetensors: the state_dict (``create_model(name, weights=FILE)`` loads it back).
 
 Models and checkpoints come in through :func:`load_target`: a registered model name
@@ -12,9 +16,10 @@ Files are written to a temporary name and renamed into place.
 """
 from __future__ import annotations
 
+import copy
+import logging
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +28,9 @@ import torch.nn as nn
 
 from lightvid.errors import UserError
 
-FORMATS = ("onnx", "torchscript", "safetensors")
+FORMATS = ("onnx", "pt2", "safetensors")
+SUFFIX_FORMATS = {".onnx": "onnx", ".pt2": "pt2", ".safetensors": "safetensors"}
+ONNX_OPSET = 18
 CKPT_SUFFIXES = (".ckpt", ".pt", ".pth")
 
 
@@ -54,19 +61,52 @@ def _tmp_for(path: Path) -> Path:
     return Path(tmp)
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, opset: int = 17) -> Path:
+def _batch_dim() -> tuple[dict, ...]:
+    return ({0: torch.export.Dim("batch")},)
+
+
+def fixed_pools(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` whose adaptive average pools are fixed ``AvgPool``s at ``example``'s size
+    (where the output size divides the input; others are kept). Same outputs at that input size."""
+    pools = (nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+    sizes: dict[str, tuple[int, ...]] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, inp, n=n: sizes.__setitem__(n, tuple(inp[0].shape[2:])))
+             for n, m in model.named_modules() if isinstance(m, pools)]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    model = copy.deepcopy(model)
+    for name, size in sizes.items():
+        pool = model.get_submodule(name)
+        out = pool.output_size if isinstance(pool.output_size, tuple) else (pool.output_size,) * len(size)
+        out = tuple(s if o is None else o for s, o in zip(size, out))
+        if all(s % o == 0 for s, o in zip(size, out)):
+            k = tuple(s // o for s, o in zip(size, out))
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent), attr, (nn.AvgPool3d if len(size) == 3 else nn.AvgPool2d)(k, k))
+    return model
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, opset: int = ONNX_OPSET) -> Path:
     path = Path(path)
     tmp = _tmp_for(path)
+    quiet = logging.getLogger("torch.onnx._internal.exporter._registration")  # "torchvision is not installed"
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
-                              input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+        with torch.no_grad():
+            torch.onnx.export(fixed_pools(model, example), (example,), str(tmp), dynamo=True, opset_version=opset,
+                              input_names=["input"], output_names=["output"], dynamic_shapes=_batch_dim(),
+                              verbose=False)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        quiet.setLevel(level)
     return path
 
 
@@ -97,14 +137,14 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
     return float(np.abs(got - want).max())
 
 
-def export_torchscript(model: nn.Module, path: str | os.PathLike, example: torch.Tensor) -> Path:
+def export_program(model: nn.Module, path: str | os.PathLike, example: torch.Tensor) -> Path:
+    """``torch.export`` program with a dynamic batch, saved by ``torch.export.save`` (a ``.pt2`` archive)."""
     path = Path(path)
     tmp = _tmp_for(path)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(model, (example,))
-            traced.save(str(tmp))
+        with torch.no_grad():
+            program = torch.export.export(model, (example,), dynamic_shapes=_batch_dim())
+        torch.export.save(program, str(tmp))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -134,8 +174,8 @@ def export(model: nn.Module, path: str | os.PathLike, fmt: str = "onnx", input_s
     if not size:
         raise UserError("the model has no default_cfg['input_size']; pass --input CxTxHxW")
     example = torch.randn(2, *size, generator=torch.Generator().manual_seed(seed))
-    if fmt == "torchscript":
-        return {"path": str(export_torchscript(model, path, example)), "format": fmt}
+    if fmt == "pt2":
+        return {"path": str(export_program(model, path, example)), "format": fmt}
     export_onnx(model, path, example)
     err = verify_onnx(model, path, example)
     if err > atol:

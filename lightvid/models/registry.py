@@ -11,8 +11,11 @@ complete as soon as ``lightvid`` is imported; nothing depends on import order.
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
+import inspect
+import textwrap
 from typing import Callable
 
 import torch.nn as nn
@@ -86,3 +89,57 @@ def create_model(
 
         load_state_dict_into(model, weights, strict=strict)
     return model
+
+
+def accepted_kwargs(name: str) -> set[str] | None:
+    """The keyword arguments model ``name`` accepts, read from signatures without building it.
+
+    A builder ``def c3d_mc4(**kwargs): return C3D(fold_from=4, **kwargs)`` is followed to
+    ``C3D.__init__`` (less the arguments the builder fixes, here ``fold_from``); helper functions
+    are followed the same way. ``None`` when a ``**kwargs`` goes somewhere that cannot be read
+    (e.g. ``super().__init__(**kwargs)``): then any keyword may be valid.
+    """
+    return _accepted(get_builder(name), 0)
+
+
+def _params(fn) -> tuple[list[inspect.Parameter], str | None]:
+    sig = inspect.signature(fn.__init__ if isinstance(fn, type) else fn)
+    params = [p for p in sig.parameters.values() if p.name != "self"]
+    var_kw = next((p.name for p in params if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+    return params, var_kw
+
+
+def _accepted(fn, depth: int) -> set[str] | None:
+    params, var_kw = _params(fn)
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if var_kw is None:
+        return named
+    code = fn.__init__ if isinstance(fn, type) else fn
+    if depth > 4 or not inspect.isfunction(code):
+        return None
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(code)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    def forwards(k: ast.keyword) -> bool:  # f(**kwargs) or f(**{"num_frames": 4, **kwargs})
+        v = k.value
+        if isinstance(v, ast.Dict):
+            return any(key is None and isinstance(val, ast.Name) and val.id == var_kw
+                       for key, val in zip(v.keys, v.values))
+        return isinstance(v, ast.Name) and v.id == var_kw
+
+    out, followed = set(named), False
+    for call in ast.walk(tree):
+        if not isinstance(call, ast.Call) or not any(k.arg is None and forwards(k) for k in call.keywords):
+            continue
+        followed = True
+        target = code.__globals__.get(call.func.id) if isinstance(call.func, ast.Name) else None
+        if target is None or not callable(target):
+            return None
+        inner = _accepted(target, depth + 1)
+        if inner is None:
+            return None
+        fixed = {k.arg for k in call.keywords if k.arg is not None}
+        positional = [p.name for p in _params(target)[0]][: len(call.args)]
+        out |= inner - fixed - set(positional)
+    return out if followed else None

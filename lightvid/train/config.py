@@ -317,9 +317,24 @@ def validate_config(cfg: TrainConfig, source: str = "<config>") -> None:
 
 
 def check_model_kwargs(mcfg: ModelConfig, source: str = "<config>") -> None:
-    """Build the model on the meta device (free) so a bad kwarg fails before training."""
-    import inspect
+    """Every ``model.kwargs`` key must be a parameter of the model's builder or of the class it builds
+    (read from their signatures, :func:`lightvid.models.registry.accepted_kwargs`; nothing is built).
+    Values are checked where the model is built (``train`` builds it on the meta device first)."""
+    from lightvid.models.registry import accepted_kwargs
 
+    valid = accepted_kwargs(mcfg.name)
+    if valid is None:
+        return
+    valid = valid - {"in_chans"}  # set by create_model from the data (and the input transform)
+    for key in mcfg.kwargs:
+        if key not in valid:
+            raise UserError(f"{source}: unknown key model.kwargs.{key} for {mcfg.name}; "
+                            f"closest: {_closest(str(key), sorted(valid))}")
+
+
+def meta_model(mcfg: ModelConfig, source: str = "<config>"):
+    """``mcfg``'s model built on the meta device (no memory, no initialisation): its ``default_cfg``
+    (mean, std) before any data is read, and a bad keyword value as a one-line ``UserError``."""
     import torch
 
     from lightvid.models.registry import create_model
@@ -329,16 +344,7 @@ def check_model_kwargs(mcfg: ModelConfig, source: str = "<config>") -> None:
         kwargs["num_classes"] = mcfg.num_classes
     try:
         with torch.device("meta"):
-            create_model(mcfg.name, input_transform=mcfg.input_transform, **kwargs)
-    except TypeError as e:
-        if "unexpected keyword" not in str(e):
-            raise UserError(f"{source}: model.kwargs for {mcfg.name}: {e}") from None
-        bad = str(e).rsplit("'", 2)[-2] if str(e).count("'") >= 2 else str(e)
-        with torch.device("meta"):
-            ref = create_model(mcfg.name)
-        valid = [p for p in inspect.signature(type(ref).__init__).parameters if p not in ("self", "kwargs", "args")]
-        raise UserError(f"{source}: unknown key model.kwargs.{bad} for {mcfg.name}; "
-                        f"closest: {_closest(bad, valid)}") from None
-    except (ValueError, KeyError) as e:
+            return create_model(mcfg.name, input_transform=mcfg.input_transform, **kwargs)
+    except (TypeError, ValueError, KeyError) as e:
         msg = e.args[0] if e.args else e
         raise UserError(f"{source}: model.kwargs for {mcfg.name}: {msg}") from None

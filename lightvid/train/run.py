@@ -27,7 +27,7 @@ import torch
 from lightvid.errors import UserError
 from lightvid.fileio import FolderLock, write_text_atomic
 from lightvid.precision import resolve_precision
-from lightvid.train.config import TrainConfig, save_config
+from lightvid.train.config import TrainConfig, meta_model, save_config
 
 DATA_READY = ".lightvid-data-ready"  # rank 0 writes it when the data is prepared; removed at the end
 
@@ -88,11 +88,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     t_start = time.perf_counter()
     cfg.validate()
     _check_data_root(cfg)  # a user's folder given as the synthetic set's root is refused before anything is written
+    ref = meta_model(cfg.model, "config")  # bad model values fail here, before anything is written
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
     rank = _global_rank()
     lock = open_run_folder(out, resume) if rank == 0 else None
     try:
-        return _train(cfg, out, resume, rank, module_cls, module_kwargs, callbacks, t_start)
+        return _train(cfg, ref, out, resume, rank, module_cls, module_kwargs, callbacks, t_start)
     finally:
         if lock is not None:
             (out / DATA_READY).unlink(missing_ok=True)
@@ -134,12 +135,11 @@ def open_run_folder(out: Path, resume: bool) -> FolderLock:
     return lock
 
 
-def _train(cfg: TrainConfig, out: Path, resume: bool, rank: int, module_cls, module_kwargs, callbacks,
+def _train(cfg: TrainConfig, ref, out: Path, resume: bool, rank: int, module_cls, module_kwargs, callbacks,
            t_start: float) -> dict:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from lightvid.models.registry import create_model
     from lightvid.train.checkpoint import AtomicCheckpointIO
     from lightvid.train.datamodule import EpochSeed, VideoDataModule
     from lightvid.train.module import ClassificationModule, NonFiniteLossError, TooManyBadFilesError
@@ -164,8 +164,6 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, rank: int, module_cls, mod
             (out / "metrics.csv").unlink()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    with torch.device("meta"):
-        ref = create_model(cfg.model.name, **cfg.model.kwargs)
     mean, std = ref.default_cfg.get("mean"), ref.default_cfg.get("std")
     dm = VideoDataModule(cfg.data, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, mean=mean,
                          std=std, seed=cfg.seed,
