@@ -189,7 +189,7 @@ NOT_COPIED = ("synth.json", REENCODE_STAMP, RAWFRAMES_STAMP, "shards.json")  # s
 
 
 def _even(x: int) -> int:
-    return max(2, int(round(x / 2)) * 2)
+    return max(2, x - x % 2)  # yuv420p needs even sides: one pixel less at most
 
 
 def reencode_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:

@@ -5,7 +5,8 @@ A split is ``ROOT/<split>/shard-000000.tar ...`` with ``ROOT/<split>/shards.json
 ``<key>.mp4`` (the encoded video, decoded from memory) and ``<key>.json`` (``label``, ``index``).
 
 Reading: each loader stream (a DataLoader worker of a DDP rank; rank and world size from
-``torch.distributed``, the worker from ``get_worker_info``) reads whole shards sequentially
+``torch.distributed``, read when the dataset is built and at ``set_epoch``, so loader workers
+started with "spawn" know them too; the worker from ``get_worker_info``) reads whole shards sequentially
 (tar members in order, the ``webdataset`` tar iterator) through a shuffle buffer of
 ``data.shuffle_buffer`` samples. The split is shard-level: in each epoch the shard list is
 shuffled with ``(seed, epoch)``, identically on every rank, and dealt to the ``world_size *
@@ -85,10 +86,12 @@ def assign_shards(counts: list[int], streams: int, seed: int, epoch: int, shuffl
     return [(own[p], target) for p in range(streams)]
 
 
-def rank_and_world() -> tuple[int, int]:
+def rank_and_world(default: tuple[int, int] = (0, 1)) -> tuple[int, int]:
+    """``(rank, world_size)`` from ``torch.distributed``; ``default`` where it is not initialised (a loader
+    worker started with "spawn", which a process started by ``torch.multiprocessing.spawn`` uses)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+    return default
 
 
 def iter_shard(path: Path) -> Iterator[dict]:
@@ -96,7 +99,7 @@ def iter_shard(path: Path) -> Iterator[dict]:
     from webdataset.tariterators import group_by_keys, tar_file_iterator
 
     with open(path, "rb") as fh:
-        yield from group_by_keys(tar_file_iterator(fh))
+        yield from group_by_keys({**f, "__url__": str(path)} for f in tar_file_iterator(fh))
 
 
 class ShardDataset(IterableDataset):
@@ -121,16 +124,18 @@ class ShardDataset(IterableDataset):
         self.shuffle_buffer = shuffle_buffer if train else 0
         self.equalize = equalize if train else "none"
         self.seed, self.epoch, self.loader_workers = seed, 0, loader_workers
+        self.rank_world = rank_and_world()  # kept for loader workers that do not share the process group
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        self.rank_world = rank_and_world(self.rank_world)
 
     def plan(self, world: int, workers: int) -> list[tuple[list[int], int]]:
         return assign_shards([n for _, n in self.shards], world * max(1, workers), self.seed, self.epoch,
                              self.train, self.equalize)
 
     def __len__(self) -> int:
-        rank, world = rank_and_world()
+        rank, world = self.rank_world = rank_and_world(self.rank_world)
         w = max(1, self.loader_workers)
         return sum(n for _, n in self.plan(world, w)[rank * w:(rank + 1) * w]) * self.views
 
@@ -153,7 +158,7 @@ class ShardDataset(IterableDataset):
                 raise UserError(f"{self.root / self.split}: shards {shard_ids} hold no samples")
 
     def __iter__(self):
-        rank, world = rank_and_world()
+        rank, world = rank_and_world(self.rank_world)
         info = get_worker_info()
         wid, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         shard_ids, target = self.plan(world, workers)[rank * workers + wid]
@@ -168,11 +173,11 @@ class ShardDataset(IterableDataset):
             meta = json.loads(sample["json"])
             label, index = int(meta["label"]), int(meta["index"])
         except (KeyError, TypeError, ValueError, json.JSONDecodeError):
-            warnings.warn(f"skipping sample {key} of {sample.get('__url__', self.split)}: no readable .json label",
+            warnings.warn(f"skipping sample {key} of {sample.get('__url__')}: no readable .json label",
                           stacklevel=2)
             yield from [None] * self.views
             return
-        source = VideoBytes(f"{self.split}/{key}.{ext}", sample.get(ext, b""))
+        source = VideoBytes(f"{sample.get('__url__')}:{key}.{ext}", sample.get(ext, b""))
         try:
             if self.train:
                 frames = self.decoder.read_clip(source, lambda i: self.sampler.train_clip(i.frames, i.fps),
