@@ -1,7 +1,6 @@
 """Data at scale: raw-frame sets, short-GOP re-encoding, decoder choice, tar shards (generated and real clips)."""
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -168,10 +167,12 @@ def test_reencode_size_is_even_and_never_enlarges():
 
 # -- decoders ------------------------------------------------------------------------------------
 def test_decord_exact_on_generated(tiny_synth, tmp_path):
-    pytest.importorskip("decord")
     from test_data_video import make_video
 
-    dec = get_decoder("decord")
+    try:
+        dec = get_decoder("decord")  # (imports OpenCV before decord: see lightvid.data.decoders)
+    except UserError as e:
+        pytest.skip(str(e))
     # B-frames, a keyframe every 5 frames, variable rate (64 wide: decord 0.6 fails on 48-pixel-wide video,
     # copying 64-pixel rows; that is an error naming the file, the item is skipped)
     vfr = make_video(tmp_path / "vfr.mp4", n=30, w=64, h=48, durations=[20, 60, 33, 100, 40])
@@ -207,7 +208,8 @@ def test_decoders_exact_on_real_clips(shared_data, decoder):
         dec = get_decoder(decoder)
     except UserError as e:
         pytest.skip(str(e))
-    files = sorted((shared_data / "kinetics5-raw").rglob("*.mp4")) + sorted((shared_data / "kinetics5").rglob("*.mp4"))[::8]
+    files = sorted((shared_data / "kinetics5-raw").rglob("*.mp4"))
+    files += sorted((shared_data / "kinetics5").rglob("*.mp4"))[::8]
     for f in files:
         n = probe(f).frames
         idx = sorted({0, 1, n // 3, n // 2, n // 2 + 1, n - 2, n - 1})
@@ -328,7 +330,7 @@ def _ddp_reader(rank: int, world: int, root: str, out: str, init_file: str) -> N
             cfg = DataConfig(root=root, format="shards", size=32, short_side=None, clip_len=4, num_workers=2,
                              shard_equalize=eq, shuffle_buffer=3)
             ds = build_dataset(cfg, "train", True, MEAN, STD)
-            for epoch in (0, 1):
+            for epoch in (0, 1) if eq == "none" else (1,):
                 ds.set_epoch(epoch)
                 # the workers of a process started by spawn are spawned too (and do not share its process
                 # group); epoch 0 so, epoch 1 forked (faster)
@@ -344,7 +346,7 @@ def _ddp_reader(rank: int, world: int, root: str, out: str, init_file: str) -> N
 
 @pytest.mark.slow
 def test_shards_ddp_two_ranks_two_workers(synth_shards, tmp_path):
-    """2 gloo processes x 2 DataLoader workers: every sample exactly once per epoch (``none``); equal counts for pad/drop."""
+    """2 gloo processes x 2 DataLoader workers: each sample exactly once per epoch (``none``); equal counts (pad/drop)."""
     import torch.multiprocessing as tmp
 
     tmp.spawn(_ddp_reader, args=(2, str(synth_shards), str(tmp_path), str(tmp_path / "init")), nprocs=2, join=True)
@@ -353,13 +355,15 @@ def test_shards_ddp_two_ranks_two_workers(synth_shards, tmp_path):
         both = r[0][f"none{epoch}"]["seen"] + r[1][f"none{epoch}"]["seen"]
         assert sorted(both) == list(range(16))  # exactly once, across ranks and workers
         assert not set(r[0][f"none{epoch}"]["seen"]) & set(r[1][f"none{epoch}"]["seen"])
+        assert r[0][f"none{epoch}"]["bad"] == r[1][f"none{epoch}"]["bad"] == 0
+    for epoch in (1,):
         pad = [r[k][f"pad{epoch}"] for k in range(2)]
         assert pad[0]["batches"] == pad[1]["batches"] and len(pad[0]["seen"]) == len(pad[1]["seen"]) == pad[0]["len"]
         assert set(pad[0]["seen"]) | set(pad[1]["seen"]) == set(range(16))  # at least once
         drop = [r[k][f"drop{epoch}"] for k in range(2)]
         assert drop[0]["batches"] == drop[1]["batches"] and len(drop[0]["seen"]) == len(drop[1]["seen"])
         assert len(set(drop[0]["seen"] + drop[1]["seen"])) == len(drop[0]["seen"] + drop[1]["seen"])  # no repeats
-        assert all(r[k][f"{m}{epoch}"]["bad"] == 0 for k in range(2) for m in ("none", "pad", "drop"))
+        assert all(r[k][f"{m}{epoch}"]["bad"] == 0 for k in range(2) for m in ("pad", "drop"))
     assert r[0]["none0"]["seen"] != r[0]["none1"]["seen"]  # a new shard order and shuffle each epoch
 
 

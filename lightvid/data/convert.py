@@ -342,8 +342,10 @@ def write_shards(src: str | os.PathLike, dst: str | os.PathLike, shard_size: int
     "written", "skipped", "missing"}}``.
     """
     from tqdm import tqdm
-    from webdataset import TarWriter
 
+    from lightvid.data.shards import require_webdataset
+
+    TarWriter = require_webdataset().TarWriter
     src, dst = check_src_dst(src, dst)
     if fmt in ("rawframes", "shards"):
         raise UserError(f"--format: {fmt} cannot be sharded; shard a video dataset")

@@ -73,6 +73,10 @@ class DecordDecoder:
     name = "decord"
 
     def __init__(self):
+        # OpenCV first: decord's bundled zlib, loaded first, breaks OpenCV's PNG reading in the process
+        # ("libpng error: bad parameters to zlib"), which raw frames and resizing use
+        import cv2  # noqa: F401
+
         _load("decord", "pip install decord (the lightvid[decord] extra)")
 
     @staticmethod

@@ -94,8 +94,17 @@ def rank_and_world(default: tuple[int, int] = (0, 1)) -> tuple[int, int]:
     return default
 
 
+def require_webdataset():
+    try:
+        import webdataset
+    except ImportError:
+        raise UserError("tar shards need the webdataset package: pip install 'lightvid[shards]'") from None
+    return webdataset
+
+
 def iter_shard(path: Path) -> Iterator[dict]:
     """The samples of one tar shard in order: ``{"__key__", "<ext>": bytes, ...}`` (webdataset's tar iterator)."""
+    require_webdataset()
     from webdataset.tariterators import group_by_keys, tar_file_iterator
 
     with open(path, "rb") as fh:
@@ -114,6 +123,7 @@ class ShardDataset(IterableDataset):
                  seed: int = 0, loader_workers: int = 0):
         if equalize not in EQUALIZE:
             raise UserError(f"data.shard_equalize: must be one of {', '.join(EQUALIZE)}, got {equalize!r}")
+        require_webdataset()
         self.root, self.split = Path(root), split
         m = read_manifest(self.root, split)
         self.shards, self.classes = m["shards"], m["classes"]
