@@ -346,7 +346,7 @@ def _ddp_reader(rank: int, world: int, root: str, out: str, init_file: str) -> N
 
 @pytest.mark.slow
 def test_shards_ddp_two_ranks_two_workers(synth_shards, tmp_path):
-    """2 gloo processes x 2 DataLoader workers: each sample exactly once per epoch (``none``); equal counts (pad/drop)."""
+    """2 gloo processes x 2 loader workers: each sample exactly once per epoch (``none``); equal counts (pad/drop)."""
     import torch.multiprocessing as tmp
 
     tmp.spawn(_ddp_reader, args=(2, str(synth_shards), str(tmp_path), str(tmp_path / "init")), nprocs=2, join=True)
