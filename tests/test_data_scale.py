@@ -414,3 +414,17 @@ def test_shards_real_clips(shared_data, tmp_path):
     assert sorted(torch.cat([b[2] for b in items]).tolist()) == list(range(44))
     assert sorted(torch.cat([b[1] for b in items]).tolist()) == sorted(ref.labels())
     assert sum(b[3] for b in items) == 0
+
+
+def test_data_check_rawframes_and_shards(synth_frames, synth_shards, tmp_path):
+    from lightvid.data.check import check_dataset
+
+    assert check_dataset(synth_shards, progress=False) == (24, [])
+    assert check_dataset(synth_frames, progress=False) == (24, [])
+    root = tmp_path / "frames"
+    shutil.copytree(synth_frames, root)
+    folder = root / (root / "val.txt").read_text().split()[0]
+    (folder / "img_00004.png").unlink()
+    (folder / "img_00008.png").write_bytes(b"not a png")
+    checked, bad = check_dataset(root, progress=False)
+    assert checked == 24 and len(bad) == 1 and "img_00004.png: missing frame file (1 of 8 missing)" in bad[0]
