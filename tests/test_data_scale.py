@@ -14,7 +14,7 @@ from lightvid.data.build import DataConfig, build_dataset, collate_skip_bad
 from lightvid.data.convert import extract_frames, reencode, reencode_size, write_shards
 from lightvid.data.decoders import get_decoder
 from lightvid.data.jobs import TEMP_MARK, parse_size
-from lightvid.data.shards import assign_shards
+from lightvid.data.shards import ShardLoader, assign_shards
 from lightvid.data.video import VideoBytes, VideoDecodeError, _build_index, _open, probe, read_clip
 from lightvid.errors import UserError
 
@@ -310,6 +310,18 @@ def test_shards_eval_reads_every_sample_once(tiny_synth, synth_shards):
         assert any(same) and int(labels[k]) == ref[j][1]
 
 
+@pytest.mark.parametrize("equalize", ["pad", "none"])
+def test_shard_loader_length_is_exact(synth_shards, equalize):
+    """Each worker batches its own stream; the loader's len() counts those partial batches (Lightning relies on it)."""
+    ds = build_dataset(synth_cfg(synth_shards, num_workers=2, shard_equalize=equalize, clip_len=2), "train", True,
+                       MEAN, STD)
+    loader = ShardLoader(ds, batch_size=3, num_workers=2, collate_fn=collate_skip_bad)
+    batches = list(loader)
+    assert len(loader) == len(batches) and sum(len(b[1]) for b in batches) == len(ds)
+    if equalize == "none":
+        assert sorted(i for b in batches for i in b[2].tolist()) == list(range(16))
+
+
 def test_read_clip_from_bytes_equals_file(tiny_synth):
     f = sorted(tiny_synth.rglob("*.mp4"))[0]
     src = VideoBytes("shard-000000.tar:00000001.mp4", f.read_bytes())
@@ -335,10 +347,11 @@ def _ddp_reader(rank: int, world: int, root: str, out: str, init_file: str) -> N
                 # the workers of a process started by spawn are spawned too (and do not share its process
                 # group); epoch 0 so, epoch 1 forked (faster)
                 ctx = "spawn" if epoch == 0 and eq == "none" else "fork"
-                batches = list(DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_skip_bad,
-                                          multiprocessing_context=ctx))
+                loader = ShardLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_skip_bad,
+                                     multiprocessing_context=ctx)
+                batches = list(loader)
                 result[f"{eq}{epoch}"] = {"seen": [i for b in batches for i in b[2].tolist()], "batches": len(batches),
-                                          "bad": sum(b[3] for b in batches), "len": len(ds)}
+                                          "bad": sum(b[3] for b in batches), "len": len(ds), "loader_len": len(loader)}
         Path(out, f"{rank}.json").write_text(json.dumps(result))
     finally:
         dist.destroy_process_group()
@@ -356,9 +369,11 @@ def test_shards_ddp_two_ranks_two_workers(synth_shards, tmp_path):
         assert sorted(both) == list(range(16))  # exactly once, across ranks and workers
         assert not set(r[0][f"none{epoch}"]["seen"]) & set(r[1][f"none{epoch}"]["seen"])
         assert r[0][f"none{epoch}"]["bad"] == r[1][f"none{epoch}"]["bad"] == 0
+        assert all(r[k][f"none{epoch}"]["loader_len"] == r[k][f"none{epoch}"]["batches"] for k in range(2))
     for epoch in (1,):
         pad = [r[k][f"pad{epoch}"] for k in range(2)]
-        assert pad[0]["batches"] == pad[1]["batches"] and len(pad[0]["seen"]) == len(pad[1]["seen"]) == pad[0]["len"]
+        assert pad[0]["batches"] == pad[1]["batches"] == pad[0]["loader_len"]
+        assert len(pad[0]["seen"]) == len(pad[1]["seen"]) == pad[0]["len"]
         assert set(pad[0]["seen"]) | set(pad[1]["seen"]) == set(range(16))  # at least once
         drop = [r[k][f"drop{epoch}"] for k in range(2)]
         assert drop[0]["batches"] == drop[1]["batches"] and len(drop[0]["seen"]) == len(drop[1]["seen"])

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lightvid.data.video import VideoBytes, VideoDecodeError
 from lightvid.errors import UserError
@@ -111,6 +111,14 @@ def iter_shard(path: Path) -> Iterator[dict]:
         yield from group_by_keys({**f, "__url__": str(path)} for f in tar_file_iterator(fh))
 
 
+class ShardLoader(DataLoader):
+    """A DataLoader over a :class:`ShardDataset` whose ``len()`` is the exact number of batches
+    (each worker makes its own last, partial batch, which the plain DataLoader does not count)."""
+
+    def __len__(self) -> int:
+        return self.dataset.num_batches(self.batch_size, self.num_workers, self.drop_last)
+
+
 class ShardDataset(IterableDataset):
     """Clips streamed from tar shards; items ``(clip, label, video_index)`` as :class:`VideoDataset`'s.
 
@@ -144,10 +152,19 @@ class ShardDataset(IterableDataset):
         return assign_shards([n for _, n in self.shards], world * max(1, workers), self.seed, self.epoch,
                              self.train, self.equalize)
 
-    def __len__(self) -> int:
+    def _targets(self, workers: int) -> list[int]:
+        """Samples each of this rank's ``workers`` streams yields."""
         rank, world = self.rank_world = rank_and_world(self.rank_world)
-        w = max(1, self.loader_workers)
-        return sum(n for _, n in self.plan(world, w)[rank * w:(rank + 1) * w]) * self.views
+        w = max(1, workers)
+        return [n for _, n in self.plan(world, w)[rank * w:(rank + 1) * w]]
+
+    def __len__(self) -> int:
+        return sum(self._targets(self.loader_workers)) * self.views
+
+    def num_batches(self, batch_size: int, workers: int, drop_last: bool = False) -> int:
+        """Batches a DataLoader makes on this rank: each worker batches its own stream."""
+        per = [n * self.views for n in self._targets(workers)]
+        return sum(n // batch_size if drop_last else -(-n // batch_size) for n in per)
 
     def _samples(self, shard_ids: list[int], target: int, rng: random.Random) -> Iterator[dict]:
         """``target`` samples from ``shard_ids`` read in order (again from the start when padding)."""

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 from lightvid.data.build import build_dataset, collate_skip_bad
+from lightvid.data.shards import ShardLoader
 
 
 class EpochSampler(Sampler[int]):
@@ -123,8 +124,8 @@ class VideoDataModule(L.LightningDataModule):
             ds.seed, ds.loader_workers = self.seed, self._workers()
             t = getattr(self, "trainer", None)
             ds.set_epoch(t.current_epoch if t is not None else 0)  # the first iterator is made before the epoch hook
-            return DataLoader(ds, batch_size=self.batch_size, num_workers=self._workers(), collate_fn=collate_skip_bad,
-                              generator=self.loader_generator, pin_memory=torch.cuda.is_available())
+            return ShardLoader(ds, batch_size=self.batch_size, num_workers=self._workers(), collate_fn=collate_skip_bad,
+                               generator=self.loader_generator, pin_memory=torch.cuda.is_available())
         n = len(self.train_dataset)
         sampler = EpochSampler(n, self.seed, True, rank, world, loader_generator=self.loader_generator)
         workers = self._workers()
@@ -136,8 +137,8 @@ class VideoDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank()
         if isinstance(self.val_dataset, IterableDataset):
-            return DataLoader(self.val_dataset, batch_size=self.eval_batch_size, num_workers=self._workers(),
-                              collate_fn=collate_skip_bad, pin_memory=torch.cuda.is_available())
+            return ShardLoader(self.val_dataset, batch_size=self.eval_batch_size, num_workers=self._workers(),
+                               collate_fn=collate_skip_bad, pin_memory=torch.cuda.is_available())
         sampler = EpochSampler(len(self.val_dataset), self.seed, False, rank, world)
         return DataLoader(self.val_dataset, batch_size=self.eval_batch_size, sampler=sampler,
                           num_workers=self._workers(), collate_fn=collate_skip_bad,
