@@ -95,6 +95,8 @@ def test_rawframes_class_folders_without_list(synth_frames, tmp_path):
 def test_rawframes_bad_input(synth_frames, tmp_path):
     root = tmp_path / "bad"
     shutil.copytree(synth_frames, root)
+    (root / rawframes.STAMP).unlink()
+    assert synth_cfg(root).resolved_format() == "rawframes"  # told by the 3-column list file naming folders
     lines = (root / "train.txt").read_text().splitlines()
     (root / "train.txt").write_text("\n".join(lines[:2] + ["train/right/x 8"]) + "\n")
     with pytest.raises(UserError, match=r"train.txt:3: expected 'frame_dir total_frames label'"):

@@ -189,15 +189,26 @@ def samples(root: Path, split: str, annotations: Path | None = None,
 
 
 def looks_like_rawframes(root: Path, split: str) -> bool:
-    """For ``data.format: auto``: a ``rawframes.json``, or ``<split>/<class>/<video>/img_00001.*``."""
+    """For ``data.format: auto``: a ``rawframes.json``, a ``<split>.txt`` of ``frame_dir total_frames label``
+    lines naming folders, or ``<split>/<class>/<video>/img_00001.*``."""
     if (root / STAMP).is_file():
         return True
+    ann = root / f"{split}.txt"
+    if ann.is_file():
+        try:
+            with open(ann, encoding="utf-8-sig") as fh:
+                first = next((line.split() for line in fh if line.strip() and not line.startswith("#")), [])
+        except (OSError, UnicodeDecodeError):
+            return False
+        return len(first) == 3 and first[1].isdigit() and (root / first[0]).is_dir()
     split_dir = root / split
     if not split_dir.is_dir():
         return False
     for d in split_dir.iterdir():
         if d.is_dir():
-            for v in d.iterdir():
-                if v.is_dir():
+            for v in d.iterdir():  # the first class folder decides
+                if v.is_dir() and not v.name.startswith("."):
                     return frame_ext(v) is not None
+                if v.is_file() and not v.name.startswith("."):
+                    return False
     return False
