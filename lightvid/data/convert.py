@@ -40,7 +40,7 @@ from lightvid.data.rawframes import (
     frame_name,
 )
 from lightvid.data.rawframes import STAMP as RAWFRAMES_STAMP
-from lightvid.data.video import VideoDecodeError, output_size
+from lightvid.data.video import VideoDecodeError, _open, _reason, output_size, probe
 from lightvid.errors import UserError
 
 
@@ -58,8 +58,6 @@ def _extract_job(job) -> tuple[str, int, float, str | None]:
     """Decode one video into a frame folder; ``(rel, frames, fps, error or None)``."""
     import av
     import cv2
-
-    from lightvid.data.video import _open, _reason, probe
 
     src, dst, rel, ext, quality, short_side = job
     src, dst = Path(src), Path(dst)
@@ -202,8 +200,6 @@ def reencode_size(width: int, height: int, short_side: int | None) -> tuple[int,
 def _reencode_job(job) -> tuple[str, str, str | None]:
     """``(rel, "written" | "skipped", error or None)``."""
     import av
-
-    from lightvid.data.video import _open, _reason, probe
 
     src, dst, rel, gop, short_side, crf, preset = job
     src, dst = Path(src), Path(dst)
