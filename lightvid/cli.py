@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("lightvid.analysis.summary:list_command", "list registered models with parameters and default input"),
     "summary": ("lightvid.analysis.summary:summary_command", "per-layer parameters, MACs and output shapes of a model"),
     "data": ("lightvid.data.cli:data_command",
-             "datasets: `data synth` (synthetic motion set), `data check` (scan for bad files)"),
+             "datasets: `data synth`, `data check`, `data extract-frames`, `data reencode`, `data shard`"),
     "train": ("lightvid.train.cli:train_command", "train a classifier from a YAML config (dotted key=value overrides)"),
     "eval": ("lightvid.train.cli:eval_command", "clip- and video-level accuracy of a checkpoint"),
     "distill": ("lightvid.compress.cli:distill_command",

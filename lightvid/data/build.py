@@ -16,13 +16,14 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from lightvid.data import formats
+from lightvid.data import formats, rawframes
+from lightvid.data.decoders import DECODERS, PyAVDecoder, get_decoder
 from lightvid.data.sampling import LOOPS, SAMPLINGS, ClipSampler
 from lightvid.data.transforms import ClipTransform
-from lightvid.data.video import VideoDecodeError, read_clip
+from lightvid.data.video import VideoDecodeError
 from lightvid.errors import UserError
 
-VIDEO_FORMATS = ("folders", "list", "ucf101", "hmdb51", "kinetics_csv", "synth")
+VIDEO_FORMATS = ("folders", "list", "ucf101", "hmdb51", "kinetics_csv", "synth", "rawframes", "shards")
 IMAGE_FORMATS = ("image_folder", "image_zip", "cifar10", "digits")
 FORMATS = ("auto",) + VIDEO_FORMATS + IMAGE_FORMATS
 
@@ -55,6 +56,9 @@ class DataConfig:
     cache: bool | None = None  # decode every video once into memory (None: on for the synthetic set)
     cache_mb: int = 2048  # the most memory `cache` may take; a larger dataset streams from disk
     synth: dict = field(default_factory=dict)  # ensure_synth parameters for format "synth"
+    decoder: str = "pyav"  # video decoder: "pyav", "decord" or "torchcodec" (see lightvid.data.decoders)
+    shuffle_buffer: int = 256  # format "shards": samples held for shuffling in each loader stream
+    shard_equalize: str = "pad"  # format "shards", training: "pad", "drop" or "none" (see lightvid.data.shards)
 
     def validate(self) -> "DataConfig":
         def bad(key, why):
@@ -94,6 +98,12 @@ class DataConfig:
             bad("cache_mb", f"must be an integer >= 0, got {self.cache_mb!r}")
         if self.hflip not in (None, True, False):
             bad("hflip", f"must be true, false or null, got {self.hflip!r}")
+        if self.decoder not in DECODERS:
+            bad("decoder", f"must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        if not isinstance(self.shuffle_buffer, int) or isinstance(self.shuffle_buffer, bool) or self.shuffle_buffer < 0:
+            bad("shuffle_buffer", f"must be an integer >= 0, got {self.shuffle_buffer!r}")
+        if self.shard_equalize not in ("pad", "drop", "none"):
+            bad("shard_equalize", f"must be 'pad', 'drop' or 'none', got {self.shard_equalize!r}")
         if not isinstance(self.synth, dict):
             bad("synth", f"must be a mapping of synth parameters, got {self.synth!r}")
         return self
@@ -119,6 +129,11 @@ class DataConfig:
             return self.format
         if self.root == "digits":
             return "digits"
+        root = Path(self.root)
+        if (root / "shards.json").is_file():
+            return "shards"
+        if root.is_dir() and rawframes.looks_like_rawframes(root, split or self.train_split):
+            return "rawframes"
         return formats.detect(Path(self.root), split or self.train_split)
 
 
@@ -145,6 +160,8 @@ def video_samples(cfg: DataConfig, split: str) -> tuple[formats.Samples, list[st
         return formats.hmdb51(root, split, cfg.fold, ann, cfg.on_missing, cfg.train_split)
     if fmt == "kinetics_csv":
         return formats.kinetics_csv(root, split, ann, cfg.on_missing, cfg.train_split)
+    if fmt == "rawframes":
+        return rawframes.samples(root, split, ann, cfg.on_missing)[:2]
     raise UserError(f"data.format: {fmt!r} is not a video format")
 
 
@@ -152,8 +169,9 @@ class VideoDataset(Dataset):
     """Clips of videos; see the module docstring for items and evaluation expansion."""
 
     def __init__(self, samples: formats.Samples, classes: list[str], sampler: ClipSampler,
-                 transform: ClipTransform, train: bool, eval_clips: int = 1, crops: int = 1):
+                 transform: ClipTransform, train: bool, eval_clips: int = 1, crops: int = 1, decoder=None):
         self.samples, self.classes = samples, classes
+        self.decoder = decoder or PyAVDecoder()  # read_clip/probe: a video decoder or raw-frame folders
         self.sampler, self.transform, self.train = sampler, transform, train
         self.views = 1 if train else eval_clips * crops
         self.eval_clips, self.crops = eval_clips, crops
@@ -169,12 +187,17 @@ class VideoDataset(Dataset):
         """
         from tqdm import tqdm
 
-        from lightvid.data.video import probe, read_all_frames
+        from lightvid.data.video import read_all_frames
 
         if not self.samples:
             return False
+        def read_all(path):
+            if isinstance(self.decoder, PyAVDecoder):
+                return read_all_frames(path, self.transform.short_side)
+            return self.decoder.read_clip(path, lambda info: range(info.frames), self.transform.short_side)
+
         try:
-            first = read_all_frames(self.samples[0][0], self.transform.short_side)
+            first = read_all(self.samples[0][0])
         except VideoDecodeError:
             return False
         if first.numel() * len(self.samples) > max_mb * 2**20:
@@ -182,7 +205,7 @@ class VideoDataset(Dataset):
         cache = []
         for path, _ in tqdm(self.samples, desc="decoding into memory", unit="video", leave=False):
             try:
-                cache.append((read_all_frames(path, self.transform.short_side), probe(path).fps))
+                cache.append((read_all(path), self.decoder.probe(path).fps))
             except VideoDecodeError:
                 cache.append(None)
         self._cache = cache
@@ -190,10 +213,10 @@ class VideoDataset(Dataset):
 
     def _frames(self, v: int, path, pick) -> torch.Tensor:
         if self._cache is None:  # one open per sample: the sampler gets the frame count from read_clip
-            return read_clip(path, lambda info: pick(info.frames, info.fps), self.transform.short_side)
+            return self.decoder.read_clip(path, lambda info: pick(info.frames, info.fps), self.transform.short_side)
         entry = self._cache[v]
         if entry is None:
-            read_clip(path, [0])  # raises the decode error that names the file
+            self.decoder.read_clip(path, [0])  # raises the decode error that names the file
         frames, fps = entry
         return frames[pick(len(frames), fps)]
 
@@ -271,9 +294,24 @@ def build_dataset(cfg: DataConfig, split: str, train: bool, mean: Sequence[float
                               flip=flip, crops=cfg.crops, pad=cfg.pad, input_transform=input_transform)
     if fmt in IMAGE_FORMATS:
         return ImageDataset(image_source(cfg, split), transform, train, cfg.crops)
-    samples, classes = video_samples(cfg, split)
     sampler = ClipSampler(cfg.clip_len, cfg.stride, cfg.fps, cfg.sampling, cfg.loop)
-    ds = VideoDataset(samples, classes, sampler, transform, train, cfg.eval_clips, cfg.crops)
+    if fmt == "shards":
+        from lightvid.data.shards import ShardDataset
+
+        return ShardDataset(cfg.root, split, sampler, transform, train, get_decoder(cfg.decoder), cfg.eval_clips,
+                            cfg.crops, cfg.shuffle_buffer, cfg.shard_equalize, loader_workers=cfg.num_workers)
+    if fmt == "rawframes":
+        if cfg.decoder != "pyav":
+            raise UserError(f"data.decoder: {cfg.decoder} decodes videos; raw frames are read as images (leave pyav)")
+        ann = Path(cfg.annotations) if cfg.annotations else None
+        samples, classes, decoder = rawframes.samples(Path(cfg.root), split, ann, cfg.on_missing)
+        if cfg.fps and any(decoder.fps.get(str(p), 0) <= 0 for p, _ in samples):
+            raise UserError(f"data.fps: the frame rate of the frame folders of {cfg.root} is unknown (no "
+                            f"{rawframes.STAMP} from `lightvid data extract-frames`); set data.fps to null")
+    else:
+        samples, classes = video_samples(cfg, split)
+        decoder = get_decoder(cfg.decoder)
+    ds = VideoDataset(samples, classes, sampler, transform, train, cfg.eval_clips, cfg.crops, decoder)
     synth = fmt == "synth" or _is_synth_root(cfg.root)
     if cfg.cache or (cfg.cache is None and synth):
         ds.preload(cfg.cache_mb)

@@ -8,6 +8,7 @@ video files. Images are decoded one by one.
 """
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def check_dataset(root: str | Path, fmt: str = "auto", splits: list[str] | None 
         paths = formats.scan_video_files(root)
         if not paths:
             raise UserError(f"{root}: no dataset format recognised and no video files inside")
+    elif resolved in ("rawframes", "shards"):
+        return _check_streams(root, resolved, splits or list(dict.fromkeys([cfg.train_split, cfg.val_split])), full,
+                              progress, cfg)
     elif resolved in IMAGE_FORMATS:
         checked = 0
         for split in splits or [cfg.train_split, cfg.val_split]:
@@ -104,6 +108,67 @@ def check_dataset(root: str | Path, fmt: str = "auto", splits: list[str] | None 
                 bad.append(reason)
     bar.close()
     return len(jobs), bad
+
+
+def _check_streams(root: Path, fmt: str, splits: list[str], full: bool, progress: bool, cfg) -> tuple[int, list[str]]:
+    """Raw-frame folders (every frame file present, first and last readable) or tar shards (every
+    sample's label readable, its video decodable); ``full`` reads every frame."""
+    from tqdm import tqdm
+
+    from lightvid.data import rawframes, shards
+    from lightvid.data.video import VideoBytes, VideoDecodeError, probe, read_clip
+
+    checked, bad = 0, []
+    for split in splits:
+        try:
+            if fmt == "rawframes":
+                samples, _, reader = rawframes.samples(root, split, Path(cfg.annotations) if cfg.annotations else None,
+                                                       "keep")
+                items = [(folder, None) for folder, _ in samples]
+            else:
+                m = shards.read_manifest(root, split)
+                items = [(root / split / name, n) for name, n in m["shards"]]
+        except UserError as e:
+            bad.append(str(e))
+            continue
+        for path, n in tqdm(items, desc=f"check {split}", unit="video" if fmt == "rawframes" else "shard",
+                            disable=not progress):
+            try:
+                if fmt == "rawframes":
+                    checked += 1
+                    info = reader.probe(path)
+                    missing = [i for i in range(info.frames)
+                               if not (path / rawframes.frame_name(i, reader._ext_of(path))).is_file()]
+                    if missing:
+                        raise VideoDecodeError(f"{path / rawframes.frame_name(missing[0], reader._ext_of(path))}: "
+                                               f"missing frame file ({len(missing)} of {info.frames} missing)")
+                    reader.read_clip(path, range(info.frames) if full else [0, info.frames - 1])
+                    continue
+                count = 0
+                for sample in shards.iter_shard(path):
+                    checked += 1
+                    count += 1
+                    key = f"{path}:{sample['__key__']}"
+                    try:
+                        meta = json.loads(sample["json"])
+                        int(meta["label"]), int(meta["index"])
+                    except (KeyError, TypeError, ValueError):
+                        bad.append(f"{key}: no readable .json label")
+                        continue
+                    ext = next((k for k in sample if not k.startswith("__") and k != "json"), None)
+                    try:
+                        src = VideoBytes(f"{key}.{ext}", sample.get(ext, b""))
+                        frames = probe(src).frames
+                        read_clip(src, range(frames) if full else [0, frames - 1])
+                    except VideoDecodeError as e:
+                        bad.append(str(e))
+                if count != n:
+                    bad.append(f"{path}: {count} samples, shards.json lists {n}")
+            except (VideoDecodeError, OSError) as e:
+                bad.append(str(e) if isinstance(e, VideoDecodeError) else f"{path}: {e}")
+            except Exception as e:  # noqa: BLE001 - a tar reader error is a bad shard
+                bad.append(f"{path}: {type(e).__name__}: {e}")
+    return checked, bad
 
 
 def _split_exists(root: Path, split: str, fmt: str) -> bool:

@@ -1,4 +1,4 @@
-"""``lightvid data synth OUT`` and ``lightvid data check DATASET``."""
+"""``lightvid data synth|check|extract-frames|reencode|shard``."""
 from __future__ import annotations
 
 import argparse
@@ -46,16 +46,93 @@ def _check(argv: list[str], prog: str) -> int:
     return 1 if bad else 0
 
 
-SUBCOMMANDS = {"synth": _synth, "check": _check}
+def _report(done: str, result: dict, dst) -> int:
+    for line in result["failed"]:
+        print(f"bad: {line}")
+    print(f"{dst}: {done}, {len(result['failed'])} failed", file=sys.stderr if result["failed"] else sys.stdout)
+    return 1 if result["failed"] else 0
+
+
+def _extract_frames(argv: list[str], prog: str) -> int:
+    from lightvid.data.convert import extract_frames
+
+    p = argparse.ArgumentParser(prog=prog, description="Decode every video under SRC into a folder of frames "
+                                "DST/<relative path>/img_00001.jpg (MMAction2 rawframe layout), plus <split>.txt "
+                                "lists ('frame_dir total_frames label') when SRC is a dataset. SRC is only read; "
+                                "finished folders are skipped on a rerun.")
+    p.add_argument("src", help="video file or folder")
+    p.add_argument("dst", help="output folder (not inside SRC)")
+    p.add_argument("--ext", default="jpg", choices=("jpg", "png"), help="frame file type (png: lossless)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    p.add_argument("--short-side", type=int, default=None, help="resize the short side (default: keep)")
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    args = p.parse_args(argv)
+    r = extract_frames(args.src, args.dst, args.ext, args.quality, args.short_side, max(1, args.workers))
+    lists = f", lists {', '.join(r['lists'])}" if r["lists"] else ""
+    return _report(f"{r['written']} videos extracted, {r['skipped']} already there{lists}", r, args.dst)
+
+
+def _reencode(argv: list[str], prog: str) -> int:
+    from lightvid.data.convert import reencode
+
+    p = argparse.ArgumentParser(prog=prog, description="Re-encode every video under SRC to H.264 (libx264) in DST "
+                                "with a keyframe every GOP frames, optionally a smaller short side; annotation files "
+                                "are copied. SRC is only read; finished files are skipped on a rerun.")
+    p.add_argument("src", help="video file or folder")
+    p.add_argument("dst", help="output folder (not inside SRC)")
+    p.add_argument("--gop", type=int, default=16, help="keyframe interval in frames (default 16)")
+    p.add_argument("--short-side", type=int, default=None, help="scale the short side down to this (default: keep)")
+    p.add_argument("--crf", type=int, default=23, help="x264 constant rate factor (default 23; lower = better)")
+    p.add_argument("--preset", default="medium", help="x264 preset (default medium)")
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    args = p.parse_args(argv)
+    r = reencode(args.src, args.dst, args.gop, args.short_side, args.crf, args.preset, max(1, args.workers))
+    return _report(f"{r['written']} videos re-encoded, {r['skipped']} already there, {r['copied']} annotation "
+                   "files copied", r, args.dst)
+
+
+def _shard(argv: list[str], prog: str) -> int:
+    from lightvid.data.build import FORMATS
+    from lightvid.data.convert import write_shards
+    from lightvid.data.jobs import parse_size
+
+    p = argparse.ArgumentParser(prog=prog, description="Write a labelled video dataset as tar shards in the "
+                                "WebDataset layout (<key>.mp4 + <key>.json per sample), DST/<split>/shard-NNNNNN.tar, "
+                                "for `data.format: shards`. SRC is only read; finished shards are skipped on a rerun.")
+    p.add_argument("src", help="dataset folder")
+    p.add_argument("dst", help="output folder (not inside SRC)")
+    p.add_argument("--shard-size", default="1GB", help="bytes per shard at most (1GB, 500MB, 512MiB; default 1GB)")
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--split", action="append", default=None, help="split to write (repeatable; default train, val)")
+    p.add_argument("--annotations", default=None, help="folder of annotation files when not in the dataset folder")
+    p.add_argument("--fold", type=int, default=1, help="UCF101/HMDB51 split 1-3")
+    p.add_argument("--seed", type=int, default=0, help="the order of the samples in the shards (default 0)")
+    args = p.parse_args(argv)
+    report = write_shards(args.src, args.dst, parse_size(args.shard_size), args.format, args.split, args.seed,
+                          annotations=args.annotations, fold=args.fold)
+    missing = 0
+    for split, r in report.items():
+        missing += r["missing"]
+        print(f"{args.dst}/{split}: {r['samples']} samples in {r['shards']} shards ({r['written']} written, "
+              f"{r['skipped']} already there)" + (f"; {r['missing']} listed videos missing, left out" if r["missing"]
+                                                   else ""))
+    return 1 if missing else 0
+
+
+SUBCOMMANDS = {"synth": _synth, "check": _check, "extract-frames": _extract_frames, "reencode": _reencode,
+               "shard": _shard}
 
 
 def data_command(argv: list[str], prog: str = "lightvid data") -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: {prog} {{synth,check}} ...\n\n"
-              "  synth OUT      write the synthetic motion set (see `synth --help`)\n"
-              "  check DATASET  list every bad file with its reason (exit 1 if any)")
+        print(f"usage: {prog} {{{','.join(SUBCOMMANDS)}}} ...\n\n"
+              "  synth OUT                write the synthetic motion set (see `synth --help`)\n"
+              "  check DATASET            list every bad file with its reason (exit 1 if any)\n"
+              "  extract-frames SRC DST   videos -> folders of JPEG/PNG frames (rawframes format)\n"
+              "  reencode SRC DST         re-encode videos with short keyframe intervals (--gop 16)\n"
+              "  shard SRC DST            a dataset -> tar shards, WebDataset layout (shards format)")
         return 0
     if argv[0] not in SUBCOMMANDS:
-        print(f"error: unknown data subcommand {argv[0]!r}; use synth or check", file=sys.stderr)
+        print(f"error: unknown data subcommand {argv[0]!r}; use {', '.join(SUBCOMMANDS)}", file=sys.stderr)
         return 2
     return SUBCOMMANDS[argv[0]](argv[1:], f"{prog} {argv[0]}")

@@ -13,6 +13,7 @@ Frames are converted to RGB only when needed, optionally resized in the same ste
 """
 from __future__ import annotations
 
+import io
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -32,6 +33,27 @@ class VideoDecodeError(UserError):
     """A video that cannot be read; the message names the file and the reason."""
 
 
+class VideoBytes:
+    """An encoded video held in memory (a member of a tar shard); ``name`` appears in error messages.
+
+    ``read_clip`` and ``probe`` accept it wherever they accept a path; its index is not cached.
+    """
+
+    __slots__ = ("data", "name")
+
+    def __init__(self, name: str, data: bytes):
+        self.name, self.data = name, data
+
+    def __str__(self) -> str:
+        return self.name
+
+    __repr__ = __str__
+
+
+def as_source(path) -> Path | VideoBytes:
+    return path if isinstance(path, VideoBytes) else Path(path)
+
+
 class VideoInfo(NamedTuple):
     frames: int
     fps: float
@@ -46,9 +68,20 @@ class _Index(NamedTuple):
     info: VideoInfo
 
 
-def _open(path: Path):
+def _open(path: Path | VideoBytes):
     import av
 
+    if isinstance(path, VideoBytes):
+        if not path.data:
+            raise VideoDecodeError(f"{path}: empty file")
+        try:
+            container = av.open(io.BytesIO(path.data))
+        except av.FFmpegError as e:
+            raise VideoDecodeError(f"{path}: not a readable video ({_reason(e)})") from None
+        if not container.streams.video:
+            container.close()
+            raise VideoDecodeError(f"{path}: no video stream")
+        return container
     if not path.is_file():
         raise VideoDecodeError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -107,7 +140,9 @@ def _cache_key(path: Path) -> tuple:
     return str(path), st.st_mtime_ns, st.st_size
 
 
-def _cached(path: Path) -> _Index | None:
+def _cached(path) -> _Index | None:
+    if isinstance(path, VideoBytes):
+        return None
     key = _cache_key(path)
     hit = _INDEX_CACHE.get(key)
     if hit is not None:
@@ -118,6 +153,8 @@ def _cached(path: Path) -> _Index | None:
 def _index(path: Path, container) -> _Index:
     """Build (demuxing the whole stream: the container is left at its end) and cache the index."""
     idx = _build_index(path, container)
+    if isinstance(path, VideoBytes):
+        return idx
     _INDEX_CACHE[_cache_key(path)] = idx
     if len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
         _INDEX_CACHE.popitem(last=False)
@@ -126,7 +163,7 @@ def _index(path: Path, container) -> _Index:
 
 def probe(path: str | os.PathLike) -> VideoInfo:
     """``(frames, fps, width, height)`` of a video, exact frame count from its packets."""
-    path = Path(path)
+    path = as_source(path)
     hit = _cached(path)
     if hit is not None:
         return hit.info
@@ -154,9 +191,9 @@ def read_clip(path: str | os.PathLike, frame_indices: Sequence[int] | Callable[[
     the frame count): the file is then still opened only once. ``short_side`` resizes while
     converting (bilinear, aspect kept). Raises
     :class:`VideoDecodeError` naming the file for a missing, empty, non-video or truncated
-    file, or an index outside ``[0, frames)``.
+    file, or an index outside ``[0, frames)``. ``path`` may be a :class:`VideoBytes`.
     """
-    path = Path(path)
+    path = as_source(path)
     container = _open(path)
     try:
         idx = _cached(path)
@@ -237,7 +274,7 @@ def read_all_frames(path: str | os.PathLike, short_side: int | None = None) -> t
     """Naive baseline: decode every frame to RGB ``(N, H, W, 3)`` (no seeking, no index)."""
     import av
 
-    path = Path(path)
+    path = as_source(path)
     container = _open(path)
     try:
         stream = container.streams.video[0]

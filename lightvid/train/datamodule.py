@@ -15,9 +15,10 @@ import random
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 from lightvid.data.build import build_dataset, collate_skip_bad
+from lightvid.data.shards import ShardLoader
 
 
 class EpochSampler(Sampler[int]):
@@ -65,6 +66,9 @@ class EpochSeed(L.Callback):
         torch.manual_seed(s)
         np.random.seed(s)
         random.seed(s)
+        ds = getattr(getattr(trainer, "datamodule", None), "train_dataset", None)
+        if isinstance(ds, IterableDataset) and hasattr(ds, "set_epoch"):  # streamed shards: the epoch's shard order
+            ds.set_epoch(trainer.current_epoch)
 
 
 class VideoDataModule(L.LightningDataModule):
@@ -115,6 +119,13 @@ class VideoDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank()
+        if isinstance(self.train_dataset, IterableDataset):  # streamed shards split themselves over ranks/workers
+            ds = self.train_dataset
+            ds.seed, ds.loader_workers = self.seed, self._workers()
+            t = getattr(self, "trainer", None)
+            ds.set_epoch(t.current_epoch if t is not None else 0)  # the first iterator is made before the epoch hook
+            return ShardLoader(ds, batch_size=self.batch_size, num_workers=self._workers(), collate_fn=collate_skip_bad,
+                               generator=self.loader_generator, pin_memory=torch.cuda.is_available())
         n = len(self.train_dataset)
         sampler = EpochSampler(n, self.seed, True, rank, world, loader_generator=self.loader_generator)
         workers = self._workers()
@@ -125,6 +136,9 @@ class VideoDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank()
+        if isinstance(self.val_dataset, IterableDataset):
+            return ShardLoader(self.val_dataset, batch_size=self.eval_batch_size, num_workers=self._workers(),
+                               collate_fn=collate_skip_bad, pin_memory=torch.cuda.is_available())
         sampler = EpochSampler(len(self.val_dataset), self.seed, False, rank, world)
         return DataLoader(self.val_dataset, batch_size=self.eval_batch_size, sampler=sampler,
                           num_workers=self._workers(), collate_fn=collate_skip_bad,

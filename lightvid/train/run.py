@@ -61,6 +61,9 @@ def _check_data_root(cfg: TrainConfig) -> None:
 
 
 def _sample_shape(dataset) -> tuple[int, ...] | None:
+    if isinstance(dataset, torch.utils.data.IterableDataset):  # streamed shards: the first readable item
+        item = next((x for x in dataset if x is not None), None)
+        return tuple(item[0].shape) if item is not None else None
     for i in range(min(len(dataset), 8)):
         item = dataset[i]
         if item is not None:
