@@ -107,8 +107,8 @@ class FolderLock:
     def _stale(holder: dict) -> bool:
         import socket
 
-        if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-            return False  # another machine's process cannot be checked: assume it runs
+        if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int) or os.name == "nt":
+            return False  # another machine's process cannot be checked (nor, safely, a Windows one): assume it runs
         try:
             os.kill(holder["pid"], 0)
         except ProcessLookupError:
