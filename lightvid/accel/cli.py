@@ -72,10 +72,18 @@ def predict_command(argv: list[str], prog: str = "lightvid predict") -> int:
     p.add_argument("--clips", type=int, default=None, help="clips per video (default: the run's eval_clips)")
     p.add_argument("--optimize", action="store_true", help="lightvid.optimize the model (bf16 where native)")
     p.add_argument("--json", action="store_true", help="print one JSON object per video")
+    add_timeline_args(p)
     args = p.parse_args(argv)
     if args.topk < 1 or (args.clips is not None and args.clips < 1):
         raise UserError("--topk and --clips must be >= 1")
+    if args.window is not None or args.stride is not None:
+        return timeline_command(args)
     pred = Predictor(args.ckpt, clips=args.clips, topk=args.topk, optimized=args.optimize)
+    if args.precision:
+        from lightvid.accel.optimize import optimize
+        from lightvid.accel.runtime import optimize_kwargs
+
+        pred.run = optimize(pred.model, **optimize_kwargs(args.precision))
     failed = 0
     for path in args.videos:
         r = pred.predict(path)
@@ -92,6 +100,55 @@ def predict_command(argv: list[str], prog: str = "lightvid predict") -> int:
             print(f"{r.path}  ({r.clips} clips)")
             for c, pr in r.topk:
                 print(f"  {pr:7.4f}  {c}")
+    if failed:
+        print(f"{failed} of {len(args.videos)} files failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def add_timeline_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("timeline of a long video (--window or --stride)")
+    g.add_argument("--window", default=None, help="window length: seconds (2, 2.5s) or frames (32f); "
+                   "default: one clip of the run's sampling")
+    g.add_argument("--stride", default=None, help="step between window starts, seconds or frames (default: --window)")
+    g.add_argument("--smooth", type=int, default=1, help="centred moving average over this many windows")
+    g.add_argument("--batch", type=int, default=8, help="windows per model call")
+    g.add_argument("--out", default=None, help="folder for <video>.timeline.json, .csv and .png")
+    g.add_argument("--force", action="store_true", help="replace existing files in --out")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--precision", default=None, choices=("fp32", "bf16", "auto"),
+                   help="run through lightvid.optimize at this precision (BN folded, channels-last)")
+
+
+def timeline_command(args: argparse.Namespace) -> int:
+    from lightvid.accel.runtime import load_inference_model
+    from lightvid.accel.timeline import parse_span, predict_timeline, write_outputs
+    from lightvid.data.video import VideoDecodeError
+
+    window = parse_span(args.window, "--window") if args.window is not None else None
+    stride = parse_span(args.stride, "--stride") if args.stride is not None else None
+    precision = args.precision or ("auto" if args.optimize else None)
+    im = load_inference_model(args.ckpt, precision=precision)
+    failed = 0
+    for path in args.videos:
+        try:
+            tl = predict_timeline(im, path, window, stride, batch=args.batch, smooth=args.smooth,
+                                  progress=not args.quiet)
+        except (VideoDecodeError, OSError) as e:
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        if args.out:
+            paths = write_outputs(tl, args.out, k=args.topk, force=args.force)
+            print(f"wrote {', '.join(map(str, paths))}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(tl.to_dict(args.topk)))
+        elif not args.out:
+            print(f"{tl.path}  ({len(tl.starts)} windows of {tl.window:.2f} s every {tl.stride:.2f} s)")
+            for s, e, top in zip(tl.starts, tl.ends, tl.topk(args.topk)):
+                print(f"  {s:9.2f}-{e:9.2f} s  " + "  ".join(f"{c} {pr:.3f}" for c, pr in top))
+        print(f"{tl.path}: {len(tl.starts)} windows in {tl.seconds:.2f} s ({tl.clips_per_s:.1f} clips/s end to end, "
+              f"model {len(tl.starts) / max(tl.model_seconds, 1e-9):.1f} clips/s), peak RSS {tl.peak_rss_mb:.0f} MB",
+              file=sys.stderr)
     if failed:
         print(f"{failed} of {len(args.videos)} files failed", file=sys.stderr)
     return 1 if failed else 0
