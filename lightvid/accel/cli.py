@@ -152,3 +152,61 @@ def timeline_command(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} of {len(args.videos)} files failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def stream_command(argv: list[str], prog: str = "lightvid stream") -> int:
+    from lightvid.accel.runtime import load_inference_model
+    from lightvid.accel.stream import format_result, jsonl_line, run_stream
+    from lightvid.cli import parse_kw
+
+    p = argparse.ArgumentParser(prog=prog, description="Rolling-window top-k on a live source (camera, URL, or a "
+                                "file paced with --realtime); frames that arrive while the model is busy are "
+                                "dropped and counted, so latency stays bounded.")
+    p.add_argument("ckpt", help="training checkpoint or registered model name")
+    p.add_argument("source", help="anything FFmpeg opens: file, /dev/video0 (with --format v4l2), rtsp:// or http:// URL")
+    p.add_argument("--realtime", action="store_true", help="deliver a file's frames at its frame rate, like a camera")
+    p.add_argument("--format", default=None, help="FFmpeg input format (v4l2, avfoundation, dshow, ...)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="FFmpeg input option, e.g. rtsp_transport=tcp, video_size=640x480 (repeatable)")
+    p.add_argument("--hop", type=int, default=None, help="new frames between predictions (default: half a clip)")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--jsonl", default=None, help="write one JSON line per prediction to this file instead of printing")
+    p.add_argument("--force", action="store_true", help="replace an existing --jsonl file")
+    p.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--max-predictions", type=int, default=None, help="stop after this many predictions")
+    p.add_argument("--precision", default=None, choices=("fp32", "bf16", "auto"),
+                   help="run through lightvid.optimize at this precision (BN folded, channels-last)")
+    args = p.parse_args(argv)
+    if args.topk < 1:
+        raise UserError("--topk must be >= 1")
+    options = {k: str(v) for k, v in parse_kw(args.option).items()}
+    im = load_inference_model(args.ckpt, precision=args.precision)
+    sink = None
+    if args.jsonl:
+        from pathlib import Path
+
+        if Path(args.jsonl).exists() and not args.force:
+            raise UserError(f"{args.jsonl}: exists; choose another --jsonl or pass --force to replace it")
+        sink = open(args.jsonl, "w")
+
+    def emit(r):
+        if sink is not None:
+            sink.write(jsonl_line(r) + "\n")
+            sink.flush()
+        else:
+            print(format_result(r), flush=True)
+
+    try:
+        stats = run_stream(im, args.source, realtime=args.realtime, hop=args.hop, topk=args.topk,
+                           max_seconds=args.max_seconds, max_predictions=args.max_predictions, fmt=args.format,
+                           options=options, on_result=emit)
+    finally:
+        if sink is not None:
+            sink.close()
+    d = stats.to_dict()
+    lat = d["latency_ms"]
+    print(f"{args.source}: {d['predictions']} predictions in {d['seconds']:.1f} s; {d['frames_read']} frames read "
+          f"({d['input_fps']} fps), {d['frames_predicted']} predicted ({d['predicted_fps']} fps), "
+          f"{d['dropped']} dropped; latency p50 {lat['p50']} ms, p95 {lat['p95']} ms, max {lat['max']} ms",
+          file=sys.stderr)
+    return 0

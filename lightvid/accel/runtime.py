@@ -101,7 +101,7 @@ def _from_name(name: str, weights: str | None, model_kwargs: dict) -> tuple[nn.M
     size = tuple(model.default_cfg["input_size"])
     clip_len = size[1] if len(size) == 4 else 1
     side = size[-1]
-    cfg = DataConfig(root="", clip_len=clip_len, size=side, short_side=side).validate()
+    cfg = DataConfig(root=".", clip_len=clip_len, size=side, short_side=side).validate()
     return model, cfg, [], {"model": name}
 
 
