@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("lightvid.accel.cli:export_command", "export to ONNX, TorchScript or safetensors"),
     "predict": ("lightvid.accel.cli:predict_command", "top-k classes of video files with a trained checkpoint"),
     "stream": ("lightvid.accel.cli:stream_command", "rolling-window top-k on a camera, URL or paced file, bounded latency"),
+    "features": ("lightvid.analysis.cli:features_command", "pooled embeddings per clip and per video, resumable shards"),
     "baseline": ("lightvid.baselines.cli:baseline_command", "classic baselines: tiny images + kNN, bag of SIFT words + kNN/SVM"),
 }
 
