@@ -75,8 +75,10 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str, frames_
     zeros when the class has no positive evidence). ``frames_2d``: a 2D model explained on
     each frame of the clip.
     """
-    from captum.attr import LayerGradCam
-
+    try:
+        from captum.attr import LayerGradCam
+    except ImportError:
+        raise UserError("Grad-CAM needs Captum: pip install 'lightvid[explain]' (or pip install captum)") from None
     module = dict(model.named_modules())[layer]
     if frames_2d:
         b, c, t, h, w = x.shape
