@@ -30,8 +30,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lightvid.accel.runtime import load_inference_model  # noqa: E402
-from lightvid.analysis.explain import (deepvid_surrogate, grad_cam, load_input, mass_on_mask,  # noqa: E402
-                                       pick_layer, randomized_copy, rank_correlation)
+from lightvid.analysis.explain import (  # noqa: E402
+    deepvid_surrogate,
+    grad_cam,
+    load_input,
+    mass_on_mask,
+    pick_layer,
+    randomized_copy,
+    rank_correlation,
+)
 from lightvid.data.synth import object_masks, read_stamp  # noqa: E402
 
 

@@ -6,13 +6,19 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from test_timeline import make_checkpoint
 
 import lightvid
-from lightvid.analysis.explain import (deepvid_surrogate, grad_cam, mass_on_mask, pick_layer, randomized_copy,
-                                       rank_correlation)
+from lightvid.analysis.explain import (
+    deepvid_surrogate,
+    grad_cam,
+    mass_on_mask,
+    pick_layer,
+    randomized_copy,
+    rank_correlation,
+)
 from lightvid.cli import main
 from lightvid.data.synth import object_masks, render_clip
-from test_timeline import make_checkpoint
 
 
 def test_object_masks_follow_the_object_and_leave_the_clip_unchanged():

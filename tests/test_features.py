@@ -4,12 +4,12 @@ import csv
 import numpy as np
 import pytest
 import torch
+from test_timeline import make_checkpoint
 
 from lightvid.accel.runtime import load_inference_model
 from lightvid.analysis.features import extract_features, list_videos, load_features
 from lightvid.cli import main
 from lightvid.data.video import probe, read_clip
-from test_timeline import make_checkpoint
 
 
 def test_features_match_the_model_and_index(tiny_synth, tmp_path):

@@ -5,11 +5,11 @@ import time
 import numpy as np
 import pytest
 import torch.nn as nn
+from test_timeline import long_video, make_checkpoint
 
 from lightvid.accel.runtime import load_inference_model
 from lightvid.accel.stream import run_stream
 from lightvid.cli import main
-from test_timeline import long_video, make_checkpoint
 
 
 class Sleepy(nn.Module):

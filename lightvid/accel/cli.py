@@ -163,7 +163,8 @@ def stream_command(argv: list[str], prog: str = "lightvid stream") -> int:
                                 "file paced with --realtime); frames that arrive while the model is busy are "
                                 "dropped and counted, so latency stays bounded.")
     p.add_argument("ckpt", help="training checkpoint or registered model name")
-    p.add_argument("source", help="anything FFmpeg opens: file, /dev/video0 (with --format v4l2), rtsp:// or http:// URL")
+    p.add_argument("source", help="anything FFmpeg opens: a file, /dev/video0 (with --format v4l2), an rtsp:// "
+                   "or http:// URL")
     p.add_argument("--realtime", action="store_true", help="deliver a file's frames at its frame rate, like a camera")
     p.add_argument("--format", default=None, help="FFmpeg input format (v4l2, avfoundation, dshow, ...)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",

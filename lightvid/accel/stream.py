@@ -71,7 +71,8 @@ class FrameReader(threading.Thread):
                         break
                 rgb = to_rgb(sf.frame, self.short_side)
                 with self.cond:
-                    while self.block_until is not None and self.block_until(self.read) and not self._stop_event.is_set():
+                    while (self.block_until is not None and self.block_until(self.read)
+                           and not self._stop_event.is_set()):
                         self.cond.wait(0.1)
                     self.buffer.append(_Frame(self.read, sf.time, time.perf_counter(), rgb))
                     self.read += 1

@@ -60,7 +60,8 @@ def pick_layer(model: nn.Module, x: torch.Tensor, name: str | None = None) -> st
             import difflib
 
             close = difflib.get_close_matches(name, names, n=3)
-            raise UserError(f"--layer {name!r}: no such module" + (f"; did you mean {', '.join(close)}?" if close else ""))
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UserError(f"--layer {name!r}: no such module{hint}")
         return name
     spread = [n for n, shape in layers if int(np.prod(shape[2:])) > 1]  # a global pool's 1x1x1 map says nothing
     if not spread:
