@@ -6,7 +6,7 @@ would deliver it) into a bounded deque of RGB frames. The inference loop waits u
 ``hop`` new frames have arrived, takes the *newest* window (the run's clip: ``clip_len``
 frames ``step`` apart, i.e. the last ``span`` frames) and predicts. When inference is
 slower than the source, the frames that arrived meanwhile and fall before the newest
-window are never predicted: they are dropped and counted, so the latency (prediction time
+window are never predicted: they are dropped and counted (frames no window contained), so the latency (prediction time
 minus the arrival time of the window's newest frame) stays about one inference long
 instead of growing with the stream (the failure of MMAction2's webcam demo).
 
@@ -92,7 +92,7 @@ class StreamResult:
 
     time: float
     latency: float
-    dropped: int  # total so far
+    dropped: int  # frames so far that no predicted window contained
     frames: tuple[int, int]  # first and last frame sequence numbers of the window
     topk: list[tuple[str, float]]
 
@@ -109,6 +109,7 @@ class StreamStats:
     predictions: int = 0
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    inference: list[float] = field(default_factory=list)  # seconds in transform + model per prediction
 
     def to_dict(self) -> dict:
         lat = np.asarray(self.latencies) * 1000 if self.latencies else np.zeros(1)
@@ -117,6 +118,7 @@ class StreamStats:
                 "input_fps": round(self.frames_read / self.seconds, 2) if self.seconds else 0.0,
                 "predicted_fps": round(self.frames_predicted / self.seconds, 2) if self.seconds else 0.0,
                 "predictions_per_s": round(self.predictions / self.seconds, 2) if self.seconds else 0.0,
+                "inference_ms_p50": round(float(np.median(self.inference)) * 1000, 1) if self.inference else 0.0,
                 "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 1),
                                "p95": round(float(np.percentile(lat, 95)), 1), "max": round(float(lat.max()), 1)}}
 
@@ -170,12 +172,14 @@ def run_stream(im: InferenceModel, source: str, realtime: bool = False, hop: int
                 continue
             window = buf[-span:]
             first, newest = window[0].seq, window[-1].seq
-            stats.dropped += max(0, newest - (last_seq + hop))  # frames later than the schedule: skipped
+            stats.dropped += max(0, first - covered_to - 1)  # frames no window will ever contain
             stats.frames_predicted += newest - max(covered_to, first - 1)
             covered_to = newest
+            t_in = time.perf_counter()
             x = im.prepare(np.stack([window[o].rgb for o in offsets]))[None]  # (1, C, T, H, W)
             p = im.probs(x)[0]
             done = time.perf_counter()
+            stats.inference.append(done - t_in)
             last_seq = newest
             with reader.cond:
                 state["next_end"] = newest + hop
