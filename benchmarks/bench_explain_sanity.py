@@ -10,7 +10,8 @@ and each Grad-CAM layer it prints, averaged over clips:
 * ``mass``: the share of the trained model's Grad-CAM mass (true class) on the object;
 * ``area``: the share of pixels the object covers (the mass a uniform map would put there);
 * ``mass rand``: the same for the architecture with randomised weights (Adebayo et al. 2018);
-* ``rho``: Spearman rank correlation between the trained and the randomised maps.
+* ``rho``: Spearman rank correlation between the trained and the randomised maps;
+* ``+3px``: the same with the object's mask dilated by 3 pixels (motion evidence sits on its edges).
 
 ``--surrogate N`` also fits the DeepVID-style surrogate on N clips and reports its
 held-out fidelity R^2 and the share of its positive weight on cells overlapping the object.
@@ -23,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -60,7 +62,8 @@ def main() -> None:
     lines = [ln.split() for ln in (Path(args.synth) / "val.txt").read_text().splitlines()]
     step = max(1, len(lines) // args.clips)
     picked = lines[::step][: args.clips]
-    rows = {layer: {"mass": [], "area": [], "mass_rand": [], "rho": [], "correct": []} for layer in args.layers}
+    rows = {layer: {"mass": [], "area": [], "mass_rand": [], "rho": [], "correct": [], "mass_near": [], "area_near": [],
+                    "mass_near_rand": []} for layer in args.layers}
     sur = {"r2": [], "pos_on_object": [], "cells_on_object": []}
     t0 = time.perf_counter()
     for n, (rel, label) in enumerate(picked):
@@ -71,6 +74,7 @@ def main() -> None:
         masks = object_masks(stamp["seed"], "val", index, cls, stamp["frames"], stamp["size"])[idx]  # (T, H, W)
         if masks.shape[1:] != x.shape[-2:]:
             sys.exit(f"masks {masks.shape[1:]} vs clip {tuple(x.shape[-2:])}: run with size == crop and no short side")
+        near = np.stack([cv2.dilate((m > 0.5).astype(np.uint8), np.ones((7, 7), np.uint8)) for m in masks])  # +-3 px
         target = int(label)
         with torch.no_grad():
             correct = int(im.model(x).argmax()) == target
@@ -83,10 +87,13 @@ def main() -> None:
             r["area"].append(float(masks.mean()))
             r["mass_rand"].append(mass_on_mask(cam_r, masks))
             r["rho"].append(rank_correlation(cam, cam_r))
+            r["mass_near"].append(mass_on_mask(cam, near))
+            r["area_near"].append(float(near.mean()))
+            r["mass_near_rand"].append(mass_on_mask(cam_r, near))
             r["correct"].append(correct)
             r["name"] = name
         if n < args.surrogate:
-            s = deepvid_surrogate(im.logits, x, target, (4, 4, 4), samples=256, keep=0.7, seed=n)
+            s = deepvid_surrogate(im.logits, x, target, (4, 4, 4), samples=256, keep=0.7, temperature=4.0, seed=n)
             heat = s.heatmap(masks.shape)
             pos = np.clip(heat, 0, None)
             sur["r2"].append(s.r2_heldout)
@@ -94,13 +101,15 @@ def main() -> None:
             sur["cells_on_object"].append(float((masks > 0.5).mean()))
     out = {"clips": len(picked), "seconds": round(time.perf_counter() - t0, 1), "layers": {}}
     print(f"{len(picked)} validation clips of {args.synth}, checkpoint {args.ckpt}")
-    print(f"{'layer':<12} {'module':<10} {'acc':>5} {'mass':>6} {'area':>6} {'mass rand':>9} {'rho':>6}")
+    print(f"{'layer':<12} {'module':<10} {'acc':>5} {'mass':>6} {'area':>6} {'mass rand':>9} {'rho':>6} "
+          f"{'mass +3px':>9} {'area +3px':>9} {'rand +3px':>9}")
     for layer, r in rows.items():
         m = {k: float(np.mean(v)) for k, v in r.items() if k != "name"}
         out["layers"][layer] = {"module": r["name"], **{k: round(v, 4) for k, v in m.items()},
                                 "rho_std": round(float(np.std(r["rho"])), 4)}
         print(f"{layer:<12} {r['name']:<10} {m['correct']:5.2f} {m['mass']:6.3f} {m['area']:6.3f} "
-              f"{m['mass_rand']:9.3f} {m['rho']:6.3f}")
+              f"{m['mass_rand']:9.3f} {m['rho']:6.3f} {m['mass_near']:9.3f} {m['area_near']:9.3f} "
+              f"{m['mass_near_rand']:9.3f}")
     if sur["r2"]:
         out["surrogate"] = {k: round(float(np.mean(v)), 4) for k, v in sur.items()} | {"clips": len(sur["r2"])}
         print(f"surrogate on {len(sur['r2'])} clips: held-out R2 {np.mean(sur['r2']):.3f}, positive weight on "

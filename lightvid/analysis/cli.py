@@ -71,6 +71,8 @@ def explain_command(argv: list[str], prog: str = "lightvid explain") -> int:
     p.add_argument("--grid", type=_grid, default=(4, 4, 4), help="surrogate cells TxHxW (default 4x4x4)")
     p.add_argument("--samples", type=int, default=256, help="surrogate perturbations (default 256)")
     p.add_argument("--keep", type=float, default=0.7, help="probability a cell stays visible in a perturbation")
+    p.add_argument("--temperature", type=float, default=4.0, help="softmax temperature of the teacher's output "
+                   "the surrogate fits (default 4: softens a saturated class probability)")
     p.add_argument("--no-surrogate", action="store_true", help="Grad-CAM only")
     p.add_argument("--scale", type=int, default=None, help="enlarge pictures by this factor (default: to >= 96 px)")
     p.add_argument("--seed", type=int, default=0)
@@ -95,7 +97,8 @@ def explain_command(argv: list[str], prog: str = "lightvid explain") -> int:
     im = load_inference_model(args.target, precision=args.precision, weights=args.weights,
                               model_kwargs=model_kwargs(args))
     e = explain(im, args.video, target=args.cls, layer=args.layer, start=args.start,
-                surrogate=not args.no_surrogate, grid=args.grid, samples=args.samples, keep=args.keep, seed=args.seed)
+                surrogate=not args.no_surrogate, grid=args.grid, samples=args.samples, keep=args.keep, seed=args.seed,
+                temperature=args.temperature)
     scale = args.scale or max(1, -(-96 // e.frames.shape[1]))
     cam_frames, png = pictures(e, scale=scale)
     write_atomic(paths["anim"], animation_bytes(cam_frames, "." + args.overlay, scale=scale))

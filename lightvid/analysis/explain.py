@@ -146,6 +146,7 @@ class Surrogate:
     samples: int
     grid: tuple[int, int, int]
     keep: float
+    temperature: float = 4.0
 
     def heatmap(self, shape: tuple[int, int, int]) -> np.ndarray:
         """The weights as a ``(T, H, W)`` map (each cell constant)."""
@@ -165,13 +166,14 @@ def cell_masks(z: torch.Tensor, grid: tuple[int, int, int], shape: tuple[int, in
 
 
 def deepvid_surrogate(predict, x: torch.Tensor, target: int, grid: tuple[int, int, int] = (4, 4, 4),
-                      samples: int = 256, keep: float = 0.7, temperature: float = 1.0, alpha: float = 1.0,
+                      samples: int = 256, keep: float = 0.7, temperature: float = 4.0, alpha: float = 1.0,
                       batch: int = 16, heldout: float = 0.2, seed: int = 0) -> Surrogate:
     """Distil ``predict`` (clips -> logits) around clip ``x`` ``(1, C, T, H, W)`` into a linear student.
 
     Perturbation ``i`` keeps each cell with probability ``keep`` and fills the others with
     the clip's per-channel mean; the teacher's output is ``softmax(logits / temperature)``
-    of ``target``. The student (``sklearn.linear_model.Ridge(alpha)``) is fitted on
+    of ``target`` (a raised temperature, as in distillation, softens a saturated softmax so
+    that a linear student can follow it). The student (``sklearn.linear_model.Ridge(alpha)``) is fitted on
     ``1 - heldout`` of the samples; ``r2_heldout`` is its R^2 on the rest.
     """
     from sklearn.linear_model import Ridge
@@ -200,7 +202,8 @@ def deepvid_surrogate(predict, x: torch.Tensor, target: int, grid: tuple[int, in
     student = Ridge(alpha=alpha).fit(zn[:n_fit], y[:n_fit])
     r2_train = float(r2_score(y[:n_fit], student.predict(zn[:n_fit])))
     r2_held = float(r2_score(y[n_fit:], student.predict(zn[n_fit:]))) if np.var(y[n_fit:]) > 0 else 0.0
-    return Surrogate(student.coef_.reshape(grid), float(student.intercept_), r2_train, r2_held, samples, grid, keep)
+    return Surrogate(student.coef_.reshape(grid), float(student.intercept_), r2_train, r2_held, samples, grid, keep,
+                     temperature)
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -306,7 +309,7 @@ class Explanation:
              "layer": self.layer, "frames": self.frame_indices}
         if self.surrogate is not None:
             s = self.surrogate
-            d["surrogate"] = {"grid": list(s.grid), "samples": s.samples, "keep": s.keep,
+            d["surrogate"] = {"grid": list(s.grid), "samples": s.samples, "keep": s.keep, "temperature": s.temperature,
                               "r2_train": round(s.r2_train, 4), "r2_heldout": round(s.r2_heldout, 4)}
         return d
 
@@ -339,7 +342,7 @@ def load_input(im, path: str, start: float | None = None) -> tuple[torch.Tensor,
 
 def explain(im, path: str, target: int | str | None = None, layer: str | None = None, start: float | None = None,
             surrogate: bool = True, grid: tuple[int, int, int] = (4, 4, 4), samples: int = 256, keep: float = 0.7,
-            seed: int = 0) -> Explanation:
+            seed: int = 0, temperature: float = 4.0) -> Explanation:
     """Grad-CAM and (optionally) the DeepVID-style surrogate for one video or image."""
     x, idx = load_input(im, path, start)  # (1, C, T, H, W)
     image_model = im.is_2d
@@ -365,7 +368,7 @@ def explain(im, path: str, target: int | str | None = None, layer: str | None = 
         name = pick_layer(im.model, probe_in, layer)
         cam = grad_cam(im.model, x, t, name, frames_2d=image_model)  # (T, H, W)
         predict = im.logits
-    sur = deepvid_surrogate(predict, x, t, grid, samples, keep, seed=seed) if surrogate else None
+    sur = deepvid_surrogate(predict, x, t, grid, samples, keep, temperature, seed=seed) if surrogate else None
     frames = display_frames(x[0], im.transform.mean, im.transform.std)
     return Explanation(str(path), t, im.class_name(t), float(probs[t]), name, frames, cam, sur, list(map(int, idx)))
 
