@@ -76,9 +76,12 @@ def predict_command(argv: list[str], prog: str = "lightvid predict") -> int:
                    help="with --optimize (implied by fp32/bf16/fp16): auto is bf16 where the device runs it natively; "
                         "an explicit bf16 the CPU lacks warns and runs fp32")
     p.add_argument("--json", action="store_true", help="print one JSON object per video")
+    add_timeline_args(p)
     args = p.parse_args(argv)
     if args.topk < 1 or (args.clips is not None and args.clips < 1):
         raise UserError("--topk and --clips must be >= 1")
+    if args.window is not None or args.stride is not None:
+        return timeline_command(args)
     pred = Predictor(args.ckpt, clips=args.clips, topk=args.topk, optimized=args.optimize, precision=args.precision)
     failed = 0
     for path in args.videos:
@@ -99,3 +102,107 @@ def predict_command(argv: list[str], prog: str = "lightvid predict") -> int:
     if failed:
         print(f"{failed} of {len(args.videos)} files failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def add_timeline_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("timeline of a long video (--window or --stride)")
+    g.add_argument("--window", default=None, help="window length: seconds (2, 2.5s) or frames (32f); "
+                   "default: one clip of the run's sampling")
+    g.add_argument("--stride", default=None, help="step between window starts, seconds or frames (default: --window)")
+    g.add_argument("--smooth", type=int, default=1, help="centred moving average over this many windows")
+    g.add_argument("--batch", type=int, default=8, help="windows per model call")
+    g.add_argument("--out", default=None, help="folder for <video>.timeline.json, .csv and .png")
+    g.add_argument("--force", action="store_true", help="replace existing files in --out")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def timeline_command(args: argparse.Namespace) -> int:
+    from lightvid.accel.runtime import load_inference_model
+    from lightvid.accel.timeline import parse_span, predict_timeline, write_outputs
+    from lightvid.data.video import VideoDecodeError
+
+    window = parse_span(args.window, "--window") if args.window is not None else None
+    stride = parse_span(args.stride, "--stride") if args.stride is not None else None
+    precision = args.precision if (args.optimize or args.precision != "auto") else None
+    im = load_inference_model(args.ckpt, precision=precision)
+    failed = 0
+    for path in args.videos:
+        try:
+            tl = predict_timeline(im, path, window, stride, batch=args.batch, smooth=args.smooth,
+                                  progress=not args.quiet)
+        except (VideoDecodeError, OSError) as e:
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        if args.out:
+            paths = write_outputs(tl, args.out, k=args.topk, force=args.force)
+            print(f"wrote {', '.join(map(str, paths))}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(tl.to_dict(args.topk)))
+        elif not args.out:
+            print(f"{tl.path}  ({len(tl.starts)} windows of {tl.window:.2f} s every {tl.stride:.2f} s)")
+            for s, e, top in zip(tl.starts, tl.ends, tl.topk(args.topk)):
+                print(f"  {s:9.2f}-{e:9.2f} s  " + "  ".join(f"{c} {pr:.3f}" for c, pr in top))
+        print(f"{tl.path}: {len(tl.starts)} windows in {tl.seconds:.2f} s ({tl.clips_per_s:.1f} clips/s end to end, "
+              f"model {len(tl.starts) / max(tl.model_seconds, 1e-9):.1f} clips/s), peak RSS {tl.peak_rss_mb:.0f} MB",
+              file=sys.stderr)
+    if failed:
+        print(f"{failed} of {len(args.videos)} files failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def stream_command(argv: list[str], prog: str = "lightvid stream") -> int:
+    from lightvid.accel.runtime import load_inference_model
+    from lightvid.accel.stream import format_result, jsonl_line, run_stream
+    from lightvid.args import parse_kw
+
+    p = argparse.ArgumentParser(prog=prog, description="Rolling-window top-k on a live source (camera, URL, or a "
+                                "file paced with --realtime); frames that arrive while the model is busy are "
+                                "dropped and counted, so latency stays bounded.")
+    p.add_argument("ckpt", help="training checkpoint or registered model name")
+    p.add_argument("source", help="anything FFmpeg opens: a file, /dev/video0 (with --format v4l2), an rtsp:// "
+                   "or http:// URL")
+    p.add_argument("--realtime", action="store_true", help="deliver a file's frames at its frame rate, like a camera")
+    p.add_argument("--format", default=None, help="FFmpeg input format (v4l2, avfoundation, dshow, ...)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="FFmpeg input option, e.g. rtsp_transport=tcp, video_size=640x480 (repeatable)")
+    p.add_argument("--hop", type=int, default=None, help="new frames between predictions (default: half a clip)")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--jsonl", default=None, help="write one JSON line per prediction to this file instead of printing")
+    p.add_argument("--force", action="store_true", help="replace an existing --jsonl file")
+    p.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--max-predictions", type=int, default=None, help="stop after this many predictions")
+    args = p.parse_args(argv)
+    if args.topk < 1:
+        raise UserError("--topk must be >= 1")
+    options = {k: str(v) for k, v in parse_kw(args.option).items()}
+    im = load_inference_model(args.ckpt, precision=args.precision)
+    sink = None
+    if args.jsonl:
+        from pathlib import Path
+
+        if Path(args.jsonl).exists() and not args.force:
+            raise UserError(f"{args.jsonl}: exists; choose another --jsonl or pass --force to replace it")
+        sink = open(args.jsonl, "w")
+
+    def emit(r):
+        if sink is not None:
+            sink.write(jsonl_line(r) + "\n")
+            sink.flush()
+        else:
+            print(format_result(r), flush=True)
+
+    try:
+        stats = run_stream(im, args.source, realtime=args.realtime, hop=args.hop, topk=args.topk,
+                           max_seconds=args.max_seconds, max_predictions=args.max_predictions, fmt=args.format,
+                           options=options, on_result=emit)
+    finally:
+        if sink is not None:
+            sink.close()
+    d = stats.to_dict()
+    lat = d["latency_ms"]
+    print(f"{args.source}: {d['predictions']} predictions in {d['seconds']:.1f} s; {d['frames_read']} frames read "
+          f"({d['input_fps']} fps), {d['frames_predicted']} predicted ({d['predicted_fps']} fps), "
+          f"{d['dropped']} dropped; latency p50 {lat['p50']} ms, p95 {lat['p95']} ms, max {lat['max']} ms",
+          file=sys.stderr)
+    return 0

@@ -156,8 +156,9 @@ def trajectory(cls: str, rng: np.random.Generator, frames: int, size: int, radiu
     return x, y, angle, scale
 
 
-def render_clip(cls: str, rng: np.random.Generator, frames: int = 16, size: int = 64) -> np.ndarray:
-    """One clip of class ``cls`` as uint8 (T, H, W, 3) RGB."""
+def render_clip(cls: str, rng: np.random.Generator, frames: int = 16, size: int = 64,
+                masks: list | None = None) -> np.ndarray:
+    """One clip of class ``cls`` as uint8 (T, H, W, 3) RGB; ``masks`` (a list) receives each frame's object alpha."""
     import cv2
 
     bg = _background(rng, size)
@@ -170,6 +171,8 @@ def render_clip(cls: str, rng: np.random.Generator, frames: int = 16, size: int 
         m = cv2.getRotationMatrix2D((float(radius), float(radius)), float(angle[t]), float(scale[t]))
         m[:, 2] += (x[t] - radius, y[t] - radius)  # move the sprite centre to (x, y)
         a = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_LINEAR)[..., None]
+        if masks is not None:
+            masks.append(a[..., 0].copy())
         c = cv2.warpAffine(colour, m, (size, size), flags=cv2.INTER_LINEAR)
         frame = bg * (1 - a) + c * a + rng.normal(0, noise, (size, size, 3))
         out[t] = np.clip(frame, 0, 255).astype(np.uint8)
@@ -216,6 +219,13 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 25, qp: in
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def object_masks(seed: int, split: str, index: int, cls: str, frames: int = 16, size: int = 64) -> np.ndarray:
+    """Float (T, H, W) alpha in [0, 1] of the moving object in clip ``index`` of ``split`` (as ``generate`` drew it)."""
+    masks: list = []
+    render_clip(cls, np.random.default_rng([seed, 0 if split == "train" else 1, index]), frames, size, masks)
+    return np.stack(masks)
 
 
 def _work(job: tuple) -> str:

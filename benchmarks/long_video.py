@@ -1,0 +1,88 @@
+"""Long test videos for the video tools: synthetic clips encoded once, then looped by remuxing (no re-encoding).
+
+    python benchmarks/long_video.py OUT.mp4 --minutes 60 --size 64 [--synth .cache/synth-motion]
+
+One segment (``--segment`` seconds of consecutive synthetic validation clips, resized to
+``--size``, 25 fps, x264 ultrafast: no B-frames, an IDR frame first) is encoded, then its
+packets are written ``minutes * 60 / segment`` times with shifted timestamps: an hour of
+64x64 video takes seconds to make and stays small on disk.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def encode_segment(path: Path, frames: np.ndarray, fps: int = 25) -> None:
+    import av
+
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=Fraction(fps))
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        s.options = {"preset": "ultrafast", "qp": "26", "g": "250"}
+        for t, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts, vf.time_base = t, Fraction(1, fps)
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def loop_remux(segment: Path, out: Path, copies: int) -> None:
+    import av
+
+    with av.open(str(segment)) as src, av.open(str(out), "w", format="mp4") as dst:
+        ins = src.streams.video[0]
+        outs = dst.add_stream_from_template(ins)
+        packets = [p for p in src.demux(ins) if p.size]
+        step = max(p.pts for p in packets) + packets[1].pts - packets[0].pts  # segment length in time base
+        for k in range(copies):
+            for p in packets:
+                p.pts += step if k else 0
+                p.dts += step if k else 0
+                p.stream = outs
+                dst.mux(p)
+
+
+def make_long_video(out: str | Path, minutes: float, size: int, synth: str, segment_s: int = 60) -> Path:
+    import cv2
+
+    from lightvid.data.video import read_all_frames
+
+    out = Path(out)
+    files = sorted((Path(synth) / "val").rglob("*.mp4"))
+    frames, need = [], segment_s * 25
+    for f in files:
+        frames.extend(read_all_frames(f).numpy())
+        if len(frames) >= need:
+            break
+    seg = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) for f in frames[:need]])
+    tmp = out.with_suffix(".segment.mp4")
+    encode_segment(tmp, seg)
+    loop_remux(tmp, out, max(1, int(round(minutes * 60 / segment_s))))
+    tmp.unlink()
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out")
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--segment", type=int, default=60, help="seconds encoded once, then looped")
+    ap.add_argument("--synth", default=".cache/synth-motion")
+    a = ap.parse_args()
+    p = make_long_video(a.out, a.minutes, a.size, a.synth, a.segment)
+    from lightvid.data.video import probe
+
+    info = probe(p)
+    print(f"{p}: {info.frames} frames, {info.frames / info.fps / 60:.1f} min, {info.width}x{info.height}, "
+          f"{p.stat().st_size / 2**20:.1f} MB")

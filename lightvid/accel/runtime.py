@@ -1,0 +1,155 @@
+"""The model side of the video tools (timeline, stream, features, explain): load once, run many clips.
+
+``load_inference_model(target)`` takes a training checkpoint (its run's evaluation
+pipeline: clip length, frame step, crop, normalisation, class names) or a registered model
+name (its ``default_cfg``: input size, mean, std; random or ``--weights`` weights) and
+returns an :class:`InferenceModel`. ``precision`` routes the model through
+:func:`lightvid.optimize` (BN folding, channels-last, bf16 where native); every optimisation
+keyword is built in :func:`optimize_kwargs`, the one place an inference backend is chosen.
+A 2D image model given video clips runs frame by frame and averages the softmax over time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from lightvid.data.build import DataConfig
+from lightvid.data.sampling import ClipSampler
+from lightvid.data.transforms import ClipTransform
+from lightvid.errors import UserError
+
+
+def optimize_kwargs(precision: str) -> dict:
+    """Keyword arguments of :func:`lightvid.optimize` for the tools' ``--precision`` option."""
+    return {"precision": precision}
+
+
+@dataclass
+class InferenceModel:
+    model: nn.Module  # eval mode, plain PyTorch (gradients work: Grad-CAM uses it)
+    run: nn.Module  # what inference calls: ``model`` or its lightvid.optimize copy
+    cfg: DataConfig  # clip_len, stride, fps, size, short_side of the clips the model expects
+    classes: list[str]
+    transform: ClipTransform
+    meta: dict = field(default_factory=dict)
+    name: str = ""
+
+    @property
+    def is_2d(self) -> bool:
+        size = (getattr(self.model, "default_cfg", None) or {}).get("input_size") or ()
+        return len(size) == 3
+
+    @property
+    def sampler(self) -> ClipSampler:
+        return ClipSampler(self.cfg.clip_len, self.cfg.stride, self.cfg.fps, "clip", self.cfg.loop)
+
+    def clip_seconds(self, video_fps: float) -> float:
+        """Seconds one clip of the run's sampling covers at ``video_fps``."""
+        return self.sampler.span(video_fps) / video_fps
+
+    def class_name(self, i: int) -> str:
+        return self.classes[i] if i < len(self.classes) else str(i)
+
+    def prepare(self, frames) -> torch.Tensor:
+        """uint8 ``(T, H, W, 3)`` frames -> the normalised ``(C, T, H, W)`` clip (centre crop)."""
+        x = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(frames)
+        return self.transform(x)[0]
+
+    def logits(self, x: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
+        """``(B, C, T, H, W)`` clips -> ``(B, classes)`` logits; a 2D model averages frame logits."""
+        m = self.run if model is None else model
+        if self.is_2d and x.dim() == 5:
+            b, c, t, h, w = x.shape
+            frames = x.transpose(1, 2).reshape(b * t, c, h, w)  # (B*T, C, H, W)
+            return m(frames).float().reshape(b, t, -1).mean(1)
+        return m(x).float()
+
+    @torch.inference_mode()
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x).softmax(-1)
+
+    @torch.inference_mode()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, num_features)``: ``forward_head(forward_features(x), pre_logits=True)``."""
+        m = self.model
+        if self.is_2d and x.dim() == 5:
+            b, c, t, h, w = x.shape
+            f = m.forward_head(m.forward_features(x.transpose(1, 2).reshape(b * t, c, h, w)), pre_logits=True)
+            return f.float().reshape(b, t, -1).mean(1)  # (B, D): frame features averaged over time
+        return m.forward_head(m.forward_features(x), pre_logits=True).float()
+
+
+def read_training_checkpoint(path: str) -> tuple[nn.Module, dict]:
+    """``(model in eval mode, meta)`` of a training checkpoint, without importing Lightning.
+
+    Same checks as ``lightvid.train.checkpoint.load_model`` (which lives next to Lightning's
+    checkpoint I/O, whose import alone costs seconds): safe loading through
+    :func:`lightvid.checkpoint.load_file`, one-line errors naming the file.
+    """
+    from lightvid.checkpoint import CheckpointError, load_file
+    from lightvid.models.registry import create_model
+
+    obj = load_file(path)
+    if not isinstance(obj, dict) or not isinstance(obj.get("lightvid"), dict) or "state_dict" not in obj:
+        raise CheckpointError(f"{path}: not a lightvid training checkpoint (no 'lightvid' metadata)")
+    meta = dict(obj["lightvid"])
+    missing = [k for k in ("model", "model_kwargs", "num_classes") if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint metadata lacks {', '.join(missing)}")
+    try:
+        model = create_model(meta["model"], num_classes=meta["num_classes"],
+                             input_transform=meta.get("input_transform"), **meta["model_kwargs"])
+        state = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        model.load_state_dict(state, strict=True)
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild {meta['model']!r} ({str(e).splitlines()[0][:300]})") from None
+    meta.setdefault("classes", [str(i) for i in range(meta["num_classes"])])
+    meta.setdefault("config", {})
+    meta["path"] = str(path)
+    return model.eval(), meta
+
+
+def _from_checkpoint(path: str) -> tuple[nn.Module, DataConfig, list[str], dict]:
+    model, meta = read_training_checkpoint(path)
+    data = dict((meta.get("config") or {}).get("data") or {})
+    cfg = DataConfig.from_dict(data, where=f"{path}: config.data")
+    return model, cfg, list(meta.get("classes") or []), meta
+
+
+def _from_name(name: str, weights: str | None, model_kwargs: dict) -> tuple[nn.Module, DataConfig, list[str], dict]:
+    from lightvid.models.registry import create_model
+
+    kwargs = dict(model_kwargs)
+    if weights:
+        kwargs["weights"] = weights
+    model = create_model(name, **kwargs).eval()
+    size = tuple(model.default_cfg["input_size"])
+    clip_len = size[1] if len(size) == 4 else 1
+    side = size[-1]
+    cfg = DataConfig(root=".", clip_len=clip_len, size=side, short_side=side).validate()
+    return model, cfg, [], {"model": name}
+
+
+def load_inference_model(target: str, precision: str | None = None, weights: str | None = None,
+                         model_kwargs: dict | None = None) -> InferenceModel:
+    """A checkpoint path or a registered model name; ``precision`` (fp32/bf16/auto) runs lightvid.optimize."""
+    if Path(target).suffix in (".ckpt", ".pt", ".pth", ".safetensors") or Path(target).is_file():
+        if model_kwargs:
+            raise UserError(f"{target}: model options (--kw, --width-mult) apply to a model name, not a checkpoint")
+        model, cfg, classes, meta = _from_checkpoint(target)
+    else:
+        model, cfg, classes, meta = _from_name(target, weights, model_kwargs or {})
+    model.eval()
+    mean = model.default_cfg.get("mean", (0.5,) * 3)
+    std = model.default_cfg.get("std", (0.5,) * 3)
+    transform = ClipTransform(size=cfg.size, short_side=cfg.short_side, train=False, mean=mean, std=std,
+                              flip=False, crops=1)
+    run = model
+    if precision:
+        from lightvid.accel.optimize import optimize
+
+        run = optimize(model, **optimize_kwargs(precision))
+    return InferenceModel(model, run, cfg, classes, transform, meta, name=meta.get("model", target))

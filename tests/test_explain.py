@@ -1,0 +1,122 @@
+"""lightvid explain: Grad-CAM against a hand computation, the surrogate on a known answer, object masks, CLI."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from test_timeline import make_checkpoint
+
+import lightvid
+from lightvid.analysis.explain import (
+    deepvid_surrogate,
+    grad_cam,
+    mass_on_mask,
+    pick_layer,
+    randomized_copy,
+    rank_correlation,
+)
+from lightvid.cli import main
+from lightvid.data.synth import object_masks, render_clip
+
+
+def test_object_masks_follow_the_object_and_leave_the_clip_unchanged():
+    a = render_clip("right", np.random.default_rng([3, 1, 5]), 8, 32)
+    masks = []
+    b = render_clip("right", np.random.default_rng([3, 1, 5]), 8, 32, masks)
+    assert np.array_equal(a, b) and len(masks) == 8
+    m = object_masks(3, "val", 5, "right", 8, 32)
+    assert np.array_equal(m, np.stack(masks)) and m.min() >= 0 and m.max() <= 1
+    xs = [(mk * np.arange(32)[None]).sum() / mk.sum() for mk in m]  # centroid x per frame
+    assert all(x1 > x0 for x0, x1 in zip(xs, xs[1:]))
+    down = object_masks(3, "val", 6, "down", 8, 32)
+    ys = [(mk * np.arange(32)[:, None]).sum() / mk.sum() for mk in down]
+    assert all(y1 > y0 for y0, y1 in zip(ys, ys[1:]))
+
+
+def test_grad_cam_equals_the_hand_computation():
+    torch.manual_seed(0)
+    model = lightvid.create_model("r3d_10", width_mult=0.125, num_classes=4).eval()
+    x = torch.randn(1, 3, 8, 32, 32)
+    name = pick_layer(model, x)
+    assert name == "layer4"  # the last module whose output still has space (global_pool is 1x1x1)
+    acts = {}
+    h = dict(model.named_modules())[name].register_forward_hook(lambda m, i, o: acts.setdefault("a", o))
+    out = model(x)
+    h.remove()
+    a = acts["a"]
+    (g,) = torch.autograd.grad(out[0, 2], a)
+    cam = F.relu((g.mean((2, 3, 4), keepdim=True) * a).sum(1, keepdim=True))  # (1, 1, t, h, w)
+    cam = F.interpolate(cam, size=(8, 32, 32), mode="trilinear", align_corners=False)[0, 0].clamp_min(0)
+    want = (cam / cam.max()).detach().numpy() if cam.max() > 0 else cam.detach().numpy()
+    got = grad_cam(model, x, 2, name)
+    assert got.shape == (8, 32, 32)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_grad_cam_2d_model_frames_and_sanity_helpers():
+    torch.manual_seed(0)
+    model = lightvid.create_model("resnet18_cifar", width_mult=0.25, num_classes=3).eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    name = pick_layer(model, x[:, :, 0])
+    cam = grad_cam(model, x, 1, name, frames_2d=True)
+    assert cam.shape == (4, 32, 32) and cam.max() <= 1 and cam.min() >= 0
+    rand = randomized_copy(model)
+    assert all(not torch.equal(p, q) for (n, p), (_, q) in zip(model.named_parameters(), rand.named_parameters())
+               if p.dim() > 1)
+    assert rank_correlation(cam, cam) == pytest.approx(1.0)
+    mask = np.zeros_like(cam)
+    mask[:, :16] = 1
+    assert mass_on_mask(np.ones_like(cam), mask) == pytest.approx(0.5)
+
+
+class OneCell(nn.Module):
+    """Class 0's logit reads only the first time/row/column half of the clip: cell (0, 0, 0) of a 2x2x2 grid."""
+
+    def forward(self, x):
+        evidence = x[:, :, :4, :16, :16].mean((1, 2, 3, 4)) * 6
+        return torch.stack([evidence, torch.zeros_like(evidence)], 1)
+
+
+def test_surrogate_finds_the_cell_the_model_reads():
+    x = torch.ones(1, 3, 8, 32, 32)
+    x[:, :, :4, :16, :16] = 2.0  # above the clip mean: hiding it lowers class 0
+    s = deepvid_surrogate(OneCell(), x, 0, grid=(2, 2, 2), samples=120, keep=0.5)
+    assert np.unravel_index(np.abs(s.weights).argmax(), s.weights.shape) == (0, 0, 0)
+    assert s.weights[0, 0, 0] > 0 and np.abs(s.weights).ravel()[1:].max() < 0.05 * s.weights[0, 0, 0]
+    assert s.r2_heldout > 0.95
+    heat = s.heatmap((8, 32, 32))
+    assert heat.shape == (8, 32, 32) and heat[0, 0, 0] == s.weights[0, 0, 0] and heat[7, 31, 31] == s.weights[1, 1, 1]
+
+
+def test_explain_cli_writes_overlay_strip_and_json(tiny_synth, tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path)
+    video = sorted((tiny_synth / "val").rglob("*.mp4"))[0]
+    out = tmp_path / "ex"
+    args = ["explain", str(ckpt), str(video), "--out", str(out), "--samples", "40", "--grid", "2x2x2"]
+    assert main(args) == 0
+    stem = video.stem
+    assert (out / f"{stem}.gradcam.gif").read_bytes()[:3] == b"GIF"
+    assert (out / f"{stem}.explain.png").read_bytes()[:4] == b"\x89PNG"
+    doc = json.loads((out / f"{stem}.explain.json").read_text())
+    assert doc["layer"] == "layer4" and doc["surrogate"]["samples"] == 40 and len(doc["frames"]) == 8
+    assert main(args) == 2 and "exists" in capsys.readouterr().err
+    assert main(args + ["--force", "--overlay", "mp4", "--no-surrogate", "--class", "up", "--layer", "layer2"]) == 0
+    from lightvid.data.video import probe
+
+    assert probe(out / f"{stem}.gradcam.mp4").frames == 8
+    assert main(["explain", str(ckpt), str(tmp_path / "missing.mp4"), "--out", str(out)]) == 2
+    assert main(args + ["--force", "--class", "sideways"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert "missing.mp4" in err[0] and "sideways" in err[1]
+
+
+@pytest.mark.slow
+def test_explain_real_kinetics_clip(shared_data, tmp_path, capsys):
+    video = sorted((shared_data / "kinetics5" / "predict").glob("*.mp4"))[2]
+    ckpt = make_checkpoint(tmp_path, "r2plus1d_18", {"width_mult": 0.25}, size=64, short_side=64,
+                           classes=["archery", "bowling", "flying_kite", "high_jump", "marching"])
+    assert main(["explain", str(ckpt), str(video), "--out", str(tmp_path / "k"), "--samples", "24"]) == 0
+    doc = json.loads((tmp_path / "k" / f"{video.stem}.explain.json").read_text())
+    assert doc["class"] in {"archery", "bowling", "flying_kite", "high_jump", "marching"}
