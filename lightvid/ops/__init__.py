@@ -1,0 +1,7 @@
+"""Region operations in pure torch: ROI pooling / ROI align (2D and over time), box IoU and NMS.
+
+Semantics and signatures follow torchvision.ops (which cannot be imported next to this torch);
+forward and backward come from autograd over vectorised tensor code.
+"""
+from lightvid.ops.boxes import batched_nms, box_area, box_iou, nms  # noqa: F401
+from lightvid.ops.roi import roi_align, roi_align_3d, roi_pool  # noqa: F401
