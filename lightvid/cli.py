@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("lightvid.accel.cli:export_command", "export to ONNX, TorchScript or safetensors"),
     "predict": ("lightvid.accel.cli:predict_command", "top-k classes of video files with a trained checkpoint"),
     "baseline": ("lightvid.baselines.cli:baseline_command", "classic baselines: tiny images + kNN, bag of SIFT words + kNN/SVM"),
+    "track": ("lightvid.track.cli:track_command", "follow an object through a video (Siamese instance search); track synth/train"),
 }
 
 
