@@ -43,7 +43,9 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: int, spat
     ``[batch_index, x1, y1, x2, y2]`` in input pixels -> ``(R, C, output_size, output_size)``.
 
     Each output cell averages ``sampling_ratio**2`` bilinear samples at its sub-cell centres
-    (He et al.'s Mask R-CNN ROI align, ``aligned=True`` pixel convention).
+    (He et al.'s Mask R-CNN ROI align; ``torchvision.ops.roi_align(..., aligned=True)``'s numerics,
+    which ``lightvid.ops.roi_align`` reproduces; this version makes one ``grid_sample`` call per
+    image, so its cost grows with the samples, not with boxes x feature-map size).
     """
     B, C, H, W = features.shape
     R, P, S = rois.shape[0], output_size, sampling_ratio
@@ -56,6 +58,14 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: int, spat
     gx = (xs + 0.5) / W * 2 - 1  # grid_sample's align_corners=False normalisation
     gy = (ys + 0.5) / H * 2 - 1
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (R, P*S, P*S, 2)
+    # torchvision's border rule: samples within a pixel outside the map take the edge value, farther ones 0
+    inside = ((ys >= -1) & (ys <= H))[:, None, :, None] & ((xs >= -1) & (xs <= W))[:, None, None, :]
+    weight = inside.to(features.dtype)  # (R, 1, P*S, P*S)
+    if B == 1:  # one image (tracking): no gather, no scatter
+        g = grid.reshape(1, R * P * S, P * S, 2)  # (1, R*P*S, P*S, 2)
+        sampled = F.grid_sample(features, g, mode="bilinear", padding_mode="border", align_corners=False)
+        out = sampled.reshape(C, R, P * S, P * S).transpose(0, 1) * weight  # (R, C, P*S, P*S)
+        return F.avg_pool2d(out, S) if S > 1 else out
     batch_index = rois[:, 0].long()
     out = features.new_empty(R, C, P * S, P * S)
     for b in range(B):  # one grid_sample per image: its ROIs stacked along the grid's height
@@ -63,8 +73,9 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: int, spat
         if sel.numel() == 0:
             continue
         g = grid[sel].reshape(1, -1, P * S, 2)  # (1, r*P*S, P*S, 2)
-        sampled = F.grid_sample(features[b:b + 1], g, mode="bilinear", padding_mode="zeros", align_corners=False)
+        sampled = F.grid_sample(features[b:b + 1], g, mode="bilinear", padding_mode="border", align_corners=False)
         out[sel] = sampled.reshape(C, sel.numel(), P * S, P * S).transpose(0, 1)  # (r, C, P*S, P*S)
+    out = out * weight
     return F.avg_pool2d(out, S) if S > 1 else out  # (R, C, P, P)
 
 
@@ -106,6 +117,7 @@ class SINT(Classifier):
         stages: convolutional stages kept (4: up to the paper's conv5 analogue).
         pools: max-pools kept (the first ``pools``; 2 gives stride 4).
         roi_size: ROI-align output cells per side.
+        sampling_ratio: bilinear samples per cell side (1: the cell centre).
         fc_width: width of ``fc6`` (before ``width_mult``).
         width_mult: channel multiplier of the backbone and ``fc6``.
     """
@@ -113,7 +125,7 @@ class SINT(Classifier):
     head_names = ("fc",)
 
     def __init__(self, backbone: str = "vgg11_bn", stages: int = 4, pools: int = 2, roi_size: int = 4,
-                 fc_width: int = 1024, num_classes: int = 0, in_chans: int = 3, width_mult: float = 0.125,
+                 sampling_ratio: int = 1, fc_width: int = 1024, num_classes: int = 0, in_chans: int = 3, width_mult: float = 0.125,
                  img_size: int = 128):
         super().__init__()
         vgg = get_builder(backbone)(num_classes=0, in_chans=in_chans, width_mult=width_mult)
@@ -121,7 +133,7 @@ class SINT(Classifier):
             raise ValueError(f"backbone must be a VGG-style model with a `features` stack, got {backbone!r}")
         self.low, self.high, self.c_mid, self.c_top = truncate_vgg(vgg.features, stages, pools)
         self.stride = 2 ** pools
-        self.roi_size = roi_size
+        self.roi_size, self.sampling_ratio = roi_size, sampling_ratio
         fc = scale_channels(fc_width, width_mult)
         self.fc6 = nn.Sequential(nn.Linear(self.c_top * roi_size * roi_size, fc), nn.ReLU(inplace=True))
         self.init_head(self.c_mid * roi_size ** 2 + self.c_top * roi_size ** 2 + fc, num_classes, video=False)
@@ -136,7 +148,7 @@ class SINT(Classifier):
 
     def embed_rois(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """Unit-norm embeddings ``(R, num_features)`` of ``(R, 5)`` boxes ``[b, x1, y1, x2, y2]`` (input pixels)."""
-        pooled = roi_align(features, rois, self.roi_size, 1.0 / self.stride)  # (R, C_mid + C_top, P, P)
+        pooled = roi_align(features, rois, self.roi_size, 1.0 / self.stride, self.sampling_ratio)  # (R, C_mid + C_top, P, P)
         mid = pooled[:, :self.c_mid].flatten(1)  # (R, C_mid*P*P)
         top = pooled[:, self.c_mid:].flatten(1)  # (R, C_top*P*P)
         parts = [F.normalize(mid, dim=1), F.normalize(top, dim=1), F.normalize(self.fc6(top), dim=1)]

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from lightvid.track.crops import crop, to_tensor, window_around
 from lightvid.track.metrics import iou_xywh
 from lightvid.track.sequences import Sequence
-from lightvid.track.tracker import ring_candidates
+from lightvid.track.tracker import TrackerConfig, ring_candidates
 
 
 @dataclass
@@ -97,8 +97,9 @@ class PairDataset(Dataset):
         distract = (np.concatenate([_jitter(rng, b, 1, 0.05, 0.05) for b in others[:c.distractors]])
                     if others else np.zeros((0, 4)))
         lx1, ly1, lx2, ly2 = swin.to_window(last)[0]
+        t = TrackerConfig()
         rings = swin.to_frame(ring_candidates((lx1 + lx2) / 2, (ly1 + ly2) / 2, lx2 - lx1, ly2 - ly1,
-                                              (0.08, 0.16, 0.25, 0.35, 0.5, 0.7, 0.95), 12, (0.92, 1.0, 1.08)))
+                                              t.radii, t.angles, t.scales))
         n_rest = c.candidates - len(pos) - len(distract)
         n_ring = n_rest // 2
         ring = rings[rng.choice(len(rings), n_ring, replace=False)]

@@ -5,7 +5,9 @@ gradient with blurred blobs, or a random crop of a photo from an image folder su
 set) and 2..``max_objects`` textured shapes. The first object gets 1..``twins`` *distractors*:
 copies of its shape and texture colours (slightly perturbed) of about its size. Every object
 moves with a random, slowly turning velocity (bouncing off the borders) and changes size
-smoothly by up to ``scale_change`` (a factor, in either direction) over the video; objects are
+smoothly by up to ``scale_change`` (a factor, in either direction) over the video, some also
+stretch (aspect ratio up to ``stretch``) and spin in the image plane (up to ``spin`` degrees per
+frame); a soft band of light and shade (``lighting``: its contrast) drifts over the scene; objects are
 drawn in a fixed depth order, so crossing paths occlude; an ``occluders`` number of plain bars
 also cross the frame on top of everything.
 
@@ -32,7 +34,8 @@ STAMP = "tracks.json"
 SPLITS = ("train", "val", "test")
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
 DEFAULTS = dict(train=60, val=20, test=0, frames=48, width=320, height=240, max_objects=5, twins=2,
-                min_size=22, max_size=48, speed=3.0, scale_change=1.6, occluders=1, noise=3.0, seed=0,
+                min_size=22, max_size=48, speed=3.0, scale_change=1.6, stretch=1.3, spin=4.0, lighting=0.35,
+                occluders=1, noise=3.0, seed=0,
                 backgrounds=None)
 
 
@@ -142,12 +145,17 @@ def render_sequence(rng: np.random.Generator, p: dict, photos: list[Path] | None
                         angle=rng.uniform(0, np.pi), c1=rng.uniform(0, 255, 3), c2=rng.uniform(0, 255, 3))
         objects.append(dict(track_id=i + 1, shape=shape, spec=spec, distractor_of=1 if twin else None))
     centres, sizes = _paths(rng, p, n)
+    tt = np.arange(T) / max(T - 1, 1)
     for k, o in enumerate(objects):
         if k > 0 and o["distractor_of"] is not None:
             sizes[:, k] = sizes[:, 0] * np.exp(rng.normal(0, 0.08))  # a twin keeps about the target's size
-        o["sprite"] = 64
         o["mask"] = _shape_mask(o["shape"], 64)
         o["tex"] = _texture(rng, o["spec"], 64)
+        spins = rng.uniform() < 0.5
+        o["angle"] = rng.uniform(0, 360) * spins + rng.uniform(-1, 1) * p["spin"] * np.arange(T) * spins
+        o["aspect"] = np.exp(rng.uniform(-1, 1) * np.log(p["stretch"]) * tt)  # width / height, from 1
+    light = (rng.uniform(0.5, 1.0) * p["lighting"], rng.uniform(0, 2 * np.pi), rng.uniform(1.5, 4.0),
+             rng.uniform(0, 2 * np.pi), rng.uniform(1.0, 3.0))  # contrast, direction, waves, phase, drift
     order = rng.permutation(n)  # depth order (later = in front)
     bars = []
     for _ in range(p["occluders"]):
@@ -163,11 +171,17 @@ def render_sequence(rng: np.random.Generator, p: dict, photos: list[Path] | None
         full = {}
         for k in order:
             o = objects[k]
-            s = max(int(round(sizes[t, k])), 4)
-            mask = cv2.resize(o["mask"], (s, s), interpolation=cv2.INTER_AREA) > 0.5
-            tex = cv2.resize(o["tex"], (s, s), interpolation=cv2.INTER_AREA)
-            x0, y0 = int(round(centres[t, k, 0] - s / 2)), int(round(centres[t, k, 1] - s / 2))
-            ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + s, W), min(y0 + s, H)
+            mask, tex = o["mask"], o["tex"]
+            if o["angle"][t]:
+                rot = cv2.getRotationMatrix2D((31.5, 31.5), float(o["angle"][t]), 1.0)
+                mask = cv2.warpAffine(mask, rot, (64, 64), flags=cv2.INTER_LINEAR)
+                tex = cv2.warpAffine(tex, rot, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            sw = max(int(round(sizes[t, k] * np.sqrt(o["aspect"][t]))), 4)
+            sh = max(int(round(sizes[t, k] / np.sqrt(o["aspect"][t]))), 4)
+            mask = cv2.resize(mask, (sw, sh), interpolation=cv2.INTER_AREA) > 0.5
+            tex = cv2.resize(tex, (sw, sh), interpolation=cv2.INTER_AREA)
+            x0, y0 = int(round(centres[t, k, 0] - sw / 2)), int(round(centres[t, k, 1] - sh / 2))
+            ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + sw, W), min(y0 + sh, H)
             full[o["track_id"]] = float(mask.sum())
             if ax1 <= ax0 or ay1 <= ay0:
                 continue
@@ -183,6 +197,9 @@ def render_sequence(rng: np.random.Generator, p: dict, photos: list[Path] | None
             else:
                 lo, hi = max(lo, 0), min(hi, H)
                 canvas[lo:hi, :], owner[lo:hi, :] = colour, 0
+        contrast, direction, waves, phase, drift = light  # a drifting band of light and shade
+        u = (np.cos(direction) * np.arange(W)[None] / W + np.sin(direction) * np.arange(H)[:, None] / H)
+        canvas *= 1 + contrast * np.sin(2 * np.pi * (waves * u - drift * t / max(T - 1, 1)) + phase)[..., None]
         canvas += rng.normal(0, p["noise"], canvas.shape)
         frames[t] = np.clip(canvas, 0, 255).astype(np.uint8)
         for o in objects:
@@ -241,8 +258,11 @@ def generate_tracks(out: str | os.PathLike, progress: bool = False, **params) ->
             raise UserError(f"{key} must be >= 2, got {p[key]}")
     if p["min_size"] > p["max_size"] or p["max_size"] * 2 > min(p["width"], p["height"]):
         raise UserError(f"need min_size <= max_size <= min(width, height) / 2, got {p['min_size']}, {p['max_size']}")
-    if p["scale_change"] < 1:
-        raise UserError(f"scale_change must be >= 1 (a factor), got {p['scale_change']}")
+    for key in ("scale_change", "stretch"):
+        if p[key] < 1:
+            raise UserError(f"{key} must be >= 1 (a factor), got {p[key]}")
+    if not 0 <= p["lighting"] < 1:
+        raise UserError(f"lighting must be in [0, 1), got {p['lighting']}")
     root = Path(out)
     stamp = root / STAMP
     if stamp.is_file():

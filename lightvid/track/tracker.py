@@ -22,14 +22,14 @@ from lightvid.track.ncc import clip_box
 class TrackerConfig:
     context: float = 4.0  # search window side / sqrt(w * h) of the last box
     input_size: int = 128  # the window's side in network pixels
-    radii: tuple[float, ...] = (0.08, 0.16, 0.25, 0.35, 0.5, 0.7, 0.95)  # ring radii / sqrt(w * h)
-    angles: int = 12  # centres per ring
+    radii: tuple[float, ...] = (0.1, 0.2, 0.35, 0.5, 0.7, 0.95)  # ring radii / sqrt(w * h)
+    angles: int = 10  # centres per ring
     scales: tuple[float, ...] = (0.92, 1.0, 1.08)  # candidate sizes relative to the last box
     fine_step: float = 0.04  # refinement grid step / sqrt(w * h) (3 x 3 offsets); 0: no refinement
     fine_scales: tuple[float, ...] = (0.96, 1.0, 1.04)
     motion_penalty: float = 0.0  # score -= penalty * (centre distance / sqrt(w * h))^2
     scale_damping: float = 1.0  # 1: take the best candidate's size; < 1: move only part of the way
-    threads: int = 0  # torch threads while tracking (0: leave as is)
+    threads: int = 1  # torch threads while tracking (0: leave as is); one avoids stalls on a busy CPU
 
     def validate(self) -> "TrackerConfig":
         checks = {"context": self.context > 1, "input_size": self.input_size >= 16, "angles": self.angles >= 1,
