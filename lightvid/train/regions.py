@@ -206,7 +206,7 @@ def train_regions(cfg: TrainConfig, out_dir=None, resume: bool = False) -> dict:
     from lightvid.train.report import write_json
     from lightvid.train.run import Throughput, default_out_dir, resolve_precision
 
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     if cfg.task not in REGION_TASKS:
         raise UserError(f"task={cfg.task!r} is not one of {', '.join(REGION_TASKS)}")
     cfg.validate()
@@ -256,7 +256,7 @@ def train_regions(cfg: TrainConfig, out_dir=None, resume: bool = False) -> dict:
         raise UserError(f"{e.args[0]} (checkpoint kept: {last if last.exists() else 'none written yet'})") from None
     if trainer.interrupted:
         raise UserError(f"training interrupted; resume with `lightvid train --out {out} --resume`")
-    train_s = time.perf_counter() - t_start
+    train_s, train_cpu_s = time.perf_counter() - t_start, time.process_time() - cpu_start
     best = Path(best_cb.best_model_path) if best_cb.best_model_path else last
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
@@ -268,6 +268,7 @@ def train_regions(cfg: TrainConfig, out_dir=None, resume: bool = False) -> dict:
               "best_checkpoint": str(best), "last_epoch_metrics": metrics, "best": final,
               "train_samples": len(dm.train_dataset), "val_samples": len(dm.val_dataset),
               "train_time_s": round(speed.elapsed, 1), "train_wall_s": round(train_s, 1),
+              "train_cpu_s": round(train_cpu_s, 1),  # this process's CPU time (all threads), data set up included
               "torch_threads": torch.get_num_threads()}
     from lightvid.analysis.regions_draw import write_pictures
 
