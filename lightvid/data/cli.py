@@ -31,10 +31,10 @@ def _synth_objects(argv: list[str], prog: str) -> int:
                                 "procedural or photo backgrounds, with per-frame boxes, masks, track ids and actions "
                                 "(COCO-style annotations.json per video; see docs/regions.md).")
     p.add_argument("out", help="output folder (empty, or an unfinished / identical objects set)")
-    for key in ("train", "val", "frames", "size", "max_objects", "min_radius", "max_radius", "seed", "fps"):
-        p.add_argument(f"--{key.replace('_', '-')}", type=int, default=DEFAULTS[key], help=f"(default {DEFAULTS[key]})")
-    for key in ("distractor_prob", "noise"):
-        p.add_argument(f"--{key.replace('_', '-')}", type=float, default=DEFAULTS[key], help=f"(default {DEFAULTS[key]})")
+    for key in ("train", "val", "frames", "size", "max_objects", "min_radius", "max_radius", "seed", "fps",
+                "distractor_prob", "noise"):
+        p.add_argument(f"--{key.replace('_', '-')}", type=type(DEFAULTS[key]), default=DEFAULTS[key],
+                       help=f"(default {DEFAULTS[key]})")
     p.add_argument("--backgrounds", default=None, help="image folder (searched recursively) for photo backgrounds "
                    "(default: procedural backgrounds)")
     p.add_argument("--patches", action="store_true", help="texture some objects with patches of the photos")

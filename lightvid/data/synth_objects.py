@@ -344,7 +344,8 @@ def _check_params(p: dict) -> None:
     if p["frames"] < 2:
         raise UserError(f"synth-objects: --frames must be >= 2, got {p['frames']}")
     if not 1 <= p["min_radius"] <= p["max_radius"]:
-        raise UserError(f"synth-objects: need 1 <= --min-radius <= --max-radius, got {p['min_radius']}, {p['max_radius']}")
+        raise UserError(f"synth-objects: need 1 <= --min-radius <= --max-radius, "
+                        f"got {p['min_radius']}, {p['max_radius']}")
     need = 2 * p["max_radius"] + 4 + 3.5 * (p["frames"] - 1)
     if p["size"] < need:
         raise UserError(f"synth-objects: --size {p['size']} is too small for --max-radius {p['max_radius']} and "
@@ -372,7 +373,8 @@ def generate_objects(out: str | os.PathLike, workers: int = 2, progress: bool = 
     as it is; a non-empty folder that is not an (unfinished) lightvid objects set is refused."""
     unknown = set(params) - set(DEFAULTS)
     if unknown:
-        raise UserError(f"synth-objects: unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
+        raise UserError(f"synth-objects: unknown parameter(s) {', '.join(sorted(unknown))}; "
+                        f"known: {', '.join(DEFAULTS)}")
     p = {**DEFAULTS, **params}
     if p["backgrounds"]:
         p["backgrounds"] = str(Path(p["backgrounds"]).resolve())

@@ -18,8 +18,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lightvid.models.features import FeatureTaps, spatial_map
-from lightvid.ops import batched_nms, box_iou, clip_boxes, decode_boxes, encode_boxes, remove_small_boxes
-from lightvid.ops import roi_align, roi_pool
+from lightvid.ops import (
+    batched_nms,
+    box_iou,
+    clip_boxes,
+    decode_boxes,
+    encode_boxes,
+    remove_small_boxes,
+    roi_align,
+    roi_pool,
+)
 
 BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # Fast R-CNN head (RPN uses 1, 1, 1, 1)
 
