@@ -24,6 +24,29 @@ def _synth(argv: list[str], prog: str) -> int:
     return 0
 
 
+def _synth_objects(argv: list[str], prog: str) -> int:
+    from lightvid.data.synth_objects import DEFAULTS, generate_objects
+
+    p = argparse.ArgumentParser(prog=prog, description="Write synthetic videos of moving textured shapes over "
+                                "procedural or photo backgrounds, with per-frame boxes, masks, track ids and actions "
+                                "(COCO-style annotations.json per video; see docs/regions.md).")
+    p.add_argument("out", help="output folder (empty, or an unfinished / identical objects set)")
+    for key in ("train", "val", "frames", "size", "max_objects", "min_radius", "max_radius", "seed", "fps",
+                "distractor_prob", "noise"):
+        p.add_argument(f"--{key.replace('_', '-')}", type=type(DEFAULTS[key]), default=DEFAULTS[key],
+                       help=f"(default {DEFAULTS[key]})")
+    p.add_argument("--backgrounds", default=None, help="image folder (searched recursively) for photo backgrounds "
+                   "(default: procedural backgrounds)")
+    p.add_argument("--patches", action="store_true", help="texture some objects with patches of the photos")
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    args = p.parse_args(argv)
+    params = {k: getattr(args, k) for k in DEFAULTS}
+    root, written = generate_objects(args.out, workers=max(1, args.workers), **params)
+    print(f"{root}: {params['train']} train + {params['val']} val videos of {params['frames']} frames "
+          f"{params['size']}x{params['size']} ({'written' if written else 'already there'})")
+    return 0
+
+
 def _check(argv: list[str], prog: str) -> int:
     from lightvid.data.build import FORMATS
     from lightvid.data.check import check_dataset
@@ -46,16 +69,17 @@ def _check(argv: list[str], prog: str) -> int:
     return 1 if bad else 0
 
 
-SUBCOMMANDS = {"synth": _synth, "check": _check}
+SUBCOMMANDS = {"synth": _synth, "synth-objects": _synth_objects, "check": _check}
 
 
 def data_command(argv: list[str], prog: str = "lightvid data") -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: {prog} {{synth,check}} ...\n\n"
+        print(f"usage: {prog} {{synth,synth-objects,check}} ...\n\n"
               "  synth OUT      write the synthetic motion set (see `synth --help`)\n"
+              "  synth-objects OUT  write moving-objects videos with boxes, masks, tracks, actions\n"
               "  check DATASET  list every bad file with its reason (exit 1 if any)")
         return 0
     if argv[0] not in SUBCOMMANDS:
-        print(f"error: unknown data subcommand {argv[0]!r}; use synth or check", file=sys.stderr)
+        print(f"error: unknown data subcommand {argv[0]!r}; use synth, synth-objects or check", file=sys.stderr)
         return 2
     return SUBCOMMANDS[argv[0]](argv[1:], f"{prog} {argv[0]}")

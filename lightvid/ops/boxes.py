@@ -6,6 +6,8 @@ the threshold.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -52,3 +54,47 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
     span = boxes.detach().max() - boxes.detach().min() + 1
     shifted = boxes.detach() - boxes.detach().min() + (idxs.to(boxes.dtype) * span)[:, None]
     return nms(shifted, scores, iou_threshold)
+
+
+def clip_boxes(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Clip ``(K, 4)`` boxes to an image of ``size = (H, W)``."""
+    h, w = size
+    x = boxes[:, 0::2].clamp(0, w)
+    y = boxes[:, 1::2].clamp(0, h)
+    return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1)
+
+
+def remove_small_boxes(boxes: torch.Tensor, min_size: float) -> torch.Tensor:
+    """Indices of the boxes whose sides are both ``>= min_size``."""
+    wh = boxes[:, 2:] - boxes[:, :2]
+    return torch.nonzero((wh >= min_size).all(dim=1)).squeeze(1)
+
+
+# Largest log-scale change a decoded box may get (as in Fast R-CNN implementations: 1000/16 px).
+BBOX_XFORM_CLIP = math.log(1000.0 / 16)
+
+
+def encode_boxes(targets: torch.Tensor, references: torch.Tensor, weights=(1.0, 1.0, 1.0, 1.0)) -> torch.Tensor:
+    """R-CNN box coding (Girshick et al. CVPR 2014, appendix C): ``targets`` relative to ``references``
+    -> ``(K, 4)`` deltas ``(wx*dx/w, wy*dy/h, ww*log(w'/w), wh*log(h'/h))``."""
+    wx, wy, ww, wh = weights
+    rw, rh = references[:, 2] - references[:, 0], references[:, 3] - references[:, 1]
+    rx, ry = references[:, 0] + 0.5 * rw, references[:, 1] + 0.5 * rh
+    tw, th = targets[:, 2] - targets[:, 0], targets[:, 3] - targets[:, 1]
+    tx, ty = targets[:, 0] + 0.5 * tw, targets[:, 1] + 0.5 * th
+    return torch.stack([wx * (tx - rx) / rw, wy * (ty - ry) / rh, ww * torch.log(tw / rw), wh * torch.log(th / rh)],
+                       dim=1)
+
+
+def decode_boxes(deltas: torch.Tensor, references: torch.Tensor, weights=(1.0, 1.0, 1.0, 1.0)) -> torch.Tensor:
+    """Inverse of :func:`encode_boxes`; ``deltas`` may be ``(K, 4 * C)`` (one box per class)."""
+    wx, wy, ww, wh = weights
+    rw, rh = references[:, 2:3] - references[:, 0:1], references[:, 3:4] - references[:, 1:2]
+    rx, ry = references[:, 0:1] + 0.5 * rw, references[:, 1:2] + 0.5 * rh
+    dx, dy = deltas[:, 0::4] / wx, deltas[:, 1::4] / wy
+    dw = (deltas[:, 2::4] / ww).clamp(max=BBOX_XFORM_CLIP)
+    dh = (deltas[:, 3::4] / wh).clamp(max=BBOX_XFORM_CLIP)
+    cx, cy = dx * rw + rx, dy * rh + ry
+    w, h = torch.exp(dw) * rw, torch.exp(dh) * rh
+    out = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=2)  # (K, C, 4)
+    return out.reshape(deltas.shape)

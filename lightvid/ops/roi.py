@@ -107,7 +107,7 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
     rois = convert_boxes_to_rois(boxes, input)
     batch = _check_rois(rois, input)
     ph, pw = _pair(output_size)
-    n, c, h, w = input.shape
+    _, c, h, w = input.shape
     if rois.shape[0] == 0:
         return input.new_zeros((0, c, ph, pw))
     offset = 0.5 if aligned else 0.0
@@ -160,7 +160,7 @@ def roi_pool(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0
     rois = convert_boxes_to_rois(boxes, input)
     batch = _check_rois(rois, input)
     ph, pw = _pair(output_size)
-    n, c, h, w = input.shape
+    _, c, h, w = input.shape
     if rois.shape[0] == 0:
         return input.new_zeros((0, c, ph, pw))
     x1, y1, x2, y2 = (_round_half_away(rois[:, i] * spatial_scale) for i in range(1, 5))

@@ -103,6 +103,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     from lightvid.train.datamodule import EpochSeed, VideoDataModule
     from lightvid.train.module import ClassificationModule, NonFiniteLossError, TooManyBadFilesError
 
+    if cfg.task != "classify":  # detect / localize / segment
+        from lightvid.train.regions import train_regions
+
+        return train_regions(cfg, out_dir, resume=resume)
     t_start = time.perf_counter()
     module_cls = module_cls or ClassificationModule
     cfg.validate()
