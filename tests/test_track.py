@@ -179,3 +179,16 @@ def test_train_then_track_and_eval_cli(tmp_path, capsys):
     assert set(res["results"]) == {"sint", "ncc"} and res["targets"] >= 2
     assert 0 <= res["results"]["ncc"]["success_auc"] <= 1
     assert (tmp_path / "ev" / "success_plot.png").is_file() and (tmp_path / "ev" / "precision_plot.png").is_file()
+
+
+def test_reads_the_synthetic_objects_format(tmp_path):
+    from lightvid.data.synth_objects import generate_objects
+    from lightvid.track.sequences import find_sequences
+
+    generate_objects(tmp_path / "objs", workers=1, train=1, val=1, frames=4)
+    files = find_sequences(tmp_path / "objs", "train")
+    seq = load_sequence(files[0])
+    assert seq.frames.shape[0] == 4 and seq.tracks
+    for tid, boxes in seq.tracks.items():
+        ok = seq.usable(tid, 0.0)
+        assert ok.any() and (boxes[ok, 2:] > 0).all()
