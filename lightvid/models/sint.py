@@ -125,8 +125,8 @@ class SINT(Classifier):
     head_names = ("fc",)
 
     def __init__(self, backbone: str = "vgg11_bn", stages: int = 4, pools: int = 2, roi_size: int = 4,
-                 sampling_ratio: int = 1, fc_width: int = 1024, num_classes: int = 0, in_chans: int = 3, width_mult: float = 0.125,
-                 img_size: int = 128):
+                 sampling_ratio: int = 1, fc_width: int = 1024, num_classes: int = 0, in_chans: int = 3,
+                 width_mult: float = 0.125, img_size: int = 128):
         super().__init__()
         vgg = get_builder(backbone)(num_classes=0, in_chans=in_chans, width_mult=width_mult)
         if not isinstance(getattr(vgg, "features", None), nn.Sequential):
@@ -148,7 +148,7 @@ class SINT(Classifier):
 
     def embed_rois(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """Unit-norm embeddings ``(R, num_features)`` of ``(R, 5)`` boxes ``[b, x1, y1, x2, y2]`` (input pixels)."""
-        pooled = roi_align(features, rois, self.roi_size, 1.0 / self.stride, self.sampling_ratio)  # (R, C_mid + C_top, P, P)
+        pooled = roi_align(features, rois, self.roi_size, 1.0 / self.stride, self.sampling_ratio)  # (R, C4 + C5, P, P)
         mid = pooled[:, :self.c_mid].flatten(1)  # (R, C_mid*P*P)
         top = pooled[:, self.c_mid:].flatten(1)  # (R, C_top*P*P)
         parts = [F.normalize(mid, dim=1), F.normalize(top, dim=1), F.normalize(self.fc6(top), dim=1)]

@@ -27,8 +27,8 @@ class TrackerConfig:
     scales: tuple[float, ...] = (0.92, 1.0, 1.08)  # candidate sizes relative to the last box
     fine_step: float = 0.04  # refinement grid step / sqrt(w * h) (3 x 3 offsets); 0: no refinement
     fine_scales: tuple[float, ...] = (0.96, 1.0, 1.04)
-    motion_penalty: float = 0.0  # score -= penalty * (centre distance / sqrt(w * h))^2
-    scale_damping: float = 1.0  # 1: take the best candidate's size; < 1: move only part of the way
+    motion_penalty: float = 0.1  # score -= penalty * (centre distance / sqrt(w * h))^2
+    scale_damping: float = 0.5  # 1: take the best candidate's size; < 1: move only part of the way
     threads: int = 1  # torch threads while tracking (0: leave as is); one avoids stalls on a busy CPU
 
     def validate(self) -> "TrackerConfig":
