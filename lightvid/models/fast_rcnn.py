@@ -65,15 +65,25 @@ def sample_balanced(matches: torch.Tensor, batch_size: int, positive_fraction: f
 
 
 class RoIBoxHead(nn.Module):
-    """ROI pool/align -> fc6 -> fc7 -> ``cls_score`` (K + 1) and ``bbox_pred`` (4 (K + 1))."""
+    """ROI pool/align -> fc6 -> fc7 -> ``cls_score`` (K + 1) and ``bbox_pred`` (4 (K + 1)).
 
-    def __init__(self, in_channels: int, num_classes: int, spatial_scale: float, pool: str = "pool",
+    ``in_channels`` / ``spatial_scale`` may be lists: each box is then pooled from several feature
+    maps (e.g. strides 8 and 16) and the pooled grids are concatenated along channels, the
+    multi-layer ROI pooling of HyperNet (Kong et al., CVPR 2016) and Inside-Outside Net (Bell et al.,
+    CVPR 2016): fine maps localise, deeper maps tell the classes apart.
+    """
+
+    def __init__(self, in_channels, num_classes: int, spatial_scale, pool: str = "pool",
                  output_size: int = 7, hidden: int = 256, dropout: float = 0.0):
         super().__init__()
         if pool not in ("pool", "align"):
             raise ValueError(f"pool must be 'pool' (Fast R-CNN) or 'align' (Mask R-CNN), got {pool!r}")
-        self.num_classes, self.spatial_scale, self.pool, self.output_size = num_classes, spatial_scale, pool, output_size
-        self.fc6 = nn.Linear(in_channels * output_size * output_size, hidden)
+        channels = [in_channels] if isinstance(in_channels, int) else list(in_channels)
+        scales = [spatial_scale] if isinstance(spatial_scale, (int, float)) else list(spatial_scale)
+        if len(channels) != len(scales):
+            raise ValueError(f"one spatial_scale per input map: {len(channels)} maps, {len(scales)} scales")
+        self.num_classes, self.spatial_scales, self.pool, self.output_size = num_classes, scales, pool, output_size
+        self.fc6 = nn.Linear(sum(channels) * output_size * output_size, hidden)
         self.fc7 = nn.Linear(hidden, hidden)
         self.drop = nn.Dropout(dropout)
         self.cls_score = nn.Linear(hidden, num_classes + 1)
@@ -83,16 +93,21 @@ class RoIBoxHead(nn.Module):
         nn.init.zeros_(self.cls_score.bias)
         nn.init.zeros_(self.bbox_pred.bias)
 
-    def pool_features(self, features: torch.Tensor, proposals: list[torch.Tensor]) -> torch.Tensor:
-        if self.pool == "pool":
-            return roi_pool(features, proposals, self.output_size, self.spatial_scale)
-        return roi_align(features, proposals, self.output_size, self.spatial_scale, sampling_ratio=2, aligned=True)
+    def pool_features(self, features, proposals: list[torch.Tensor]) -> torch.Tensor:
+        maps = [features] if isinstance(features, torch.Tensor) else list(features)
+        pooled = []
+        for fmap, scale in zip(maps, self.spatial_scales):
+            if self.pool == "pool":
+                pooled.append(roi_pool(fmap, proposals, self.output_size, scale))
+            else:
+                pooled.append(roi_align(fmap, proposals, self.output_size, scale, sampling_ratio=2, aligned=True))
+        return torch.cat(pooled, dim=1)  # (K, sum C, P, P)
 
     def represent(self, pooled: torch.Tensor) -> torch.Tensor:
         x = pooled.flatten(1)  # (K, C*P*P)
         return self.drop(F.relu(self.fc7(self.drop(F.relu(self.fc6(x))))))
 
-    def forward(self, features: torch.Tensor, proposals: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, features, proposals: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.represent(self.pool_features(features, proposals))
         return self.cls_score(x), self.bbox_pred(x)
 

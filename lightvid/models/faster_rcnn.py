@@ -123,6 +123,9 @@ class RegionProposalNetwork(nn.Module):
 class FasterRCNN(nn.Module):
     """Backbone -> feature map at ``feature_stride`` -> RPN proposals -> Fast R-CNN head.
 
+    ``feature_stride`` may be a list (e.g. ``[8, 16]``): the RPN runs on the first (finest) map and
+    the box head pools every box from all of them (multi-layer ROI pooling, see ``RoIBoxHead``).
+
     ``forward(images, targets=None)``: images ``(B, 3, H, W)`` (or clips ``(B, 3, T, H, W)`` with a
     video backbone, the feature map averaged over time: detection on the clip's key frame). Training
     returns a dict of the four losses; evaluation a list of ``{"boxes", "scores", "labels"}``.
@@ -132,17 +135,18 @@ class FasterRCNN(nn.Module):
                  aspect_ratios=(0.5, 1.0, 2.0), pool: str = "align", output_size: int = 7, hidden: int = 256,
                  rois_per_image: int = 64, score_thresh: float = 0.05, detections_per_image: int = 100, **rpn_kwargs):
         super().__init__()
-        self.taps = FeatureTaps(backbone, (feature_stride,))
-        channels = self.taps.channels[0]
+        strides = [int(feature_stride)] if isinstance(feature_stride, (int, float)) else [int(s) for s in feature_stride]
+        self.taps = FeatureTaps(backbone, strides)
+        channels = self.taps.channels
         self.num_classes, self.rois_per_image = num_classes, rois_per_image
         self.score_thresh, self.detections_per_image = score_thresh, detections_per_image
-        self.rpn = RegionProposalNetwork(channels, feature_stride, anchor_sizes, aspect_ratios, **rpn_kwargs)
-        self.box_head = RoIBoxHead(channels, num_classes, 1.0 / feature_stride, pool, output_size, hidden)
+        self.rpn = RegionProposalNetwork(channels[0], strides[0], anchor_sizes, aspect_ratios, **rpn_kwargs)
+        self.box_head = RoIBoxHead(channels, num_classes, [1.0 / s for s in strides], pool, output_size, hidden)
 
     def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
-        features = spatial_map(self.taps(images)[0])  # (B, C, H/s, W/s)
+        features = [spatial_map(f) for f in self.taps(images)]  # (B, C_i, H/s_i, W/s_i), finest first
         size = tuple(images.shape[-2:])
-        proposals, losses = self.rpn(features, size, targets)
+        proposals, losses = self.rpn(features[0], size, targets)
         if self.training:
             proposals, matches = sample_proposals(proposals, targets, self.rois_per_image)
             logits, deltas = self.box_head(features, proposals)
