@@ -134,11 +134,13 @@ def test_bad_annotation_names_the_key(tmp_path):
         load_sequence(bad)
 
 
-def test_siamese_tracker_returns_one_box_per_frame(tmp_path):
+@pytest.mark.parametrize("regression", [False, True])
+def test_siamese_tracker_returns_one_box_per_frame(tmp_path, regression):
     seq = load_sequence(_tiny_sequence(tmp_path) / "annotations.json")
     start, box = seq.first_box(1)
     model = lightvid.create_model("sint")
-    result = run_tracker(SiameseTracker(model, TrackerConfig(input_size=64)), seq.frames[start:], box)
+    config = TrackerConfig(input_size=64, box_regression=regression, regression_samples=64)
+    result = run_tracker(SiameseTracker(model, config), seq.frames[start:], box)
     boxes = np.array(result.boxes)
     assert boxes.shape == (len(seq.frames) - start, 4) and np.isfinite(boxes).all()
     assert list(boxes[0]) == list(box) and (boxes[:, 2:] > 0).all()

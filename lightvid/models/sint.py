@@ -146,9 +146,13 @@ class SINT(Classifier):
         top = self.high(mid)  # (B, C_top, H/stride, W/stride)
         return torch.cat([mid, top], 1)  # (B, C_mid + C_top, H/stride, W/stride)
 
+    def pool_rois(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """ROI-aligned cells ``(R, C4 + C5, P, P)`` of ``(R, 5)`` boxes ``[b, x1, y1, x2, y2]`` (input pixels)."""
+        return roi_align(features, rois, self.roi_size, 1.0 / self.stride, self.sampling_ratio)
+
     def embed_rois(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """Unit-norm embeddings ``(R, num_features)`` of ``(R, 5)`` boxes ``[b, x1, y1, x2, y2]`` (input pixels)."""
-        pooled = roi_align(features, rois, self.roi_size, 1.0 / self.stride, self.sampling_ratio)  # (R, C4 + C5, P, P)
+        pooled = self.pool_rois(features, rois)  # (R, C4 + C5, P, P)
         mid = pooled[:, :self.c_mid].flatten(1)  # (R, C_mid*P*P)
         top = pooled[:, self.c_mid:].flatten(1)  # (R, C_top*P*P)
         parts = [F.normalize(mid, dim=1), F.normalize(top, dim=1), F.normalize(self.fc6(top), dim=1)]

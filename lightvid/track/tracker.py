@@ -29,6 +29,9 @@ class TrackerConfig:
     fine_scales: tuple[float, ...] = (0.96, 1.0, 1.04)
     motion_penalty: float = 0.1  # score -= penalty * (centre distance / sqrt(w * h))^2
     scale_damping: float = 0.5  # 1: take the best candidate's size; < 1: move only part of the way
+    box_regression: bool = False  # refine the chosen box by ridge regression fitted on the first frame
+    regression_samples: int = 256  # jittered first-frame boxes the regression is fitted on
+    regression_ridge: float = 1.0  # ridge penalty (features are standardised)
     threads: int = 1  # torch threads while tracking (0: leave as is); one avoids stalls on a busy CPU
 
     def validate(self) -> "TrackerConfig":
@@ -92,6 +95,37 @@ class SiameseTracker:
         win = window_around(self.box, c.context, c.input_size)
         feats = self.model.forward_features(to_tensor(crop(frame, win, c.input_size)))
         self.query = self.model.embed_rois(feats, _rois(win.to_window(self.box)))[0]  # (D,)
+        self.regressor = self._fit_regression(feats, win.to_window(self.box)[0]) if c.box_regression else None
+
+    def _fit_regression(self, feats, box_xyxy: np.ndarray):
+        """Ridge regression from a box's ROI cells to the offsets of the true box (Tao et al. fit theirs on
+        the first frame too, the only sure example): ``(dx / w, dy / h, log(W / w), log(H / h))``."""
+        c = self.config
+        rng = np.random.default_rng(0)
+        x1, y1, x2, y2 = box_xyxy
+        w, h = x2 - x1, y2 - y1
+        n = c.regression_samples
+        cx = (x1 + x2) / 2 + rng.normal(0, 0.1, n) * w
+        cy = (y1 + y2) / 2 + rng.normal(0, 0.1, n) * h
+        sw, sh = w * np.exp(rng.normal(0, 0.1, n)), h * np.exp(rng.normal(0, 0.1, n))
+        boxes = np.stack([cx - sw / 2, cy - sh / 2, cx + sw / 2, cy + sh / 2], 1)
+        targets = np.stack([((x1 + x2) / 2 - cx) / sw, ((y1 + y2) / 2 - cy) / sh, np.log(w / sw), np.log(h / sh)], 1)
+        x = self.model.pool_rois(feats, _rois(boxes)).flatten(1).double()  # (n, C*P*P)
+        mean, std = x.mean(0), x.std(0) + 1e-3
+        z = (x - mean) / std
+        eye = torch.eye(z.shape[1], dtype=z.dtype)
+        weight = torch.linalg.solve(z.T @ z + c.regression_ridge * n * eye, z.T @ torch.from_numpy(targets))
+        return mean, std, weight, torch.from_numpy(targets.mean(0))
+
+    def _regress(self, feats, box_xyxy: np.ndarray) -> np.ndarray:
+        mean, std, weight, bias = self.regressor
+        z = (self.model.pool_rois(feats, _rois(box_xyxy[None])).flatten(1).double() - mean) / std
+        dx, dy, dw, dh = (z @ weight + bias)[0].numpy()
+        x1, y1, x2, y2 = box_xyxy
+        w, h = x2 - x1, y2 - y1
+        cx, cy = (x1 + x2) / 2 + dx * w, (y1 + y2) / 2 + dy * h
+        w, h = w * np.exp(np.clip(dw, -0.2, 0.2)), h * np.exp(np.clip(dh, -0.2, 0.2))
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
     @torch.inference_mode()
     def update(self, frame: np.ndarray) -> np.ndarray:
@@ -106,6 +140,8 @@ class SiameseTracker:
         if c.fine_step > 0:
             fine = grid_candidates(best, c.fine_step, c.fine_scales)
             best = self._best(feats, np.concatenate([best[None], fine]), cx, cy, w, h)
+        if self.regressor is not None:
+            best = self._regress(feats, best)
         new = win.to_frame(best)[0]
         if c.scale_damping < 1:  # keep the centre, move the size part of the way
             centre = new[:2] + new[2:] / 2
