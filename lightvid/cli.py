@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "Grad-CAM (Captum) and a DeepVID-style local surrogate of one video"),
     "baseline": ("lightvid.baselines.cli:baseline_command",
                  "classic baselines: tiny images + kNN, bag of SIFT words + kNN/SVM"),
+    "track": ("lightvid.track.cli:track_command",
+              "follow an object through a video (Siamese instance search); track synth/train"),
 }
 
 

@@ -24,6 +24,29 @@ def _synth(argv: list[str], prog: str) -> int:
     return 0
 
 
+def _synth_objects(argv: list[str], prog: str) -> int:
+    from lightvid.data.synth_objects import DEFAULTS, generate_objects
+
+    p = argparse.ArgumentParser(prog=prog, description="Write synthetic videos of moving textured shapes over "
+                                "procedural or photo backgrounds, with per-frame boxes, masks, track ids and actions "
+                                "(COCO-style annotations.json per video; see docs/regions.md).")
+    p.add_argument("out", help="output folder (empty, or an unfinished / identical objects set)")
+    for key in ("train", "val", "frames", "size", "max_objects", "min_radius", "max_radius", "seed", "fps",
+                "distractor_prob", "noise"):
+        p.add_argument(f"--{key.replace('_', '-')}", type=type(DEFAULTS[key]), default=DEFAULTS[key],
+                       help=f"(default {DEFAULTS[key]})")
+    p.add_argument("--backgrounds", default=None, help="image folder (searched recursively) for photo backgrounds "
+                   "(default: procedural backgrounds)")
+    p.add_argument("--patches", action="store_true", help="texture some objects with patches of the photos")
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    args = p.parse_args(argv)
+    params = {k: getattr(args, k) for k in DEFAULTS}
+    root, written = generate_objects(args.out, workers=max(1, args.workers), **params)
+    print(f"{root}: {params['train']} train + {params['val']} val videos of {params['frames']} frames "
+          f"{params['size']}x{params['size']} ({'written' if written else 'already there'})")
+    return 0
+
+
 def _check(argv: list[str], prog: str) -> int:
     from lightvid.data.build import FORMATS
     from lightvid.data.check import check_dataset
@@ -119,7 +142,8 @@ def _shard(argv: list[str], prog: str) -> int:
     return 1 if missing else 0
 
 
-SUBCOMMANDS = {"synth": _synth, "check": _check, "extract-frames": _extract_frames, "reencode": _reencode,
+SUBCOMMANDS = {"synth": _synth, "synth-objects": _synth_objects, "check": _check, "extract-frames": _extract_frames,
+               "reencode": _reencode,
                "shard": _shard}
 
 
@@ -127,6 +151,7 @@ def data_command(argv: list[str], prog: str = "lightvid data") -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: {prog} {{{','.join(SUBCOMMANDS)}}} ...\n\n"
               "  synth OUT                write the synthetic motion set (see `synth --help`)\n"
+              "  synth-objects OUT        moving-objects videos with boxes, masks, tracks, actions\n"
               "  check DATASET            list every bad file with its reason (exit 1 if any)\n"
               "  extract-frames SRC DST   videos -> folders of JPEG/PNG frames (rawframes format)\n"
               "  reencode SRC DST         re-encode videos with short keyframe intervals (--gop 16)\n"

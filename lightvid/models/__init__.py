@@ -10,6 +10,7 @@ from lightvid.models import (  # noqa: F401
     i3d,
     resnet,
     resnet3d,
+    sint,
     stn,
     vgg,
     x3d,

@@ -92,11 +92,14 @@ class TrainerConfig:
 class TrainConfig:
     name: str = "run"
     seed: int = 0
+    # classify: the data/ pipeline; detect | localize | segment: lightvid.train.regions (its `regions` section)
+    task: Literal["classify", "detect", "localize", "segment"] = "classify"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    regions: dict = field(default_factory=dict)  # lightvid.train.regions.RegionsConfig keys
 
     def to_dict(self) -> dict:
         return to_plain(self)

@@ -1,0 +1,118 @@
+"""Region models and their training loop: shapes, losses, one or two training steps per task on a
+tiny generated objects set (the accuracy goals are measured by the configs in configs/, not here)."""
+import json
+
+import pytest
+import torch
+
+from lightvid.data.objects_dataset import ObjectsDataset
+from lightvid.data.synth_objects import generate_objects
+from lightvid.models.fcn import FCN, bilinear_kernel
+from lightvid.models.features import FeatureTaps
+from lightvid.models.regions import build_region_model
+from lightvid.models.registry import create_model
+from lightvid.train.config import load_config
+from lightvid.train.region_metrics import CocoBoxMAP
+from lightvid.train.run import train
+
+TINY = {"train": 2, "val": 1, "frames": 4, "size": 64, "min_radius": 6, "max_radius": 10}
+
+
+@pytest.fixture(scope="module")
+def objects_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("objects") / "set"
+    generate_objects(root, workers=1, **TINY)
+    return root
+
+
+def test_feature_taps_find_stage_outputs():
+    net = create_model("resnet18", width_mult=0.25, num_classes=0)
+    taps = FeatureTaps(net, (8, 16, 32))
+    assert taps.tap_names == ["layer2", "layer3", "layer4"]
+    x = torch.randn(1, 3, 64, 64)
+    feats = taps.eval()(x)
+    assert [f.shape[-1] for f in feats] == [8, 4, 2]
+    torch.testing.assert_close(feats[-1], net.forward_features(x))  # the deepest tap is forward_features
+    early = FeatureTaps(net, (8,))(x)[0]  # stops after layer2
+    torch.testing.assert_close(early, net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x)))))))
+    with pytest.raises(ValueError, match="no feature map at stride 64"):
+        FeatureTaps(net, (64,))
+
+
+def test_fcn_upconvolution_starts_bilinear_and_uses_the_classifier():
+    k = bilinear_kernel(1, 4)[0, 0]
+    torch.testing.assert_close(k[1], torch.tensor([0.1875, 0.5625, 0.5625, 0.1875]))
+    net = create_model("resnet18", width_mult=0.25, num_classes=6)
+    fcn = FCN(net, 6)
+    x = torch.randn(1, 3, 64, 64)
+    feat = fcn.taps(x)[-1]
+    pooled_logits = net.fc(feat.mean((2, 3)))
+    torch.testing.assert_close(fcn.score[-1](feat).mean((2, 3)), pooled_logits)  # the classifier as a 1x1 conv
+    assert fcn(x).shape == (1, 6, 64, 64)
+
+
+@pytest.mark.parametrize("task,backbone,shape", [("detect", "resnet18", (2, 3, 64, 64)),
+                                                 ("detect", "r3d_10", (2, 3, 4, 64, 64)),
+                                                 ("localize", "r3d_10", (2, 3, 4, 64, 64))])
+def test_region_models_train_and_predict(task, backbone, shape):
+    torch.manual_seed(0)
+    n = 6 if task == "localize" else 5
+    model = build_region_model(task, backbone, n, {"width_mult": 0.25}, feature_stride=8, anchor_sizes=(16, 32))
+    targets = [{"boxes": torch.tensor([[5.0, 6, 30, 28]]), "labels": torch.tensor([2]),
+                "actions": torch.eye(6)[[1]]}, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
+                                               "actions": torch.zeros(0, 6)}]
+    losses = model.train()(torch.randn(shape), targets)
+    assert all(torch.isfinite(v) for v in losses.values()) and len(losses) >= 4
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in model.rpn.parameters())
+    dets = model.eval()(torch.randn(shape))
+    assert len(dets) == 2 and dets[0]["boxes"].shape[1] == 4
+    assert dets[0]["labels"].min() >= 1 and dets[0]["labels"].max() <= n
+
+
+def test_fast_rcnn_on_given_proposals():
+    model = build_region_model("fast_rcnn", "resnet18", 5, {"width_mult": 0.25}, feature_stride=16)
+    props = [torch.tensor([[0.0, 0, 30, 30], [10, 10, 50, 40]])]
+    losses = model.train()(torch.randn(1, 3, 64, 64), props, [{"boxes": torch.tensor([[8.0, 8, 40, 36]]),
+                                                              "labels": torch.tensor([1])}])
+    assert set(losses) == {"loss_classifier", "loss_box_reg"} and all(torch.isfinite(v) for v in losses.values())
+    assert model.eval()(torch.randn(1, 3, 64, 64), props)[0]["scores"].numel() <= 2 * 5
+
+
+def test_coco_map_perfect_and_wrong():
+    gt = [{"boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40]]), "labels": torch.tensor([1, 2]),
+           "iscrowd": torch.tensor([False, False])}]
+    m = CocoBoxMAP(2)
+    m.update([{"boxes": gt[0]["boxes"], "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([1, 2])}], gt)
+    assert m.compute()["map_50"] == pytest.approx(1.0)
+    m.reset()
+    m.update([{"boxes": gt[0]["boxes"], "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([2, 1])}], gt)
+    assert m.compute()["map_50"] == pytest.approx(0.0)
+
+
+def test_objects_dataset_items(objects_root):
+    ds = ObjectsDataset(objects_root, "train", clip_len=3, hflip=True)
+    assert len(ds) == 2 * 2
+    x, t = ds[0]
+    assert x.shape == (3, 3, 64, 64) and t["semantic"].shape == (64, 64)
+    assert t["boxes"].shape[0] == t["labels"].shape[0] == t["actions"].shape[0]
+    assert set(t["semantic"].unique().tolist()) <= {0, *t["labels"].tolist()}
+
+
+@pytest.mark.parametrize("task,backbone,extra", [("detect", "resnet18", []),
+                                                 ("localize", "r3d_10", ["regions.clip_len=3"]),
+                                                 ("segment", "resnet18", [])])
+def test_train_two_steps(task, backbone, extra, objects_root, tmp_path):
+    cfg = load_config(None, [f"task={task}", f"model.name={backbone}", "model.kwargs.width_mult=0.25",
+                             f"regions.root={objects_root}", "regions.head={}" if task == "segment" else
+                             "regions.head={feature_stride: 8, anchor_sizes: [16, 32]}", "regions.pictures=2",
+                             "trainer.max_epochs=1", "trainer.batch_size=2", "trainer.limit_train_batches=2",
+                             "trainer.precision=32", "trainer.progress_bar=false", "optim.name=adamw",
+                             "optim.lr=0.001", *extra])
+    report = train(cfg, tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert saved["task"] == task
+    key = "miou" if task == "segment" else "map_50"
+    assert 0.0 <= report["best"][key] <= 1.0
+    assert (tmp_path / "run" / "pictures" / "predictions.png").stat().st_size > 0
+    assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
