@@ -141,7 +141,8 @@ class FasterRCNN(nn.Module):
                  aspect_ratios=(0.5, 1.0, 2.0), pool: str = "align", output_size: int = 7, hidden: int = 256,
                  rois_per_image: int = 64, score_thresh: float = 0.05, detections_per_image: int = 100, **rpn_kwargs):
         super().__init__()
-        strides = [int(feature_stride)] if isinstance(feature_stride, (int, float)) else [int(s) for s in feature_stride]
+        strides = ([int(feature_stride)] if isinstance(feature_stride, (int, float))
+                   else [int(s) for s in feature_stride])
         self.taps = FeatureTaps(backbone, strides)
         channels = self.taps.channels
         self.num_classes, self.rois_per_image = num_classes, rois_per_image

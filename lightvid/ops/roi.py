@@ -38,7 +38,8 @@ def convert_boxes_to_rois(boxes, input: torch.Tensor) -> torch.Tensor:
     """``Tensor[K, 5]`` as is, or a list of ``Tensor[L, 4]`` -> ``Tensor[K, 5]`` (batch index first)."""
     if isinstance(boxes, torch.Tensor):
         if boxes.dim() != 2 or boxes.shape[1] != 5:
-            raise ValueError(f"boxes must be Tensor[K, 5] (batch_index, x1, y1, x2, y2), got shape {tuple(boxes.shape)}")
+            raise ValueError("boxes must be Tensor[K, 5] (batch_index, x1, y1, x2, y2), "
+                             f"got shape {tuple(boxes.shape)}")
         return boxes.to(input.dtype)
     if not isinstance(boxes, (list, tuple)):
         raise ValueError(f"boxes must be a Tensor[K, 5] or a list of Tensor[L, 4], got {type(boxes).__name__}")
