@@ -38,6 +38,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "follow an object through a video (Siamese instance search); track synth/train"),
 }
 
+# `lightvid COMMAND --task TASK` runs another function for these tasks (e.g. OTB-style tracking evaluation).
+TASK_COMMANDS: dict[tuple[str, str], str] = {
+    ("eval", "track"): "lightvid.track.cli:eval_track_command",
+}
+
+
+def _task_of(argv: list[str]) -> str | None:
+    for i, a in enumerate(argv):
+        if a == "--task" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--task="):
+            return a.split("=", 1)[1]
+    return None
+
 
 def _usage() -> str:
     width = max(len(n) for n in COMMANDS)
@@ -65,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         print(f"error: unknown command {name!r}{hint} (see `lightvid --help`)", file=sys.stderr)
         return 2
-    module_name, func_name = COMMANDS[name][0].split(":")
+    target = TASK_COMMANDS.get((name, _task_of(rest) or ""), COMMANDS[name][0])
+    module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     from lightvid.checkpoint import CheckpointError
     from lightvid.errors import UserError

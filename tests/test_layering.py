@@ -23,12 +23,16 @@ ALLOWED = {
     "lightvid": {"models"},
     "cli": {"lightvid", "checkpoint", "errors"},
     "compress": {"train", "train.config", "run_spec", "data", "models", "checkpoint", "args"} | BASE,
-    "train": {"train.config", "run_spec", "analysis.summary", "data", "models", "checkpoint", "args"} | BASE,
+    "train": {"train.config", "run_spec", "analysis.summary", "analysis.draw", "data", "models", "checkpoint",
+              "args"} | BASE,
     "accel": {"run_spec", "analysis.summary", "data", "models", "checkpoint", "args"} | BASE,
     "run_spec": {"train.config", "data", "models", "checkpoint"} | BASE,
     "train.config": {"data", "models"} | BASE,
-    "analysis": {"accel", "run_spec", "analysis.summary", "data", "models", "args"} | BASE,
+    "analysis": {"accel", "run_spec", "analysis.summary", "analysis.draw", "data", "models", "args"} | BASE,
     "analysis.summary": {"models", "args", "errors"},
+    "analysis.draw": {"data", "models"} | BASE,
+    "track": {"train", "train.config", "run_spec", "analysis.summary", "data", "models", "ops", "checkpoint",
+              "args"} | BASE,
     "baselines": {"data", "models", "args"} | BASE,
     "data": BASE,
     "models": {"ops", "checkpoint", "errors"},
@@ -163,6 +167,8 @@ def part(module: str) -> str:
     """The line of CONTRIBUTING.md's list a module belongs to: ``lightvid.train.run`` -> ``train``."""
     if module in ("lightvid.train.config", "lightvid.analysis.summary"):
         return module.removeprefix("lightvid.")
+    if module == "lightvid.analysis.regions_draw":
+        return "analysis.draw"
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "lightvid"
 

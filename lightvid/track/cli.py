@@ -29,7 +29,7 @@ def _parse_box(text: str) -> list[float]:
 
 def _parse_set(items: list[str]) -> dict:
     """``["radii=(0.1,0.2)", "context=3.5"]`` -> dict of Python literals."""
-    from lightvid.cli import parse_kw
+    from lightvid.args import parse_kw
 
     return parse_kw(items)
 

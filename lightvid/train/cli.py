@@ -54,6 +54,11 @@ def train_command(argv: list[str], prog: str = "lightvid train") -> int:
     if args.deterministic:
         overrides.append("trainer.deterministic=true")
     cfg = load_config(config, overrides)
+    if cfg.task != "classify":  # detect / localize / segment
+        from lightvid.train.regions import train_regions
+
+        train_regions(cfg, args.out, resume=args.resume)
+        return 0
     from lightvid.train.run import train
 
     train(cfg, args.out, resume=args.resume)
@@ -63,20 +68,7 @@ def train_command(argv: list[str], prog: str = "lightvid train") -> int:
 EVAL_FILES = ("eval.json", "confusion_matrix.png", "confusion_matrix.csv")  # what eval writes in its --out
 
 
-def _task_of(argv: list[str]) -> str | None:
-    for i, a in enumerate(argv):
-        if a == "--task" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--task="):
-            return a.split("=", 1)[1]
-    return None
-
-
 def eval_command(argv: list[str], prog: str = "lightvid eval") -> int:
-    if _task_of(argv) == "track":  # single-object tracking: OTB-style success/precision plots
-        from lightvid.track.cli import eval_track_command
-
-        return eval_track_command(argv, prog=prog)
     p = argparse.ArgumentParser(prog=prog, description="Clip- and video-level accuracy of a checkpoint.")
     p.add_argument("--checkpoint", required=True, help="a run's checkpoints/best.ckpt or last.ckpt")
     p.add_argument("--data", action="append", default=[], metavar="PATH|KEY=VALUE",

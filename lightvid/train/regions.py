@@ -197,30 +197,42 @@ class RegionsModule(L.LightningModule):
 
 
 def train_regions(cfg: TrainConfig, out_dir=None, resume: bool = False) -> dict:
-    """Train ``cfg`` (``task`` detect / localize / segment) into ``out_dir``; -> the report."""
+    """Train ``cfg`` (``task`` detect / localize / segment) into ``out_dir``; -> the report.
+
+    The run folder is opened as a classification run's is (:func:`lightvid.train.run.open_run_folder`):
+    a folder holding another run's files is refused, the user's other files are left alone, and a
+    second process on the same folder is refused by its lock.
+    """
+    from lightvid.train.run import default_out_dir, open_run_folder
+
+    if cfg.task not in REGION_TASKS:
+        raise UserError(f"task={cfg.task!r} is not one of {', '.join(REGION_TASKS)}")
+    cfg.validate()
+    regions_config(cfg)  # bad regions keys fail before anything is written
+    out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
+    lock = open_run_folder(out, resume)
+    try:
+        return _train_regions(cfg, out, resume)
+    finally:
+        lock.release()
+
+
+def _train_regions(cfg: TrainConfig, out: Path, resume: bool) -> dict:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from lightvid.models.registry import create_model
+    from lightvid.precision import resolve_precision
     from lightvid.train.checkpoint import AtomicCheckpointIO
     from lightvid.train.report import write_json
-    from lightvid.train.run import Throughput, default_out_dir, resolve_precision
+    from lightvid.train.run import Throughput
 
     t_start, cpu_start = time.perf_counter(), time.process_time()
-    if cfg.task not in REGION_TASKS:
-        raise UserError(f"task={cfg.task!r} is not one of {', '.join(REGION_TASKS)}")
-    cfg.validate()
     rc = regions_config(cfg)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
     last = out / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise UserError(f"{last}: no checkpoint to resume from")
-    if not resume and last.exists():
-        raise UserError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
     t = cfg.trainer
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     ensure_objects_set(rc, cfg.seed)
@@ -237,7 +249,7 @@ def train_regions(cfg: TrainConfig, out_dir=None, resume: bool = False) -> dict:
     last_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
                               every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False)
     speed = Throughput()
-    precision = resolve_precision(t.precision, t.accelerator)
+    precision = resolve_precision(t.precision, t.accelerator, training=True)
     trainer = L.Trainer(max_epochs=t.max_epochs, accelerator=t.accelerator, devices=1, precision=precision,
                         gradient_clip_val=t.grad_clip, limit_train_batches=None if t.limit_train_batches == 1.0
                         else t.limit_train_batches, limit_val_batches=None if t.limit_val_batches == 1.0

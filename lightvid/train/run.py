@@ -90,10 +90,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     """
     t_start = time.perf_counter()
     cfg.validate()
-    if cfg.task != "classify":  # detect / localize / segment
-        from lightvid.train.regions import train_regions
-
-        return train_regions(cfg, out_dir, resume=resume)
+    if cfg.task != "classify":
+        raise UserError(f"task={cfg.task!r}: train it with lightvid.train.regions.train_regions "
+                        "(`lightvid train` chooses by task)")
     _check_data_root(cfg)  # a user's folder given as the synthetic set's root is refused before anything is written
     ref = meta_model(cfg.model, "config")  # bad model values fail here, before anything is written
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
