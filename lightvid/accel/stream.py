@@ -193,6 +193,8 @@ def run_stream(im: InferenceModel, source: str, realtime: bool = False, hop: int
                 on_result(result)
             if max_predictions and stats.predictions >= max_predictions:
                 break
+    except KeyboardInterrupt:  # Ctrl-C ends a live stream: the summary still comes
+        pass
     finally:
         reader.stop()
         reader.join(timeout=5)
