@@ -23,9 +23,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("lightvid.accel.cli:bench_command", "latency, clips/s, memory and GFLOP/s of a model, checkpoint or ONNX file"),
     "export": ("lightvid.accel.cli:export_command", "export to ONNX, TorchScript or safetensors"),
     "predict": ("lightvid.accel.cli:predict_command", "top-k classes of video files with a trained checkpoint"),
-    "stream": ("lightvid.accel.cli:stream_command", "rolling-window top-k on a camera, URL or paced file, bounded latency"),
-    "features": ("lightvid.analysis.cli:features_command", "pooled embeddings per clip and per video, resumable shards"),
-    "explain": ("lightvid.analysis.cli:explain_command", "Grad-CAM (Captum) and a DeepVID-style local surrogate of one video"),
+    "stream": ("lightvid.accel.cli:stream_command", "live top-k on a camera, URL or paced file, bounded latency"),
+    "features": ("lightvid.analysis.cli:features_command", "embeddings per clip and per video, resumable"),
+    "explain": ("lightvid.analysis.cli:explain_command", "Grad-CAM and a DeepVID-style surrogate of a video"),
     "baseline": ("lightvid.baselines.cli:baseline_command", "classic baselines: tiny images + kNN, bag of SIFT words + kNN/SVM"),
 }
 
