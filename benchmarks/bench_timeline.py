@@ -1,7 +1,7 @@
 """Peak memory and throughput of ``lightvid predict --window`` on long videos: memory must not grow with length.
 
     python benchmarks/bench_timeline.py --ckpt runs/quickstart/checkpoints/best.ckpt \
-        [--synth .cache/synth-motion] [--minutes 0.5 10 60] [--size 64] [--window 2 --stride 1]
+        [--synth .cache/synth-motion] [--minutes 1 10 60] [--size 64] [--window 2 --stride 1]
 
 For each length a looped video is made with ``benchmarks/long_video.py`` (cached in
 ``--cache``), then ``lightvid predict CKPT VIDEO --window W --stride S --json`` runs in a
@@ -28,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--synth", default=str(REPO / ".cache" / "synth-motion"))
-    ap.add_argument("--minutes", type=float, nargs="+", default=[0.5, 10, 60])
+    ap.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--window", default="2")
     ap.add_argument("--stride", default="1")

@@ -58,6 +58,7 @@ def make_long_video(out: str | Path, minutes: float, size: int, synth: str, segm
     from lightvid.data.video import read_all_frames
 
     out = Path(out)
+    segment_s = max(1, min(segment_s, int(round(minutes * 60))))  # a short video is one shorter segment
     files = sorted((Path(synth) / "val").rglob("*.mp4"))
     frames, need = [], segment_s * 25
     for f in files:

@@ -120,3 +120,14 @@ def test_explain_real_kinetics_clip(shared_data, tmp_path, capsys):
     assert main(["explain", str(ckpt), str(video), "--out", str(tmp_path / "k"), "--samples", "24"]) == 0
     doc = json.loads((tmp_path / "k" / f"{video.stem}.explain.json").read_text())
     assert doc["class"] in {"archery", "bowling", "flying_kite", "high_jump", "marching"}
+
+
+def test_explain_image_with_a_2d_model(tmp_path, capsys):
+    import cv2
+
+    img = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "photo.png"), img)
+    assert main(["explain", "resnet18_cifar", str(tmp_path / "photo.png"), "--out", str(tmp_path / "ex"),
+                 "--width-mult", "0.25", "--num-classes", "3", "--samples", "20", "--grid", "1x2x2"]) == 0
+    doc = json.loads((tmp_path / "ex" / "photo.explain.json").read_text())
+    assert doc["frames"] == [0] and doc["surrogate"]["grid"] == [1, 2, 2] and doc["class_index"] in (0, 1, 2)

@@ -39,7 +39,7 @@ def test_file_without_realtime_predicts_every_hop_and_drops_nothing(tiny_synth, 
 def test_slow_model_on_realtime_source_drops_frames_and_takes_the_newest(tiny_synth, tmp_path):
     video = long_video(tiny_synth, tmp_path / "long.mp4", clips=8)  # 64 frames, 2.56 s at 25 fps
     im = load_inference_model(str(make_checkpoint(tmp_path)))  # span 8 frames
-    im.run = Sleepy(im.model, 0.3)  # 0.3 s per prediction: the source brings ~7.5 frames meanwhile
+    im.run = Sleepy(im.model, 0.6)  # 0.6 s per prediction: the source brings ~15 frames meanwhile, > one clip
     results = []
     stats = run_stream(im, str(video), realtime=True, hop=1, on_result=results.append)
     assert stats.frames_read == 64

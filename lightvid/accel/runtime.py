@@ -20,6 +20,7 @@ from lightvid.data.build import DataConfig
 from lightvid.data.sampling import ClipSampler
 from lightvid.data.transforms import ClipTransform
 from lightvid.errors import UserError
+from lightvid.run_spec import load_model, run_data_config
 
 
 def optimize_kwargs(precision: str) -> dict:
@@ -82,40 +83,9 @@ class InferenceModel:
         return m.forward_head(m.forward_features(x), pre_logits=True).float()
 
 
-def read_training_checkpoint(path: str) -> tuple[nn.Module, dict]:
-    """``(model in eval mode, meta)`` of a training checkpoint, without importing Lightning.
-
-    Same checks as ``lightvid.train.checkpoint.load_model`` (which lives next to Lightning's
-    checkpoint I/O, whose import alone costs seconds): safe loading through
-    :func:`lightvid.checkpoint.load_file`, one-line errors naming the file.
-    """
-    from lightvid.checkpoint import CheckpointError, load_file
-    from lightvid.models.registry import create_model
-
-    obj = load_file(path)
-    if not isinstance(obj, dict) or not isinstance(obj.get("lightvid"), dict) or "state_dict" not in obj:
-        raise CheckpointError(f"{path}: not a lightvid training checkpoint (no 'lightvid' metadata)")
-    meta = dict(obj["lightvid"])
-    missing = [k for k in ("model", "model_kwargs", "num_classes") if k not in meta]
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint metadata lacks {', '.join(missing)}")
-    try:
-        model = create_model(meta["model"], num_classes=meta["num_classes"],
-                             input_transform=meta.get("input_transform"), **meta["model_kwargs"])
-        state = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
-        model.load_state_dict(state, strict=True)
-    except (TypeError, ValueError, KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: cannot rebuild {meta['model']!r} ({str(e).splitlines()[0][:300]})") from None
-    meta.setdefault("classes", [str(i) for i in range(meta["num_classes"])])
-    meta.setdefault("config", {})
-    meta["path"] = str(path)
-    return model.eval(), meta
-
-
 def _from_checkpoint(path: str) -> tuple[nn.Module, DataConfig, list[str], dict]:
-    model, meta = read_training_checkpoint(path)
-    data = dict((meta.get("config") or {}).get("data") or {})
-    cfg = DataConfig.from_dict(data, where=f"{path}: config.data")
+    model, meta = load_model(path)  # Lightning-free, weights_only loading, one-line errors naming the file
+    cfg = run_data_config(meta, source=f"{path}: config")
     return model, cfg, list(meta.get("classes") or []), meta
 
 

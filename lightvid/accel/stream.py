@@ -172,7 +172,9 @@ def run_stream(im: InferenceModel, source: str, realtime: bool = False, hop: int
                 continue
             window = buf[-span:]
             first, newest = window[0].seq, window[-1].seq
-            stats.dropped += max(0, first - covered_to - 1)  # frames no window will ever contain
+            # frames no window will contain, beyond those a hop longer than the clip skips by design
+            scheduled_first = last_seq + hop - span + 1
+            stats.dropped += max(0, first - max(covered_to + 1, scheduled_first))
             stats.frames_predicted += newest - max(covered_to, first - 1)
             covered_to = newest
             t_in = time.perf_counter()
@@ -193,6 +195,8 @@ def run_stream(im: InferenceModel, source: str, realtime: bool = False, hop: int
                 on_result(result)
             if max_predictions and stats.predictions >= max_predictions:
                 break
+    except KeyboardInterrupt:  # Ctrl-C ends a live stream: the summary still comes
+        pass
     finally:
         reader.stop()
         reader.join(timeout=5)

@@ -25,8 +25,6 @@ def features_command(argv: list[str], prog: str = "lightvid features") -> int:
     p.add_argument("--shard-size", type=int, default=64, help="videos per shard")
     p.add_argument("--format", default="npy", choices=FORMATS)
     p.add_argument("--weights", default=None, help="weights file for a model name")
-    p.add_argument("--precision", default=None, choices=("fp32", "bf16", "auto"),
-                   help="accepted for symmetry with the other tools; features use the plain model's forward_head")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_args(p)
     args = p.parse_args(argv)
