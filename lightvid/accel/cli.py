@@ -172,6 +172,8 @@ def stream_command(argv: list[str], prog: str = "lightvid stream") -> int:
     p.add_argument("--force", action="store_true", help="replace an existing --jsonl file")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--max-predictions", type=int, default=None, help="stop after this many predictions")
+    p.add_argument("--precision", default=None, choices=("fp32", "bf16", "auto"),
+                   help="run through lightvid.optimize at this precision (BN folded, channels-last)")
     args = p.parse_args(argv)
     if args.topk < 1:
         raise UserError("--topk must be >= 1")
