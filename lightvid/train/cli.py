@@ -54,11 +54,6 @@ def train_command(argv: list[str], prog: str = "lightvid train") -> int:
     if args.deterministic:
         overrides.append("trainer.deterministic=true")
     cfg = load_config(config, overrides)
-    if cfg.task != "classify":  # detect / localize / segment
-        from lightvid.train.regions import train_regions
-
-        train_regions(cfg, args.out, resume=args.resume)
-        return 0
     from lightvid.train.run import train
 
     train(cfg, args.out, resume=args.resume)

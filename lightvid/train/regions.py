@@ -203,7 +203,7 @@ def train_regions(cfg: TrainConfig, out_dir=None, resume: bool = False) -> dict:
     a folder holding another run's files is refused, the user's other files are left alone, and a
     second process on the same folder is refused by its lock.
     """
-    from lightvid.train.run import default_out_dir, open_run_folder
+    from lightvid.train.run_folder import default_out_dir, open_run_folder
 
     if cfg.task not in REGION_TASKS:
         raise UserError(f"task={cfg.task!r} is not one of {', '.join(REGION_TASKS)}")
@@ -225,7 +225,7 @@ def _train_regions(cfg: TrainConfig, out: Path, resume: bool) -> dict:
     from lightvid.precision import resolve_precision
     from lightvid.train.checkpoint import AtomicCheckpointIO
     from lightvid.train.report import write_json
-    from lightvid.train.run import Throughput
+    from lightvid.train.throughput import Throughput
 
     t_start, cpu_start = time.perf_counter(), time.process_time()
     rc = regions_config(cfg)

@@ -25,9 +25,11 @@ import lightning as L
 import torch
 
 from lightvid.errors import UserError
-from lightvid.fileio import FolderLock, write_text_atomic
+from lightvid.fileio import write_text_atomic
 from lightvid.precision import resolve_precision
 from lightvid.train.config import TrainConfig, meta_model, save_config
+from lightvid.train.run_folder import RUN_FILES, default_out_dir, open_run_folder  # noqa: F401 (RUN_FILES: API)
+from lightvid.train.throughput import Throughput
 
 DATA_READY = ".lightvid-data-ready"  # rank 0 writes it when the data is prepared; removed at the end
 
@@ -37,10 +39,6 @@ def _global_rank() -> int:
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
     return 0
-
-
-def default_out_dir(cfg: TrainConfig) -> Path:
-    return Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _check_data_root(cfg: TrainConfig) -> None:
@@ -90,9 +88,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     """
     t_start = time.perf_counter()
     cfg.validate()
-    if cfg.task != "classify":
-        raise UserError(f"task={cfg.task!r}: train it with lightvid.train.regions.train_regions "
-                        "(`lightvid train` chooses by task)")
+    if cfg.task != "classify":  # detect / localize / segment
+        from lightvid.train.regions import train_regions
+
+        return train_regions(cfg, out_dir, resume=resume)
     _check_data_root(cfg)  # a user's folder given as the synthetic set's root is refused before anything is written
     ref = meta_model(cfg.model, "config")  # bad model values fail here, before anything is written
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
@@ -104,41 +103,6 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
         if lock is not None:
             (out / DATA_READY).unlink(missing_ok=True)
             lock.release()
-
-
-# Files a run writes in its folder (besides checkpoints/): a new run refuses a folder holding any of them.
-RUN_FILES = ("config.yaml", "metrics.csv", "hparams.yaml", "learning_curves.png", "confusion_matrix.png",
-             "confusion_matrix.csv", "per_class.csv", "summary.txt", "report.json")
-
-
-def open_run_folder(out: Path, resume: bool) -> FolderLock:
-    """Create ``out`` if needed and lock it; refuse a folder a new run would overwrite anything in.
-
-    A new run needs a folder without any of :data:`RUN_FILES`, ``checkpoints/`` or
-    ``metrics.part*.csv`` (other files and folders of the user's are fine and left alone);
-    ``--resume`` needs ``checkpoints/last.ckpt``. A second process on the same folder is
-    refused by the lock (:class:`lightvid.fileio.FolderLock`).
-    """
-    last = out / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise UserError(f"{last}: no checkpoint to resume from")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    lock = FolderLock(out, "training run").acquire()
-    try:
-        if not resume:
-            if last.exists():
-                raise UserError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
-            taken = [n for n in (*RUN_FILES, "checkpoints") if os.path.lexists(out / n)]
-            taken += sorted(p.name for p in out.glob("metrics.part*.csv"))
-            if taken:
-                raise UserError(f"{out / taken[0]}: exists, and a new run would overwrite it; choose another --out "
-                                "(an empty or new folder) or move it away (nothing was changed)")
-    except BaseException:
-        lock.release()
-        raise
-    return lock
 
 
 def _train(cfg: TrainConfig, ref, out: Path, resume: bool, rank: int, module_cls, module_kwargs, callbacks,
@@ -249,31 +213,6 @@ def _train(cfg: TrainConfig, ref, out: Path, resume: bool, rank: int, module_cls
     write_json(report, out / "report.json")
     print(f"wall time {report['wall_s']:.1f} s (training {report['train_time_s']:.1f} s)")
     return report
-
-
-class Throughput(L.Callback):
-    """Training clips per second (data loading included, validation excluded)."""
-
-    def __init__(self):
-        self.clips = 0
-        self.elapsed = 0.0
-        self._t0 = self._t_last = None
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self._t0 = self._t_last = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.clips += int(batch[0].shape[0])
-        self._t_last = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        if self._t0 is not None:
-            self.elapsed += self._t_last - self._t0
-        self._t0 = None
-
-    @property
-    def clips_per_s(self) -> float:
-        return self.clips / self.elapsed if self.elapsed > 0 else 0.0
 
 
 def final_report(report: dict, cfg: TrainConfig, out: Path, dm, best: Path, precision: str,
