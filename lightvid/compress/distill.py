@@ -247,7 +247,7 @@ class DistillationModule(ClassificationModule):
         if self.hint is None:
             return out
         opt, old = out["optimizer"], out["lr_scheduler"]["scheduler"]
-        wd = float(self.optim_cfg.get("weight_decay", 0.0))
+        wd = self.optim_cfg.weight_decay
         opt.add_param_group({"params": list(self.hint.parameters()), "weight_decay": wd})
         # LambdaLR sizes itself to the groups it sees: rebuild it so the hint group is scheduled too
         for g in opt.param_groups:

@@ -328,7 +328,6 @@ def check_model_kwargs(mcfg: ModelConfig, source: str = "<config>") -> None:
     valid = accepted_kwargs(mcfg.name)
     if valid is None:
         return
-    valid = valid - {"in_chans"}  # set by create_model from the data (and the input transform)
     for key in mcfg.kwargs:
         if key not in valid:
             raise UserError(f"{source}: unknown key model.kwargs.{key} for {mcfg.name}; "

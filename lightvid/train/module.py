@@ -22,6 +22,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from lightvid.checkpoint import checkpoint_meta
 from lightvid.models.registry import create_model
+from lightvid.train.config import DataConfig, OptimConfig, ScheduleConfig, from_dict, to_plain
 from lightvid.train.evaluate import VideoScores
 
 
@@ -39,10 +40,9 @@ class ClassificationModule(L.LightningModule):
     Args:
         model_name, model_kwargs, input_transform, weights: passed to ``create_model``.
         num_classes, classes: classifier size and class names (stored in the checkpoint).
-        optim: ``OptimConfig`` as a dict (name, lr, momentum, nesterov, weight_decay, betas,
-            label_smoothing).
-        schedule: ``ScheduleConfig`` as a dict (name, warmup_epochs, warmup_start_factor,
-            min_lr_factor, milestones, gamma).
+        optim: ``OptimConfig`` as a dict (``to_plain``), read back into an ``OptimConfig``
+            (``self.optim_cfg``); missing keys take the dataclass defaults.
+        schedule: ``ScheduleConfig`` as a dict, likewise (``self.schedule_cfg``).
         config: the resolved run config (``TrainConfig.to_dict()``), stored for ``load_model``.
         num_val_videos: size of the video-level accumulator (0: grow as needed).
     """
@@ -57,23 +57,24 @@ class ClassificationModule(L.LightningModule):
         self.model_kwargs = dict(model_kwargs or {})
         self.num_classes = num_classes
         self.classes = list(classes) if classes is not None else [str(i) for i in range(num_classes)]
-        self.optim_cfg = dict(optim or {})
-        self.schedule_cfg = dict(schedule or {})
+        # typed here, plain in hparams and the checkpoint (weights_only); a missing key takes the dataclass default
+        self.optim_cfg = from_dict(OptimConfig, optim or {}, "optim", prefix="optim.")
+        self.schedule_cfg = from_dict(ScheduleConfig, schedule or {}, "schedule", prefix="schedule.")
         self.run_config = config or {}
         self.input_transform = input_transform
         self.model = create_model(model_name, num_classes=num_classes, input_transform=input_transform,
                                   weights=weights, **self.model_kwargs)
         if init == "kaiming" and weights is None:
             reinit_kaiming(self.model)
-        self.label_smoothing = float(self.optim_cfg.get("label_smoothing", 0.0))
+        self.label_smoothing = self.optim_cfg.label_smoothing
         k5 = min(5, num_classes)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc5 = MulticlassAccuracy(num_classes, top_k=k5, average="micro")
         self.num_val_videos = num_val_videos
         self._videos: VideoScores | None = None  # the video-level accumulator of a validation epoch
-        data_cfg = (config or {}).get("data") or {}
-        self.max_bad_fraction = float(data_cfg.get("max_bad_fraction", 1.0))
+        data_cfg = from_dict(DataConfig, (config or {}).get("data") or {}, "config", prefix="data.")
+        self.max_bad_fraction = data_cfg.max_bad_fraction
         self._epoch_items = self._epoch_bad = 0
 
     # -- model -----------------------------------------------------------------------------
@@ -166,22 +167,21 @@ class ClassificationModule(L.LightningModule):
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
         o = self.optim_cfg
-        name = o.get("name", "sgd")
-        lr, wd = float(o.get("lr", 0.01)), float(o.get("weight_decay", 0.0))
+        name, lr, wd = o.name, o.lr, o.weight_decay
         # no weight decay on biases and norm parameters
         decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim > 1]
         no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim <= 1]
         groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
         if name == "adamw":
-            opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(o.get("betas", (0.9, 0.999))))
+            opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(o.betas))
         elif name == "sgd":
-            opt = torch.optim.SGD(groups, lr=lr, momentum=float(o.get("momentum", 0.9)),
-                                  nesterov=bool(o.get("nesterov", False)))
+            opt = torch.optim.SGD(groups, lr=lr, momentum=o.momentum, nesterov=o.nesterov)
         else:
             raise ValueError(f"optim.name must be sgd or adamw, got {name!r}")
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, int(self.trainer.max_epochs or 1))
-        lam = LRLambda(total_steps=total, steps_per_epoch=max(1, total // epochs), **self.schedule_cfg)
+        lam = LRLambda(total_steps=total, steps_per_epoch=max(1, total // epochs),
+                       **to_plain(self.schedule_cfg))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

@@ -218,52 +218,75 @@ def _train(cfg: TrainConfig, ref, out: Path, resume: bool, rank: int, module_cls
 def final_report(report: dict, cfg: TrainConfig, out: Path, dm, best: Path, precision: str,
                  do_eval: bool = True) -> dict:
     """Evaluate the best checkpoint, write plots, tables and summary; fills ``report`` in place."""
-    from lightvid.analysis.summary import format_summary, summarize
     from lightvid.run_spec import load_model
-    from lightvid.train.evaluate import evaluate
-    from lightvid.train.report import (
-        epoch_metrics,
-        format_per_class,
-        format_table,
-        plot_learning_curves,
-        write_confusion,
-    )
 
     model, meta = load_model(best)
     report["best_epoch"] = meta.get("epoch")
-    shape = _sample_shape(dm.val_dataset)
-    if shape is not None:
-        try:
-            s = summarize(model, shape, cfg.model.name)
-            write_text_atomic(out / "summary.txt", format_summary(s) + "\n")
-            report.update(params=s.params, macs=s.macs, input=list(shape))
-        except (RuntimeError, ValueError) as e:
-            write_text_atomic(out / "summary.txt", f"summary failed at input {shape}: {e}\n")
-    epochs = epoch_metrics(metrics_files(out))
-    if epochs:
-        plot_learning_curves(epochs, out / "learning_curves.png", title=f"{cfg.name}: {cfg.model.name}")
-        report["learning_curves"] = str(out / "learning_curves.png")
-        lastep = epochs[-1]
-        for key, name in (("train/loss_epoch", "train_loss"), ("train/acc", "train_top1"), ("val/loss", "val_loss")):
-            if key in lastep:
-                report[name] = round(lastep[key], 5)
+    write_summary(report, model, cfg, out, dm.val_dataset)
+    write_learning_curves(report, cfg, out)
     if do_eval:
-        res = evaluate(model, dm.val_dataset, meta["classes"], batch_size=dm.eval_batch_size,
-                       num_workers=dm._workers(), precision=precision, device=_eval_device(cfg))
-        report.update(val_top1_clip=res.clip_top1, val_top5_clip=res.clip_top5, val_top1_video=res.video_top1,
-                      val_top5_video=res.video_top5, val_bad_files=res.num_bad,
-                      per_class=dict(zip(res.classes, res.per_class)))
-        write_confusion(res.confusion, res.classes, out / "confusion_matrix.png", out / "confusion_matrix.csv",
-                        title=f"{cfg.model.name}: video-level confusion (val)")
-        report["confusion_matrix"] = str(out / "confusion_matrix.png")
-        write_text_atomic(out / "per_class.csv", "class,video_top1\n" + "".join(
-            f"{c},{a:.4f}\n" for c, a in zip(res.classes, res.per_class)))
-        print()
-        print(format_per_class(res.classes, res.per_class))
+        write_evaluation(report, model, meta, cfg, out, dm, precision)
     else:
         m = meta.get("metrics", {})
         report.update(val_top1_clip=m.get("val/acc_clip"), val_top5_clip=m.get("val/acc5_clip"),
                       val_top1_video=m.get("val/acc_video"), val_top5_video=m.get("val/acc5_video"))
+    print_run_table(report, cfg, out, precision)
+    return report
+
+
+def write_summary(report: dict, model, cfg: TrainConfig, out: Path, dataset) -> None:
+    """``summary.txt`` (parameters and MACs per layer at a real clip's shape); params/MACs into ``report``."""
+    from lightvid.analysis.summary import format_summary, summarize
+
+    shape = _sample_shape(dataset)
+    if shape is None:
+        return
+    try:
+        s = summarize(model, shape, cfg.model.name)
+        write_text_atomic(out / "summary.txt", format_summary(s) + "\n")
+        report.update(params=s.params, macs=s.macs, input=list(shape))
+    except (RuntimeError, ValueError) as e:
+        write_text_atomic(out / "summary.txt", f"summary failed at input {shape}: {e}\n")
+
+
+def write_learning_curves(report: dict, cfg: TrainConfig, out: Path) -> None:
+    """``learning_curves.png`` from every ``metrics*.csv``; the last epoch's losses into ``report``."""
+    from lightvid.train.report import epoch_metrics, plot_learning_curves
+
+    epochs = epoch_metrics(metrics_files(out))
+    if not epochs:
+        return
+    plot_learning_curves(epochs, out / "learning_curves.png", title=f"{cfg.name}: {cfg.model.name}")
+    report["learning_curves"] = str(out / "learning_curves.png")
+    lastep = epochs[-1]
+    for key, name in (("train/loss_epoch", "train_loss"), ("train/acc", "train_top1"), ("val/loss", "val_loss")):
+        if key in lastep:
+            report[name] = round(lastep[key], 5)
+
+
+def write_evaluation(report: dict, model, meta: dict, cfg: TrainConfig, out: Path, dm, precision: str) -> None:
+    """Evaluate on the validation split: accuracies into ``report``, confusion matrix and per-class CSV."""
+    from lightvid.train.evaluate import evaluate
+    from lightvid.train.report import format_per_class, write_confusion
+
+    res = evaluate(model, dm.val_dataset, meta["classes"], batch_size=dm.eval_batch_size,
+                   num_workers=dm._workers(), precision=precision, device=_eval_device(cfg))
+    report.update(val_top1_clip=res.clip_top1, val_top5_clip=res.clip_top5, val_top1_video=res.video_top1,
+                  val_top5_video=res.video_top5, val_bad_files=res.num_bad,
+                  per_class=dict(zip(res.classes, res.per_class)))
+    write_confusion(res.confusion, res.classes, out / "confusion_matrix.png", out / "confusion_matrix.csv",
+                    title=f"{cfg.model.name}: video-level confusion (val)")
+    report["confusion_matrix"] = str(out / "confusion_matrix.png")
+    write_text_atomic(out / "per_class.csv", "class,video_top1\n" + "".join(
+        f"{c},{a:.4f}\n" for c, a in zip(res.classes, res.per_class)))
+    print()
+    print(format_per_class(res.classes, res.per_class))
+
+
+def print_run_table(report: dict, cfg: TrainConfig, out: Path, precision: str) -> None:
+    """The closing table of a run."""
+    from lightvid.train.report import format_table
+
     rows = [("model", f"{cfg.model.name} {cfg.model.kwargs or ''}".strip()),
             ("epochs", f"{report['epochs']} (best {report.get('best_epoch')})"),
             ("precision", precision)]
@@ -283,7 +306,6 @@ def final_report(report: dict, cfg: TrainConfig, out: Path, dm, best: Path, prec
     rows.append(("report", str(out / "report.json")))
     print()
     print(format_table(rows, title=f"run {out}"))
-    return report
 
 
 def metrics_files(out: Path) -> list[Path]:
