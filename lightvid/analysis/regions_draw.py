@@ -42,15 +42,19 @@ def draw_mask(frame: np.ndarray, classes: np.ndarray, names: list[str], scale: i
 
     img = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST).astype(np.float32)
     cls = cv2.resize(classes.astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    for c in np.unique(cls):
-        if c == 0:
-            continue
+    labels = [c for c in np.unique(cls) if c != 0]
+    for c in labels:
         m = cls == c
         img[m] = (1 - alpha) * img[m] + alpha * np.array(colour(int(c)), np.float32)
-        ys, xs = np.nonzero(m)
-        cv2.putText(img, names[int(c) - 1], (int(xs.min()), int(ys.min()) + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (255, 255, 255), 1, cv2.LINE_AA)
-    return img.clip(0, 255).astype(np.uint8)
+    img = img.clip(0, 255).astype(np.uint8)
+    for c in labels:
+        n, comp, stats, _ = cv2.connectedComponentsWithStats((cls == c).astype(np.uint8))
+        for k in range(1, n):  # name each blob of the class at its top-left corner
+            x, y, w, h, area = stats[k]
+            if area >= 20 * scale * scale:
+                cv2.putText(img, names[int(c) - 1], (int(x), int(y) + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                            (255, 255, 255), 1, cv2.LINE_AA)
+    return img
 
 
 def best_action_per_box(pred: dict, num_actions: int) -> dict:
