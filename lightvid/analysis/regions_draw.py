@@ -19,12 +19,16 @@ def colour(i: int) -> tuple[int, int, int]:
 
 
 def draw_boxes(frame: np.ndarray, boxes, labels, scores, names: list[str], scale: int = 3,
-               min_score: float = 0.5) -> np.ndarray:
-    """RGB uint8 ``(H, W, 3)`` -> enlarged copy with each box (score >= ``min_score``), its name and score."""
+               min_score: float = 0.5, at_least: int = 0) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)`` -> enlarged copy with each box (score >= ``min_score``, or else the
+    ``at_least`` best), its name and score."""
     import cv2
 
     img = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    for b, lab, s in zip(np.asarray(boxes), np.asarray(labels), np.asarray(scores)):
+    scores = np.asarray(scores)
+    if at_least and len(scores):
+        min_score = min(min_score, float(np.sort(scores)[::-1][:at_least][-1]))
+    for b, lab, s in zip(np.asarray(boxes), np.asarray(labels), scores):
         if s < min_score:
             continue
         x1, y1, x2, y2 = (int(round(v * scale)) for v in b)
@@ -78,7 +82,7 @@ def _render(module, dataset, i: int) -> np.ndarray:
     if module.task == "localize":
         pred = best_action_per_box(pred, len(module.class_names))
     return draw_boxes(frame, pred["boxes"], pred["labels"], pred["scores"], module.class_names,
-                      min_score=0.3 if module.task == "localize" else 0.5)
+                      min_score=0.5, at_least=2)  # a weak model's two best guesses are still drawn
 
 
 def write_pictures(module, dataset, out_dir: str | os.PathLike, n: int = 6, fps: int = 5) -> dict:
