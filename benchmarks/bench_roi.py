@@ -9,7 +9,8 @@ Fast R-CNN head on conv5), it times, interleaved in one process (median of repea
 * ``per-box loop``: ``K`` calls with one box each (what a straightforward port does);
 
 forward only (no grad) and forward + backward (gradient w.r.t. the feature map), and checks that both
-give the same numbers. Prints a Markdown table.
+give the same numbers. Times are CPU milliseconds of this process (one thread by default), robust on a
+shared machine. Prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -39,28 +40,30 @@ def per_box(op, x, rois, **kw):
 
 
 def timed(fns: dict, repeats: int) -> dict[str, float]:
+    """Median CPU milliseconds (``time.process_time``: this process's CPU time, which other jobs on a
+    shared machine inflate far less than wall time) per call, interleaved round-robin."""
     times = {k: [] for k in fns}
     for f in fns.values():
         f()  # warm-up
     for _ in range(repeats):
         for k, f in fns.items():
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             f()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(time.process_time() - t0)
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small settings, 2 repeats")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = [(2, 64, 38, 50, 64), (2, 256, 38, 50, 128)] if not args.quick else [(1, 16, 20, 20, 16)]
     repeats = 2 if args.quick else 3
     gen = torch.Generator().manual_seed(0)
-    print("| op | N x C x H x W | boxes | vectorised fwd ms | loop fwd ms | speed-up | vectorised fwd+bwd ms | "
-          "loop fwd+bwd ms | speed-up | max abs diff |")
+    print("| op | N x C x H x W | boxes | vectorised fwd CPU ms | loop fwd CPU ms | speed-up | vectorised fwd+bwd "
+          "CPU ms | loop fwd+bwd CPU ms | speed-up | max abs diff |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for n, c, h, w, k in settings:
         x = torch.randn(n, c, h, w, generator=gen)

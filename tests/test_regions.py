@@ -2,9 +2,11 @@
 tiny generated objects set (the accuracy goals are measured by the configs in configs/, not here)."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
+from lightvid.analysis.regions_draw import draw_boxes, draw_mask
 from lightvid.data.objects_dataset import ObjectsDataset
 from lightvid.data.synth_objects import generate_objects
 from lightvid.models.fcn import FCN, bilinear_kernel
@@ -51,13 +53,14 @@ def test_fcn_upconvolution_starts_bilinear_and_uses_the_classifier():
     assert fcn(x).shape == (1, 6, 64, 64)
 
 
-@pytest.mark.parametrize("task,backbone,shape", [("detect", "resnet18", (2, 3, 64, 64)),
-                                                 ("detect", "r3d_10", (2, 3, 4, 64, 64)),
-                                                 ("localize", "r3d_10", (2, 3, 4, 64, 64))])
-def test_region_models_train_and_predict(task, backbone, shape):
+@pytest.mark.parametrize("task,backbone,shape,stride", [("detect", "resnet18", (2, 3, 64, 64), 8),
+                                                        ("detect", "resnet18", (2, 3, 64, 64), [8, 16]),
+                                                        ("detect", "r3d_10", (2, 3, 4, 64, 64), 8),
+                                                        ("localize", "r3d_10", (2, 3, 4, 64, 64), 8)])
+def test_region_models_train_and_predict(task, backbone, shape, stride):
     torch.manual_seed(0)
     n = 6 if task == "localize" else 5
-    model = build_region_model(task, backbone, n, {"width_mult": 0.25}, feature_stride=8, anchor_sizes=(16, 32))
+    model = build_region_model(task, backbone, n, {"width_mult": 0.25}, feature_stride=stride, anchor_sizes=(16, 32))
     targets = [{"boxes": torch.tensor([[5.0, 6, 30, 28]]), "labels": torch.tensor([2]),
                 "actions": torch.eye(6)[[1]]}, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
                                                "actions": torch.zeros(0, 6)}]
@@ -77,6 +80,19 @@ def test_fast_rcnn_on_given_proposals():
                                                               "labels": torch.tensor([1])}])
     assert set(losses) == {"loss_classifier", "loss_box_reg"} and all(torch.isfinite(v) for v in losses.values())
     assert model.eval()(torch.randn(1, 3, 64, 64), props)[0]["scores"].numel() <= 2 * 5
+
+
+def test_pictures_draw_boxes_and_masks():
+    frame = np.full((32, 32, 3), 128, np.uint8)
+    classes = np.zeros((32, 32), np.int64)
+    classes[4:20, 4:20] = 2
+    img = draw_mask(frame, classes, ["a", "b"], scale=2)
+    assert img.dtype == np.uint8 and img.shape == (64, 64, 3)
+    assert (img[20, 20] != 128).any() and (img[60, 60] == 128).all()  # class 2 blended, background kept
+    boxed = draw_boxes(frame, np.array([[2.0, 2, 20, 20], [5, 5, 9, 9]]), np.array([1, 2]), np.array([0.9, 0.1]),
+                       ["a", "b"], scale=2)
+    assert (boxed[4, 10] != 128).any()  # the confident box is drawn
+    assert (boxed[10:18, 10:18] == 128).all()  # the low-score one is not
 
 
 def test_coco_map_perfect_and_wrong():

@@ -19,12 +19,16 @@ def colour(i: int) -> tuple[int, int, int]:
 
 
 def draw_boxes(frame: np.ndarray, boxes, labels, scores, names: list[str], scale: int = 3,
-               min_score: float = 0.5) -> np.ndarray:
-    """RGB uint8 ``(H, W, 3)`` -> enlarged copy with each box (score >= ``min_score``), its name and score."""
+               min_score: float = 0.5, at_least: int = 0) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)`` -> enlarged copy with each box (score >= ``min_score``, or else the
+    ``at_least`` best), its name and score."""
     import cv2
 
     img = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    for b, lab, s in zip(np.asarray(boxes), np.asarray(labels), np.asarray(scores)):
+    scores = np.asarray(scores)
+    if at_least and len(scores):
+        min_score = min(min_score, float(np.sort(scores)[::-1][:at_least][-1]))
+    for b, lab, s in zip(np.asarray(boxes), np.asarray(labels), scores):
         if s < min_score:
             continue
         x1, y1, x2, y2 = (int(round(v * scale)) for v in b)
@@ -42,15 +46,19 @@ def draw_mask(frame: np.ndarray, classes: np.ndarray, names: list[str], scale: i
 
     img = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST).astype(np.float32)
     cls = cv2.resize(classes.astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    for c in np.unique(cls):
-        if c == 0:
-            continue
+    labels = [c for c in np.unique(cls) if c != 0]
+    for c in labels:
         m = cls == c
         img[m] = (1 - alpha) * img[m] + alpha * np.array(colour(int(c)), np.float32)
-        ys, xs = np.nonzero(m)
-        cv2.putText(img, names[int(c) - 1], (int(xs.min()), int(ys.min()) + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (255, 255, 255), 1, cv2.LINE_AA)
-    return img.clip(0, 255).astype(np.uint8)
+    img = img.clip(0, 255).astype(np.uint8)
+    for c in labels:
+        n, comp, stats, _ = cv2.connectedComponentsWithStats((cls == c).astype(np.uint8))
+        for k in range(1, n):  # name each blob of the class at its top-left corner
+            x, y, w, h, area = stats[k]
+            if area >= 20 * scale * scale:
+                cv2.putText(img, names[int(c) - 1], (int(x), int(y) + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                            (255, 255, 255), 1, cv2.LINE_AA)
+    return img
 
 
 def best_action_per_box(pred: dict, num_actions: int) -> dict:
@@ -74,7 +82,7 @@ def _render(module, dataset, i: int) -> np.ndarray:
     if module.task == "localize":
         pred = best_action_per_box(pred, len(module.class_names))
     return draw_boxes(frame, pred["boxes"], pred["labels"], pred["scores"], module.class_names,
-                      min_score=0.3 if module.task == "localize" else 0.5)
+                      min_score=0.5, at_least=2)  # a weak model's two best guesses are still drawn
 
 
 def write_pictures(module, dataset, out_dir: str | os.PathLike, n: int = 6, fps: int = 5) -> dict:

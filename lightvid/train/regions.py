@@ -270,25 +270,44 @@ def _train_regions(cfg: TrainConfig, out: Path, resume: bool) -> dict:
         raise UserError(f"training interrupted; resume with `lightvid train --out {out} --resume`")
     train_s, train_cpu_s = time.perf_counter() - t_start, time.process_time() - cpu_start
     best = Path(best_cb.best_model_path) if best_cb.best_model_path else last
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
-    module.eval()
-    metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    final = evaluate_regions(module, dm.val_dataloader())
-    report = {"task": cfg.task, "backbone": cfg.model.name, "backbone_kwargs": dict(cfg.model.kwargs),
-              "head": dict(rc.head), "run_dir": str(out), "epochs": int(trainer.current_epoch),
-              "best_checkpoint": str(best), "last_epoch_metrics": metrics, "best": final,
-              "train_samples": len(dm.train_dataset), "val_samples": len(dm.val_dataset),
-              "train_time_s": round(speed.elapsed, 1), "train_wall_s": round(train_s, 1),
-              "train_cpu_s": round(train_cpu_s, 1),  # this process's CPU time (all threads), data set up included
-              "torch_threads": torch.get_num_threads()}
-    from lightvid.analysis.regions_draw import write_pictures
-
-    report["pictures"] = write_pictures(module, dm.val_dataset, out / "pictures", rc.pictures)
+    times = {"epochs": int(trainer.current_epoch), "train_time_s": round(speed.elapsed, 1),
+             "train_wall_s": round(train_s, 1),
+             "train_cpu_s": round(train_cpu_s, 1)}  # this process's CPU time (all threads), data set up included
+    report = finish_run(cfg, out, best, dm=dm, extra=times)
     report["wall_s"] = round(time.perf_counter() - t_start, 1)
     write_json(report, out / "report.json")
+    print(f"wall time {report['wall_s']:.1f} s (training {report['train_time_s']:.1f} s, "
+          f"CPU {report['train_cpu_s']:.1f} s); report {out / 'report.json'}")
+    return report
+
+
+def finish_run(cfg: TrainConfig, out: Path, checkpoint: Path, dm: RegionsDataModule | None = None,
+               extra: dict | None = None) -> dict:
+    """Evaluate ``checkpoint`` on the validation split, draw the pictures, write ``report.json``."""
+    from lightvid.analysis.regions_draw import write_pictures
+    from lightvid.models.registry import create_model
+    from lightvid.train.report import write_json
+
+    rc = regions_config(cfg)
+    if dm is None:
+        with torch.device("meta"):
+            ref = create_model(cfg.model.name, **cfg.model.kwargs)
+        dm = RegionsDataModule(rc, cfg.trainer.batch_size, cfg.trainer.eval_batch_size, ref.default_cfg.get("mean"),
+                               ref.default_cfg.get("std"), cfg.seed)
+        dm.setup("fit")
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    module = RegionsModule(cfg.task, cfg.model.name, dict(cfg.model.kwargs), dict(rc.head), cfg.to_dict()["optim"],
+                           cfg.to_dict()["schedule"], cfg.to_dict())
+    module.load_state_dict(ckpt["state_dict"])
+    module.eval()
+    final = evaluate_regions(module, dm.val_dataloader())
+    report = {"task": cfg.task, "backbone": cfg.model.name, "backbone_kwargs": dict(cfg.model.kwargs),
+              "head": dict(rc.head), "run_dir": str(out), "best_checkpoint": str(checkpoint),
+              "best_epoch": int(ckpt.get("epoch", -1)), "best": final, "train_samples": len(dm.train_dataset),
+              "val_samples": len(dm.val_dataset), "torch_threads": torch.get_num_threads(), **(extra or {})}
+    report["pictures"] = write_pictures(module, dm.val_dataset, out / "pictures", rc.pictures)
+    write_json(report, out / "report.json")
     print(f"{cfg.task}: " + ", ".join(f"{k}={v:.4f}" for k, v in final.items() if isinstance(v, float)))
-    print(f"wall time {report['wall_s']:.1f} s (training {report['train_time_s']:.1f} s); report {out / 'report.json'}")
     return report
 
 
