@@ -93,24 +93,26 @@ def timed(fn, *args, **kw):
     return out, time.perf_counter() - t, time.process_time() - c
 
 
-def step_rate(name: str, bs: int, frames: int, size: int, steps: int) -> tuple[float, float]:
-    """``(clips/s, seconds per step)`` of forward + backward + AdamW, median over ``steps`` after a warm-up."""
+def step_rate(name: str, bs: int, frames: int, size: int, steps: int) -> tuple[float, float, float]:
+    """``(clips/s, seconds per step, CPU seconds per step)`` of forward + backward + AdamW, median over
+    ``steps`` after a warm-up."""
     import lightvid
 
     model = lightvid.create_model(name, num_classes=400).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x, y = torch.randn(bs, 3, frames, size, size), torch.randint(0, 400, (bs,))
-    times = []
+    times, cpus = [], []
     for s in range(steps + 1):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if s >= 1:
             times.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
     sec = statistics.median(times)
-    return bs / sec, sec
+    return bs / sec, sec, statistics.median(cpus)
 
 
 def main(argv=None) -> int:
@@ -121,10 +123,14 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--no-steps", action="store_true", help="skip the training-step comparison")
+    p.add_argument("--only-steps", action="store_true", help="only the training steps (compare with a loader table)")
     args = p.parse_args(argv)
     src = Path(args.kinetics)
     if not src.is_dir():
         print(f"{src} is absent: nothing to measure")
+        return 0
+    if args.only_steps:
+        steps_table(args.quick, {})
         return 0
     n = 24 if args.quick else 64
     rounds = args.rounds or (2 if args.quick else 3)
@@ -185,18 +191,25 @@ def main(argv=None) -> int:
     best = max(rows, key=lambda k: statistics.median(rate[k]))
 
     if not args.no_steps:
-        torch.set_num_threads(2)
-        what, demo = demo_step_rate(REPO / "configs" / "quickstart.yaml", 3 if args.quick else 10)
-        full, sec = step_rate("r2plus1d_18", 8, 16, 112, 1 if args.quick else 2)
-        print(f"\ntraining steps (forward, backward, AdamW; {torch.get_num_threads()} threads)")
-        print(f"  make demo ({what}): {demo:.0f} clips/s")
-        print(f"  r2plus1d_18, batch 8 of 16x112x112: {sec:.1f} s per step = {full:.2f} clips/s")
-        for k in ("video, pyav", best):
-            rt = statistics.median(rate[k])
-            print(f"  loader '{k}' {rt:.1f} clips/s = {rt / full:.0f}x the r2plus1d_18 step")
+        steps_table(args.quick, {k: (statistics.median(rate[k]), statistics.median(cpu[k]))
+                                 for k in ("video, pyav", best)})
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     tmp.cleanup()
     return 0
+
+
+def steps_table(quick: bool, loaders: dict) -> None:
+    """Training steps (2 threads) against ``loaders`` = ``{name: (clips/s, CPU ms per clip)}``."""
+    torch.set_num_threads(2)
+    what, demo = demo_step_rate(REPO / "configs" / "quickstart.yaml", 3 if quick else 10)
+    full, sec, cpu_s = step_rate("r2plus1d_18", 8, 16, 112, 1 if quick else 2)
+    print(f"\ntraining steps (forward, backward, AdamW; {torch.get_num_threads()} threads)")
+    print(f"  make demo ({what}): {demo:.0f} clips/s")
+    print(f"  r2plus1d_18, batch 8 of 16x112x112: {sec:.1f} s per step ({cpu_s:.1f} CPU s) = {full:.2f} clips/s, "
+          f"{cpu_s / 8 * 1000:.0f} CPU ms per clip")
+    for k, (rt, c) in loaders.items():
+        print(f"  loader '{k}' {rt:.1f} clips/s = {rt / full:.0f}x the r2plus1d_18 step; "
+              f"{c:.1f} CPU ms per clip = 1/{cpu_s / 8 * 1000 / c:.0f} of the step's")
 
 
 def _du(root: Path) -> int:
