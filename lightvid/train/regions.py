@@ -199,7 +199,7 @@ class RegionsModule(L.LightningModule):
 def train_regions(cfg: TrainConfig, out_dir=None, resume: bool = False) -> dict:
     """Train ``cfg`` (``task`` detect / localize / segment) into ``out_dir``; -> the report.
 
-    The run folder is opened as a classification run's is (:func:`lightvid.train.run.open_run_folder`):
+    The run folder is opened as a classification run's is (:func:`lightvid.train.run_folder.open_run_folder`):
     a folder holding another run's files is refused, the user's other files are left alone, and a
     second process on the same folder is refused by its lock.
     """
