@@ -132,3 +132,15 @@ def test_train_two_steps(task, backbone, extra, objects_root, tmp_path):
     assert 0.0 <= report["best"][key] <= 1.0
     assert (tmp_path / "run" / "pictures" / "predictions.png").stat().st_size > 0
     assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_regions_config_errors_name_the_key():
+    from lightvid.errors import UserError
+    from lightvid.train.regions import regions_config
+
+    with pytest.raises(UserError, match="regions.clip_lenn.*closest: clip_len"):
+        regions_config(load_config(None, ["task=detect", "regions.clip_lenn=2"]))
+    with pytest.raises(UserError, match="regions.train_step must be >= 1"):
+        regions_config(load_config(None, ["task=segment", "regions.train_step=0"]))
+    with pytest.raises(UserError, match="task"):
+        load_config(None, ["task=classify_boxes"])
