@@ -54,7 +54,9 @@ def test_auto_rejects_a_fast_candidate_that_disagrees(tiny, monkeypatch):
     model, x, ref = tiny
 
     class Wrong(torch.nn.Module):  # instant, but its top-1 is never eager's
-        report: dict = {}
+        def __init__(self):
+            super().__init__()
+            self.report = {}
 
         def forward(self, x):
             return -ref[: len(x)].clone()

@@ -30,8 +30,8 @@ import copy
 import importlib.util
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -323,7 +323,7 @@ def _auto(model: nn.Module, precision: str, example: torch.Tensor, calib, tmp: P
     for name in candidates_for(precision):
         try:
             cands[name] = _build(model, name, precision, example, calib, tmp, winograd, verbose)
-        except Exception as e:  # a backend that cannot take this model is skipped, not fatal
+        except Exception as e:  # noqa: BLE001 (a backend that cannot take this model is skipped, not fatal)
             skipped[name] = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
     agree = {}
     for name, m in cands.items():
