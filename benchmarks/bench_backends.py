@@ -78,8 +78,8 @@ def main(argv=None) -> int:
             title = (f"\n{name}  input {batch}x{args.input}  {args.rounds} interleaved rounds, medians "
                      f"({time.perf_counter() - t0:.0f} s)")
             print(format_rows(rows, title), flush=True)
-            lv, others = best_of(rows, "fp32", "lightvid"), [best_of(rows, "fp32", b) for b in ("onnxruntime", "openvino")]
-            for o in others:
+            lv = best_of(rows, "fp32", "lightvid")
+            for o in (best_of(rows, "fp32", b) for b in ("onnxruntime", "openvino")):
                 if lv is not None and o is not None:
                     print(f"  lightvid's best fp32 ({lv.path}) vs {o.path}: {o.ms / lv.ms:.2f}x")
             results["runs"].append({"model": name, "batch": batch, "input": list(size),

@@ -126,3 +126,43 @@ def test_calibration_batches_from_a_folder(tiny_synth):
     assert [tuple(b.shape) for b in batches] == [(4, 3, 8, 32, 32), (2, 3, 8, 32, 32)]
     with pytest.raises(UserError, match="neither a config"):
         calibration_batches(str(tiny_synth / "nope.txt"), (3, 8, 32, 32))
+
+
+def test_predict_with_a_backend_matches_eager(tmp_path):
+    import numpy as np
+
+    from lightvid.accel.predict import Predictor
+    from lightvid.checkpoint import save_atomic
+    from lightvid.data.synth import write_mp4
+
+    CLASSES = ["left", "right", "up"]
+    kwargs = {"width_mult": 0.125}
+    torch.manual_seed(0)
+    model = lightvid.create_model("r2plus1d_18", num_classes=3, **kwargs)
+    data = {"root": str(tmp_path), "format": "folders", "clip_len": 8, "size": 32, "short_side": 32}
+    ckpt = save_atomic({"lightvid": {"model": "r2plus1d_18", "model_kwargs": kwargs, "num_classes": 3, "classes": CLASSES,
+                                     "config": {"data": data}},
+                        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "best.ckpt")
+    video = tmp_path / "a.mp4"
+    write_mp4(video, np.random.default_rng(0).integers(0, 255, (20, 40, 40, 3), dtype=np.uint8))
+    eager, onnx = Predictor(str(ckpt), clips=2, topk=3), Predictor(str(ckpt), clips=2, topk=3, backend="onnxruntime")
+    assert onnx.run.report["backend"] == "onnxruntime"
+    a, b = eager.predict(str(video)), onnx.predict(str(video))
+    assert [c for c, _ in a.topk] == [c for c, _ in b.topk] and set(dict(a.topk)) <= set(CLASSES)
+    assert max(abs(p - q) for (_, p), (_, q) in zip(a.topk, b.topk)) < 1e-4
+
+
+def test_bench_cli_compare_and_backend(capsys):
+    import json
+
+    from lightvid.cli import main
+
+    args = ["bench", "r2plus1d_18", "--width-mult", "0.25", "--num-classes", "5", "--input", "3x8x32x32",
+            "--repeats", "1", "--warmup", "0"]
+    assert main([*args, "--compare", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    paths = [r["path"] for r in out["rows"]]
+    assert paths[0] == "eager fp32" and "lightvid torch fp32" in paths and "AVX2" in out["cpu"]["features"]
+    assert all(r["max_abs_diff"] < 1e-4 for r in out["rows"] if r["ms"] is not None)
+    assert main([*args, "--backend", "onnxruntime", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["backend"] == "onnxruntime"

@@ -232,7 +232,12 @@ def _build(model: nn.Module, backend: str, precision: str, example: torch.Tensor
     if not onnx_path.exists():
         if example is None:
             raise UserError(f"backend={backend!r} needs an example_input to export the model to ONNX with")
-        export_onnx(model, onnx_path, example[:1])
+        try:
+            export_onnx(model, onnx_path, example[:1])
+        except Exception as e:  # noqa: BLE001 (the exporter's own error types; one line for the user)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"backend={backend!r}: the model does not export to ONNX at input "
+                            f"{'x'.join(map(str, example.shape[1:]))} ({first})") from None
     report = {"backend": backend, "precision": precision}
     if backend == "onnxruntime":
         _require("onnxruntime", "backend='onnxruntime'")

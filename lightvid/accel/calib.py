@@ -19,7 +19,7 @@ from lightvid.errors import UserError
 def calibration_batches(spec: str, input_size, clips: int = 32, batch: int = 8,
                         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> list[torch.Tensor]:
     """``ceil(clips / batch)`` input batches ``(B, C, T, H, W)`` (or ``(B, C, H, W)``) from ``spec``."""
-    from lightvid.data.build import DataConfig, build_dataset
+    from lightvid.data.build import DataConfig
 
     if clips < 1 or batch < 1:
         raise UserError("--calib-clips and the calibration batch must be >= 1")
@@ -40,6 +40,15 @@ def calibration_batches(spec: str, input_size, clips: int = 32, batch: int = 8,
         where = str(path)
     else:
         raise UserError(f"--calib {spec}: neither a config .yaml nor a dataset folder")
+    return batches_from_data(cfg, size, clips, batch, mean, std, where)
+
+
+def batches_from_data(cfg, input_size, clips: int = 32, batch: int = 8, mean=(0.5, 0.5, 0.5),
+                      std=(0.5, 0.5, 0.5), where: str = "data") -> list[torch.Tensor]:
+    """Like :func:`calibration_batches` from a ``DataConfig`` (e.g. a checkpoint's own ``data``)."""
+    from lightvid.data.build import build_dataset
+
+    size = tuple(input_size)
     if cfg.short_side is not None and cfg.short_side < cfg.size:
         cfg.short_side = cfg.size
     with warnings.catch_warnings():

@@ -28,7 +28,8 @@ class Prediction:
 class Predictor:
     """Holds the model and the run's evaluation pipeline; ``predict(path)`` -> :class:`Prediction`."""
 
-    def __init__(self, ckpt: str, clips: int | None = None, topk: int = 5, optimized: bool = False):
+    def __init__(self, ckpt: str, clips: int | None = None, topk: int = 5, optimized: bool = False,
+                 backend: str | None = None, precision: str = "auto", calib: str | None = None):
         from lightvid.data.build import DataConfig
         from lightvid.data.sampling import ClipSampler
         from lightvid.data.transforms import ClipTransform
@@ -48,10 +49,27 @@ class Predictor:
         self.classes = list(self.meta.get("classes") or [])
         self.topk = min(topk, len(self.classes) or topk)
         self.run = self.model
-        if optimized:
+        if backend is not None or precision == "int8":
+            self.run = self._backend(backend or "auto", precision, calib, mean, std)
+        elif optimized:
             from lightvid.accel.optimize import optimize
 
-            self.run = optimize(self.model, precision="auto")
+            self.run = optimize(self.model, precision=precision)
+
+    def _backend(self, backend: str, precision: str, calib: str | None, mean, std):
+        """``lightvid.optimize(backend=...)`` timed / exported on a batch of K clips of the run's shape."""
+        from lightvid.accel.backends import optimize
+        from lightvid.accel.calib import batches_from_data, calibration_batches
+
+        cfg = self.cfg
+        size = (3, cfg.clip_len, cfg.size, cfg.size)  # (C, T, H, W) of one clip
+        batches = None
+        if precision == "int8":
+            batches = (calibration_batches(calib, size, mean=mean, std=std) if calib else
+                       batches_from_data(cfg, size, mean=mean, std=std, where="the checkpoint's config.data"))
+        example = torch.randn(self.clips, *size, generator=torch.Generator().manual_seed(0))
+        return optimize(self.model, precision=precision, backend=backend, example_input=example,
+                        calibration=batches)
 
     def clips_of(self, path: str) -> torch.Tensor:
         """``(K, C, T, H, W)`` normalised clips of ``path``; VideoDecodeError when it cannot be read."""
