@@ -37,11 +37,11 @@ def calibration(args, size) -> tuple[list[torch.Tensor], str]:
     if args.calib:
         from lightvid.accel.calib import calibration_batches
 
-        batches = calibration_batches(args.calib, size, clips=args.calib_clips, batch=8)
+        batches = calibration_batches(args.calib, size, clips=args.calib_clips, batch=2)
         return batches, f"{sum(len(b) for b in batches)} clips of {args.calib}"
     g = torch.Generator().manual_seed(1)
-    n = max(1, args.calib_clips // 8)
-    return [torch.randn(8 if n > 1 else args.calib_clips, *size, generator=g) for _ in range(n)], "random clips"
+    n = max(1, args.calib_clips // 2)
+    return [torch.randn(2 if n > 1 else args.calib_clips, *size, generator=g) for _ in range(n)], "random clips"
 
 
 def main(argv=None) -> int:
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--calib", default=None, help="config .yaml or dataset folder for int8 calibration")
-    p.add_argument("--calib-clips", type=int, default=32)
+    p.add_argument("--calib-clips", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="a quarter-width r2plus1d_18 on a small input, batch 1")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = p.parse_args(argv)

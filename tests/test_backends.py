@@ -140,9 +140,10 @@ def test_predict_with_a_backend_matches_eager(tmp_path):
     torch.manual_seed(0)
     model = lightvid.create_model("r2plus1d_18", num_classes=3, **kwargs)
     data = {"root": str(tmp_path), "format": "folders", "clip_len": 8, "size": 32, "short_side": 32}
-    ckpt = save_atomic({"lightvid": {"model": "r2plus1d_18", "model_kwargs": kwargs, "num_classes": 3, "classes": CLASSES,
-                                     "config": {"data": data}},
-                        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "best.ckpt")
+    meta = {"model": "r2plus1d_18", "model_kwargs": kwargs, "num_classes": 3, "classes": CLASSES,
+            "config": {"data": data}}
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    ckpt = save_atomic({"lightvid": meta, "state_dict": state}, tmp_path / "best.ckpt")
     video = tmp_path / "a.mp4"
     write_mp4(video, np.random.default_rng(0).integers(0, 255, (20, 40, 40, 3), dtype=np.uint8))
     eager, onnx = Predictor(str(ckpt), clips=2, topk=3), Predictor(str(ckpt), clips=2, topk=3, backend="onnxruntime")

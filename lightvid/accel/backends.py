@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 import tempfile
 import time
 from collections.abc import Iterable
@@ -117,6 +118,8 @@ def ort_session(path_or_bytes, threads: int):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":  # idle threads sleep, like torch's
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path_or_bytes, opts, providers=["CPUExecutionProvider"])
 
 
@@ -194,6 +197,8 @@ def ort_quantize(onnx_path: Path, out_path: Path, batches: list[np.ndarray]) -> 
     quantize_static(str(pre), str(out_path), _OrtCalibration(name, batches), quant_format=QuantFormat.QDQ,
                     per_channel=True, reduce_range=not _has_vnni(), activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+    # ONNX Runtime's calibrator holds every activation of every calibration batch until the end
+    # (its CalibMaxIntermediateOutputs option drops data in onnxruntime 1.32): keep calibration sets small
     return out_path
 
 

@@ -103,6 +103,8 @@ def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] |
         row.max_abs_diff = (out - ref).abs().max().item()
         row.top1 = (out.argmax(-1) == ref.argmax(-1)).float().mean().item()
         row.build_s = run.report.get("build_s")
+        if progress:
+            print(f"  built {label} ({row.build_s or 0:.0f} s)", flush=True)
         if run.report.get("winograd_layers"):
             row.note = f"{run.report['winograd_layers']} Winograd layers"
         elif kw.get("winograd"):
