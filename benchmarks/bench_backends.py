@@ -10,6 +10,10 @@ names the CPU and its AVX2 / AVX-512 / AVX512-BF16 / AMX / VNNI flags.
     python benchmarks/bench_backends.py --calib ../shared/data/kinetics5        # the docs' tables
     python benchmarks/bench_backends.py --models x3d_s --batches 1 --no-int8
     python benchmarks/bench_backends.py --quick                                 # < 1 min
+    python benchmarks/bench_backends.py --agreement runs/agree_c3d/checkpoints/best.ckpt
+
+``--agreement CKPT``: top-1 agreement of each int8 path with fp32 eager on every validation
+clip of a trained checkpoint's own data (calibrated on ``--calib-clips`` of its training clips).
 """
 from __future__ import annotations
 
@@ -44,6 +48,45 @@ def calibration(args, size) -> tuple[list[torch.Tensor], str]:
     return [torch.randn(2 if n > 1 else args.calib_clips, *size, generator=g) for _ in range(n)], "random clips"
 
 
+def agreement(ckpt: str, calib_clips: int, limit: int | None) -> int:
+    from torch.utils.data import DataLoader
+
+    from lightvid.accel.backends import optimize
+    from lightvid.accel.calib import batches_from_data
+    from lightvid.data.build import DataConfig, build_dataset, collate_skip_bad
+    from lightvid.train.checkpoint import load_model
+
+    model, meta = load_model(ckpt)
+    cfg = DataConfig.from_dict(dict(meta["config"]["data"]), where=f"{ckpt}: config.data")
+    dcfg = getattr(model, "default_cfg", {})
+    mean, std = dcfg.get("mean", (0.5,) * 3), dcfg.get("std", (0.5,) * 3)
+    val = build_dataset(cfg, cfg.val_split, train=False, mean=mean, std=std)
+    clips, labels = [], []
+    for x, y, _, _ in DataLoader(val, batch_size=8, collate_fn=collate_skip_bad):
+        clips.append(x)
+        labels.append(y)
+    x, y = torch.cat(clips)[:limit], torch.cat(labels)[:limit]
+    size = tuple(x.shape[1:])
+    calib = batches_from_data(cfg, size, clips=calib_clips, batch=2, mean=mean, std=std, where=f"{ckpt} train")
+    print(f"{ckpt}: {meta.get('model')} {meta.get('model_kwargs')}, {len(x)} validation clips {size}, "
+          f"int8 calibrated on {sum(len(b) for b in calib)} training clips", flush=True)
+
+    def logits(run):
+        with torch.inference_mode():
+            return torch.cat([run(x[i:i + 8]).float() for i in range(0, len(x), 8)])
+
+    ref = logits(model.eval())
+    print(f"eager fp32 accuracy {100 * (ref.argmax(-1) == y).float().mean():.1f}%")
+    for backend in ("onnxruntime", "openvino"):
+        run = optimize(model, precision="int8", backend=backend, calibration=calib, example_input=x[:1])
+        out = logits(run)
+        agree = (out.argmax(-1) == ref.argmax(-1)).float().mean().item()
+        print(f"{backend} int8: top-1 agreement with fp32 {100 * agree:.1f}% ({len(x)} clips), accuracy "
+              f"{100 * (out.argmax(-1) == y).float().mean():.1f}%, max |logit diff| {(out - ref).abs().max():.3g}",
+              flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=MODELS)
@@ -56,7 +99,11 @@ def main(argv=None) -> int:
     p.add_argument("--calib-clips", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="a quarter-width r2plus1d_18 on a small input, batch 1")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--agreement", default=None, metavar="CKPT", help="int8 top-1 agreement on a checkpoint's val clips")
+    p.add_argument("--limit", type=int, default=None, help="with --agreement: at most this many validation clips")
     args = p.parse_args(argv)
+    if args.agreement:
+        return agreement(args.agreement, args.calib_clips, args.limit)
     kwargs = {}
     if args.quick:
         args.models, args.batches, args.input, args.rounds, args.calib_clips = "r2plus1d_18", "1", "3x8x56x56", 3, 8

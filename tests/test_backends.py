@@ -128,6 +128,7 @@ def test_calibration_batches_from_a_folder(tiny_synth):
         calibration_batches(str(tiny_synth / "nope.txt"), (3, 8, 32, 32))
 
 
+@pytest.mark.slow  # ~1 min on two busy cores (an mp4, two predictors, an ONNX export)
 def test_predict_with_a_backend_matches_eager(tmp_path):
     import numpy as np
 
@@ -153,6 +154,7 @@ def test_predict_with_a_backend_matches_eager(tmp_path):
     assert max(abs(p - q) for (_, p), (_, q) in zip(a.topk, b.topk)) < 1e-4
 
 
+@pytest.mark.slow  # builds and times every backend
 def test_bench_cli_compare_and_backend(capsys):
     import json
 
