@@ -286,11 +286,12 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
         raise UserError(f"backend={backend!r} runs on CPU; the model is on {device}")
     prec = "int8" if precision == "int8" else resolve_precision(precision, device)
     if backend == "torch" and prec != "int8" and calibration is None:
+        t0 = time.perf_counter()
         wino = (prec == "fp32" and example_input is not None) if winograd is None else winograd
         out = torch_optimize(model, precision=prec, compile=compile, winograd=wino, example_input=example_input,
                              channels_last=channels_last, verbose=verbose)
         out.backend, out.precision = "torch", prec
-        out.report["backend"] = "torch"
+        out.report.update(backend="torch", build_s=time.perf_counter() - t0)
         return out
     calib = None
     if prec == "int8":
