@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 # Heavier entry points, imported on first use so `import lightvid` stays light.
 _LAZY = {
     "accelerate": "lightvid.accel.winograd",
-    "optimize": "lightvid.accel.optimize",
+    "optimize": "lightvid.accel.backends",
     "inflate": "lightvid.compress.inflate",
     "summarize": "lightvid.analysis.summary",
 }

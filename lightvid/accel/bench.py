@@ -5,7 +5,7 @@ with ONNX Runtime). After ``warmup`` calls, ``repeats`` timed calls (CUDA synchr
 give the median latency; throughput is ``batch / latency``. Achieved GFLOP/s is
 ``2 x MACs x batch / latency`` with MACs counted by ``lightvid.analysis.summary`` (for ONNX,
 from the graph's Conv/Gemm/MatMul nodes after shape inference), shown beside the
-machine's measured matmul peak (a large fp32 or bf16 matmul timed on the same device).
+machine's measured matmul peak (a large fp32 or bf16 matmul timed on the same device; fp32 for int8).
 Peak memory: CPU, the growth of the process's max resident set (``getrusage``) over the
 benchmark (0 when an earlier high-water mark already covers it); CUDA,
 ``torch.cuda.max_memory_allocated``.
@@ -47,6 +47,7 @@ class BenchResult:
     peak_mem_mb: float
     max_rss_mb: float
     winograd_layers: int = 0
+    backend: str = "eager"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,16 +113,24 @@ def _time(fn, x, warmup: int, repeats: int, progress: bool) -> list[float]:
 
 def bench(target: str, batch: int = 1, input_size=None, precision: str = "fp32", optimized: bool = False,
           warmup: int = 3, repeats: int = 10, device: str = "cpu", progress: bool = True,
-          model_kwargs: dict | None = None, winograd: bool = False) -> BenchResult:
+          model_kwargs: dict | None = None, winograd: bool = False, backend: str | None = None,
+          calib: str | None = None, calib_clips: int = 32) -> BenchResult:
     """Benchmark a model name, training checkpoint or ``.onnx`` file (see the module docstring).
 
     ``winograd=True`` (fp32) optimizes the model with the hybrid Winograd choice timed on the
-    benchmark's own input (it implies ``optimized``).
+    benchmark's own input (it implies ``optimized``). ``backend`` ("torch", "onnxruntime",
+    "openvino", "auto") runs :func:`lightvid.accel.backends.optimize` on the benchmark input;
+    ``precision="int8"`` (default backend "auto") calibrates on ``calib_clips`` clips of ``calib``
+    (a training config or a dataset folder, :mod:`lightvid.accel.calib`).
     """
     if batch < 1 or repeats < 1 or warmup < 0:
         raise UserError("--batch and --repeats must be >= 1 and --warmup >= 0")
-    if precision not in ("fp32", "bf16"):
-        raise UserError(f"--precision must be fp32 or bf16, got {precision!r}")
+    if precision not in ("fp32", "bf16", "int8"):
+        raise UserError(f"--precision must be fp32, bf16 or int8, got {precision!r}")
+    if precision == "int8":
+        backend = backend or "auto"
+        if calib is None:
+            raise UserError("--precision int8 needs --calib CONFIG_OR_DATA (clips to calibrate on)")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
@@ -130,6 +139,8 @@ def bench(target: str, batch: int = 1, input_size=None, precision: str = "fp32",
         raise UserError("--winograd needs --precision fp32 (bf16 runs natively on AMX/AVX512-BF16)")
     optimized = optimized or winograd
     if str(target).endswith(".onnx"):
+        if backend is not None:
+            raise UserError(f"{target}: ONNX files run with ONNX Runtime; --backend applies to models and checkpoints")
         return _bench_onnx(target, batch, input_size, precision, optimized, warmup, repeats, dev, progress, rss0)
     from lightvid.accel.export import load_target
     from lightvid.analysis.summary import summarize
@@ -143,9 +154,25 @@ def bench(target: str, batch: int = 1, input_size=None, precision: str = "fp32",
     model = model.to(dev).eval()
     x = torch.randn(batch, *size, device=dev)
     # bf16 the device cannot run natively: one warning line, then fp32 (the reference path is many times slower)
-    precision = resolve_precision(precision, dev, training=False)
+    if precision != "int8":
+        precision = resolve_precision(precision, dev, training=False)
     wino_layers = 0
-    if optimized:
+    if backend is not None:
+        from lightvid.accel.backends import optimize as backend_optimize
+
+        batches = None
+        if precision == "int8":
+            from lightvid.accel.calib import calibration_batches
+
+            batches = calibration_batches(calib, size, clips=calib_clips, batch=8,
+                                          mean=model.default_cfg.get("mean", (0.5,) * 3),
+                                          std=model.default_cfg.get("std", (0.5,) * 3))
+        run = backend_optimize(model, precision=precision, backend=backend, example_input=x, calibration=batches,
+                               winograd=winograd or None, verbose=progress)
+        backend = run.report.get("auto", {}).get("chosen", backend)
+        wino_layers = run.report.get("winograd_layers", 0)
+        optimized = True
+    elif optimized:
         from lightvid.accel.optimize import optimize
 
         run = optimize(model, precision=precision, winograd=winograd, example_input=x if winograd else None,
@@ -169,6 +196,7 @@ def bench(target: str, batch: int = 1, input_size=None, precision: str = "fp32",
         peak_mem = max(0.0, _max_rss_mb() - rss0)
     r = _result(meta.get("model", target), batch, precision, size, dev, optimized, times, macs, peak_mem)
     r.winograd_layers = wino_layers
+    r.backend = backend or ("torch" if optimized else "eager")
     return r
 
 
@@ -197,7 +225,7 @@ def _bench_onnx(path, batch, input_size, precision, optimized, warmup, repeats, 
 def _result(name, batch, precision, size, dev, optimized, times, macs, peak_mem) -> BenchResult:
     lat = statistics.median(times)
     gflops = 2 * macs * batch / lat / 1e9
-    peak = matmul_peak_gflops(precision, str(dev))
+    peak = matmul_peak_gflops("fp32" if precision == "int8" else precision, str(dev))
     return BenchResult(model=str(name), batch=batch, precision=precision, input=list(size), device=str(dev),
                        threads=torch.get_num_threads(), optimized=optimized, latency_ms=1e3 * lat,
                        latency_min_ms=1e3 * min(times), clips_per_s=batch / lat, macs_per_clip=int(macs),
@@ -207,13 +235,15 @@ def _result(name, batch, precision, size, dev, optimized, times, macs, peak_mem)
 
 def format_bench(r: BenchResult) -> str:
     """A :class:`BenchResult` as the lines ``lightvid bench`` prints."""
+    peak_prec = "fp32" if r.precision == "int8" else r.precision
     return "\n".join([
         f"{r.model}  input {batch_shape(r)}  {r.precision}{' optimized' if r.optimized else ''}"
+        f"{f' [{r.backend}]' if r.backend not in ('eager', 'torch') else ''}"
         f"{f' ({r.winograd_layers} Winograd layers)' if r.winograd_layers else ''}  "
         f"{r.device} ({r.threads} threads)",
         f"latency      {r.latency_ms:10.2f} ms (median; min {r.latency_min_ms:.2f} ms)",
         f"throughput   {r.clips_per_s:10.2f} clips/s",
-        f"compute      {r.gflops_per_s:10.1f} GFLOP/s of a measured {r.precision} matmul peak "
+        f"compute      {r.gflops_per_s:10.1f} GFLOP/s of a measured {peak_prec} matmul peak "
         f"{r.peak_gflops_per_s:.1f} GFLOP/s ({100 * r.fraction_of_peak:.1f}%)"
         + (" (effective: counted as direct convolutions, Winograd does fewer multiplications)"
            if r.winograd_layers else ""),

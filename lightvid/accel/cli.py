@@ -17,9 +17,17 @@ def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
     p.add_argument("target", help="registered model name, training checkpoint, or FILE.onnx")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--input", type=parse_input_size, default=None, help="CxTxHxW or CxHxW (default: the model's)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
-                   help="bf16 on a CPU without AVX512-BF16/AMX warns and runs fp32")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
+                   help="bf16 on a CPU without AVX512-BF16/AMX warns and runs fp32; int8: static post-training "
+                        "quantisation calibrated on --calib (backend default auto)")
     p.add_argument("--optimize", action="store_true", help="run lightvid.optimize first (BN fold, channels-last)")
+    p.add_argument("--backend", default=None, choices=("auto", "torch", "onnxruntime", "openvino"),
+                   help="run lightvid.optimize(backend=...) on the benchmark input ('auto': fastest agreeing)")
+    p.add_argument("--calib", default=None, metavar="CONFIG_OR_DATA",
+                   help="int8 calibration clips: a training config .yaml or a dataset folder")
+    p.add_argument("--calib-clips", type=int, default=32, help="clips to calibrate int8 on")
+    p.add_argument("--compare", action="store_true", help="side by side: eager, lightvid paths, ONNX Runtime, "
+                   "OpenVINO (fp32; int8 too with --calib), interleaved medians, max |diff| and top-1 vs eager")
     p.add_argument("--winograd", action="store_true", help="with --optimize: hybrid Winograd, each eligible "
                    "layer timed direct vs Winograd on the benchmark input (fp32; implies --optimize)")
     p.add_argument("--warmup", type=int, default=3)
@@ -33,10 +41,41 @@ def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.compare:
+        return _compare(args, model_kwargs(args))
     r = bench(args.target, batch=args.batch, input_size=args.input, precision=args.precision,
               optimized=args.optimize, warmup=args.warmup, repeats=args.repeats, device=args.device,
-              progress=not args.json, model_kwargs=model_kwargs(args), winograd=args.winograd)
+              progress=not args.json, model_kwargs=model_kwargs(args), winograd=args.winograd,
+              backend=args.backend, calib=args.calib, calib_clips=args.calib_clips)
     print(json.dumps(r.to_dict()) if args.json else format_bench(r))
+    return 0
+
+
+def _compare(args, kwargs: dict) -> int:
+    import torch
+
+    from lightvid.accel.calib import calibration_batches
+    from lightvid.accel.compare import compare, cpu_header, cpu_info, format_rows
+    from lightvid.accel.export import load_target
+
+    if args.device != "cpu" or str(args.target).endswith(".onnx"):
+        raise UserError("--compare runs a model name or checkpoint on the CPU")
+    model, meta = load_target(args.target, **kwargs)
+    size = tuple(args.input or model.default_cfg["input_size"])
+    x = torch.randn(args.batch, *size, generator=torch.Generator().manual_seed(0))
+    calib = None
+    if args.calib:
+        cfg = getattr(model, "default_cfg", {})
+        calib = calibration_batches(args.calib, size, clips=args.calib_clips, batch=8,
+                                    mean=cfg.get("mean", (0.5,) * 3), std=cfg.get("std", (0.5,) * 3))
+    rows = compare(model, x, calib, rounds=args.repeats, warmup=max(1, args.warmup), progress=not args.json)
+    if args.json:
+        print(json.dumps({"cpu": cpu_info(), "threads": torch.get_num_threads(), "model": meta.get("model"),
+                          "input": [args.batch, *size], "rows": [r.__dict__ for r in rows]}))
+    else:
+        print(cpu_header())
+        print(format_rows(rows, f"{meta.get('model', args.target)}  input {'x'.join(map(str, [args.batch, *size]))}"
+                          f"  {args.repeats} interleaved rounds, medians"))
     return 0
 
 
@@ -72,9 +111,13 @@ def predict_command(argv: list[str], prog: str = "lightvid predict") -> int:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--clips", type=int, default=None, help="clips per video (default: the run's eval_clips)")
     p.add_argument("--optimize", action="store_true", help="lightvid.optimize the model (bf16 where native)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="with --optimize (implied by fp32/bf16/fp16): auto is bf16 where the device runs it natively; "
-                        "an explicit bf16 the CPU lacks warns and runs fp32")
+    p.add_argument("--backend", default=None, choices=("auto", "torch", "onnxruntime", "openvino"),
+                   help="run the model with this lightvid.optimize backend ('auto': fastest agreeing on a clip batch)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16", "int8"),
+                   help="with --backend/--optimize (implied by fp32/bf16/fp16); a bf16 the CPU lacks warns and runs "
+                        "fp32; int8 calibrates on --calib (default: the run's training clips)")
+    p.add_argument("--calib", default=None, metavar="CONFIG_OR_DATA",
+                   help="int8 calibration clips: a training config .yaml or a dataset folder")
     p.add_argument("--json", action="store_true", help="print one JSON object per video")
     add_timeline_args(p)
     args = p.parse_args(argv)
@@ -82,7 +125,8 @@ def predict_command(argv: list[str], prog: str = "lightvid predict") -> int:
         raise UserError("--topk and --clips must be >= 1")
     if args.window is not None or args.stride is not None:
         return timeline_command(args)
-    pred = Predictor(args.ckpt, clips=args.clips, topk=args.topk, optimized=args.optimize, precision=args.precision)
+    pred = Predictor(args.ckpt, clips=args.clips, topk=args.topk, optimized=args.optimize, backend=args.backend,
+                     precision=args.precision, calib=args.calib)
     failed = 0
     for path in args.videos:
         r = pred.predict(path)

@@ -34,7 +34,7 @@ class Predictor:
     """Holds the model and the run's evaluation pipeline; ``predict(path)`` -> :class:`Prediction`."""
 
     def __init__(self, ckpt: str, clips: int | None = None, topk: int = 5, optimized: bool = False,
-                 precision: str = "auto"):
+                 backend: str | None = None, precision: str = "auto", calib: str | None = None):
         self.model, self.meta = load_model(ckpt)
         self.cfg = cfg = run_data_config(self.meta, source=f"{ckpt}: config")
         self.clips = clips or cfg.eval_clips
@@ -48,13 +48,30 @@ class Predictor:
         self.classes = list(self.meta.get("classes") or [])
         self.topk = min(topk, len(self.classes) or topk)
         self.run = self.model
-        if precision not in INFERENCE_PRECISIONS:
-            raise UserError(f"--precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {precision!r}")
-        if optimized or precision != "auto":
+        if precision not in (*INFERENCE_PRECISIONS, "int8"):
+            raise UserError(f"--precision must be one of {', '.join(INFERENCE_PRECISIONS)}, int8, got {precision!r}")
+        if backend is not None or precision == "int8":
+            self.run = self._backend(backend or "auto", precision, calib, mean, std)
+        elif optimized or precision != "auto":
             from lightvid.accel.optimize import optimize
 
             # an explicit bf16 the CPU cannot run natively warns once and runs fp32
             self.run = optimize(self.model, precision=precision)
+
+    def _backend(self, backend: str, precision: str, calib: str | None, mean, std):
+        """``lightvid.optimize(backend=...)`` timed / exported on a batch of K clips of the run's shape."""
+        from lightvid.accel.backends import optimize
+        from lightvid.accel.calib import batches_from_data, calibration_batches
+
+        cfg = self.cfg
+        size = (3, cfg.clip_len, cfg.size, cfg.size)  # (C, T, H, W) of one clip
+        batches = None
+        if precision == "int8":
+            batches = (calibration_batches(calib, size, mean=mean, std=std) if calib else
+                       batches_from_data(cfg, size, mean=mean, std=std, where="the checkpoint's config.data"))
+        example = torch.randn(self.clips, *size, generator=torch.Generator().manual_seed(0))
+        return optimize(self.model, precision=precision, backend=backend, example_input=example,
+                        calibration=batches)
 
     def clips_of(self, path: str) -> torch.Tensor:
         """``(K, C, T, H, W)`` normalised clips of ``path``; VideoDecodeError when it cannot be read."""

@@ -1,0 +1,143 @@
+"""Side-by-side CPU inference: eager, lightvid's paths, ONNX Runtime and OpenVINO, fp32 and int8.
+
+For each model and batch size, in one process, every path of ``lightvid.accel.compare`` is
+built and timed in interleaved rounds (medians), with its max |logit difference| and top-1
+agreement to eager fp32 on the timed batch. Random weights (``--num-classes`` outputs); int8
+paths are calibrated on ``--calib`` (a training config or a dataset folder, e.g. the real
+Kinetics clips), or on random clips when it is not given (said in the output). The header
+names the CPU and its AVX2 / AVX-512 / AVX512-BF16 / AMX / VNNI flags.
+
+    python benchmarks/bench_backends.py --calib ../shared/data/kinetics5        # the docs' tables
+    python benchmarks/bench_backends.py --models x3d_s --batches 1 --no-int8
+    python benchmarks/bench_backends.py --quick                                 # fp32 only, < 1 min
+    python benchmarks/bench_backends.py --agreement runs/agree_c3d/checkpoints/best.ckpt
+
+``--agreement CKPT``: top-1 agreement of each int8 path with fp32 eager on every validation
+clip of a trained checkpoint's own data (calibrated on ``--calib-clips`` of its training clips).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+# Idle OpenMP threads sleep instead of spinning. On a machine shared with other jobs, libgomp's
+# default spin-waiting makes every 2-thread PyTorch op wait for a descheduled thread (measured
+# here under load: a quarter-width r2plus1d_18 forward 4.5 s spinning vs 0.3 s passive), which
+# would hand ONNX Runtime and OpenVINO (own thread pools) an unfair lead. Set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+
+import lightvid  # noqa: E402
+from lightvid.accel.compare import best_of, compare, cpu_header, cpu_info, format_rows
+
+MODELS = "c3d,r2plus1d_18,x3d_s,ir_csn_50"
+
+
+def calibration(args, size) -> tuple[list[torch.Tensor], str]:
+    if args.calib:
+        from lightvid.accel.calib import calibration_batches
+
+        batches = calibration_batches(args.calib, size, clips=args.calib_clips, batch=2)
+        return batches, f"{sum(len(b) for b in batches)} clips of {args.calib}"
+    g = torch.Generator().manual_seed(1)
+    n = max(1, args.calib_clips // 2)
+    return [torch.randn(2 if n > 1 else args.calib_clips, *size, generator=g) for _ in range(n)], "random clips"
+
+
+def agreement(ckpt: str, calib_clips: int, limit: int | None) -> int:
+    from torch.utils.data import DataLoader
+
+    from lightvid.accel.backends import optimize
+    from lightvid.accel.calib import batches_from_data
+    from lightvid.data.build import DataConfig, build_dataset, collate_skip_bad
+    from lightvid.train.checkpoint import load_model
+
+    model, meta = load_model(ckpt)
+    cfg = DataConfig.from_dict(dict(meta["config"]["data"]), where=f"{ckpt}: config.data")
+    dcfg = getattr(model, "default_cfg", {})
+    mean, std = dcfg.get("mean", (0.5,) * 3), dcfg.get("std", (0.5,) * 3)
+    val = build_dataset(cfg, cfg.val_split, train=False, mean=mean, std=std)
+    clips, labels = [], []
+    for x, y, _, _ in DataLoader(val, batch_size=8, collate_fn=collate_skip_bad):
+        clips.append(x)
+        labels.append(y)
+    x, y = torch.cat(clips)[:limit], torch.cat(labels)[:limit]
+    size = tuple(x.shape[1:])
+    calib = batches_from_data(cfg, size, clips=calib_clips, batch=2, mean=mean, std=std, where=f"{ckpt} train")
+    print(f"{ckpt}: {meta.get('model')} {meta.get('model_kwargs')}, {len(x)} validation clips {size}, "
+          f"int8 calibrated on {sum(len(b) for b in calib)} training clips", flush=True)
+
+    def logits(run):
+        with torch.inference_mode():
+            return torch.cat([run(x[i:i + 8]).float() for i in range(0, len(x), 8)])
+
+    ref = logits(model.eval())
+    print(f"eager fp32 accuracy {100 * (ref.argmax(-1) == y).float().mean():.1f}%")
+    for backend in ("onnxruntime", "openvino"):
+        run = optimize(model, precision="int8", backend=backend, calibration=calib, example_input=x[:1])
+        out = logits(run)
+        agree = (out.argmax(-1) == ref.argmax(-1)).float().mean().item()
+        print(f"{backend} int8: top-1 agreement with fp32 {100 * agree:.1f}% ({len(x)} clips), accuracy "
+              f"{100 * (out.argmax(-1) == y).float().mean():.1f}%, max |logit diff| {(out - ref).abs().max():.3g}",
+              flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=MODELS)
+    p.add_argument("--batches", default="1,8")
+    p.add_argument("--input", default="3x16x112x112", help="CxTxHxW for every model")
+    p.add_argument("--num-classes", type=int, default=400)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--no-int8", action="store_true")
+    p.add_argument("--calib", default=None, help="config .yaml or dataset folder for int8 calibration")
+    p.add_argument("--calib-clips", type=int, default=8)
+    p.add_argument("--quick", action="store_true", help="a quarter-width r2plus1d_18 on a small input, batch 1, fp32")
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--agreement", default=None, metavar="CKPT", help="int8 top-1 agreement on a checkpoint's val clips")
+    p.add_argument("--limit", type=int, default=None, help="with --agreement: at most this many validation clips")
+    args = p.parse_args(argv)
+    if args.agreement:
+        return agreement(args.agreement, args.calib_clips, args.limit)
+    kwargs = {}
+    if args.quick:
+        args.models, args.batches, args.input, args.rounds = "r2plus1d_18", "1", "3x8x56x56", 3
+        args.no_int8, kwargs = True, {"width_mult": 0.25}  # int8 calibration takes ~1 min alone (tests cover it)
+    size = tuple(int(v) for v in args.input.split("x"))
+    print(cpu_header() + f", OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}", flush=True)
+    calib, calib_what = (None, "") if args.no_int8 else calibration(args, size)
+    if calib is not None:
+        print(f"int8 calibration: {calib_what}", flush=True)
+    results = {"cpu": cpu_info(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "calibration": calib_what, "runs": []}
+    for name in args.models.split(","):
+        torch.manual_seed(0)
+        model = lightvid.create_model(name, num_classes=args.num_classes, **kwargs).eval()
+        for batch in (int(b) for b in args.batches.split(",")):
+            x = torch.randn(batch, *size, generator=torch.Generator().manual_seed(0))
+            t0 = time.perf_counter()
+            rows = compare(model, x, calib, rounds=args.rounds, progress=True)
+            title = (f"\n{name}  input {batch}x{args.input}  {args.rounds} interleaved rounds, medians "
+                     f"({time.perf_counter() - t0:.0f} s)")
+            print(format_rows(rows, title), flush=True)
+            lv = best_of(rows, "fp32", "lightvid")
+            for o in (best_of(rows, "fp32", b) for b in ("onnxruntime", "openvino")):
+                if lv is not None and o is not None:
+                    print(f"  lightvid's best fp32 ({lv.path}) vs {o.path}: {o.ms / lv.ms:.2f}x")
+            results["runs"].append({"model": name, "batch": batch, "input": list(size),
+                                    "rows": [r.__dict__ for r in rows]})
+    if args.json:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.json)) or ".", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(results, f, indent=1)
+        os.replace(tmp, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""Side by side on one input: eager, lightvid's paths, ONNX Runtime and OpenVINO, fp32 and int8.
+
+:func:`compare` builds every path of :func:`paths_for` (a path whose package is missing or
+that cannot take the model becomes a row saying why), checks each against eager fp32 (max
+|logit difference|, top-1 agreement on the input's samples) and times them all interleaved
+in one process (:func:`lightvid.accel.timing.time_calls`: round-robin, medians), so a change
+in the machine's load hits every path alike. Used by ``benchmarks/bench_backends.py`` and
+``lightvid bench MODEL --compare``. :func:`cpu_info` names the CPU and the instruction-set
+extensions that decide which kernels run (AVX2, AVX-512, AVX512-BF16, AMX, VNNI).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import statistics
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from lightvid.accel import backends as B
+from lightvid.accel.optimize import cpu_flags, has_native_bf16
+from lightvid.accel.timing import time_calls
+
+FEATURES = {  # shown name -> /proc/cpuinfo flags (any of them)
+    "AVX2": ("avx2",), "AVX-512": ("avx512f",), "AVX512-BF16": ("avx512_bf16",),
+    "AMX": ("amx_tile", "amx_bf16", "amx_int8"), "VNNI": ("avx512_vnni", "avx_vnni"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_info() -> dict:
+    """``{"model": CPU model name, "cores": logical CPUs, "features": {AVX2: bool, ...}}``."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    flags = cpu_flags()
+    feats = {k: bool(flags & set(v)) for k, v in FEATURES.items()} if flags else {}
+    return {"model": name, "cores": os.cpu_count(), "features": feats,
+            "torch_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def cpu_header() -> str:
+    info = cpu_info()
+    feats = " ".join(f"{k}{'+' if v else '-'}" for k, v in info["features"].items()) or "flags unknown"
+    return (f"CPU: {info['model']} ({info['cores']} logical CPUs; {feats}; torch kernels "
+            f"{info['torch_capability']}), torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+@dataclass
+class Row:
+    path: str
+    ms: float | None = None  # median latency
+    speedup: float | None = None  # eager fp32 / this
+    max_abs_diff: float | None = None  # to eager fp32, on the timed input
+    top1: float | None = None  # top-1 agreement with eager fp32 on the timed input's samples
+    build_s: float | None = None
+    note: str = ""
+
+
+def paths_for(model: nn.Module, int8: bool) -> list[tuple[str, str, str, dict]]:
+    """``(label, backend, precision, extra optimize kwargs)`` of every path worth timing here."""
+    from lightvid.accel.winograd import supports
+
+    out = [("lightvid torch fp32", "torch", "fp32", {"winograd": False})]
+    if any(supports(m) for m in model.modules()):
+        out.append(("lightvid torch fp32 + Winograd", "torch", "fp32", {"winograd": True}))
+    if has_native_bf16():
+        out.append(("lightvid torch bf16", "torch", "bf16", {}))
+    out += [("onnxruntime fp32", "onnxruntime", "fp32", {}), ("openvino fp32", "openvino", "fp32", {})]
+    if has_native_bf16():
+        out.append(("openvino bf16", "openvino", "bf16", {}))
+    if int8:
+        out += [("onnxruntime int8 (QDQ)", "onnxruntime", "int8", {}), ("openvino int8 (NNCF)", "openvino", "int8", {})]
+    return out
+
+
+def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] | None = None,
+            rounds: int = 5, warmup: int = 1, progress: bool = False) -> list[Row]:
+    """One :class:`Row` per path (eager first); int8 rows only with ``calibration``."""
+    model = model.eval()
+    with torch.inference_mode():
+        ref = model(x).float()
+    fns = {"eager fp32": B.EagerModel(model)}
+    rows = {"eager fp32": Row("eager fp32", max_abs_diff=0.0, top1=1.0)}
+    for label, backend, prec, kw in paths_for(model, calibration is not None):
+        row = rows[label] = Row(label)
+        try:
+            run = B.optimize(model, precision=prec, backend=backend, example_input=x,
+                             calibration=calibration if prec == "int8" else None, **kw)
+        except Exception as e:  # noqa: BLE001 (a path that cannot take the model is a row saying why)
+            row.note = "not built: " + (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            continue
+        with torch.inference_mode():
+            out = run(x).float()
+        row.max_abs_diff = (out - ref).abs().max().item()
+        row.top1 = (out.argmax(-1) == ref.argmax(-1)).float().mean().item()
+        row.build_s = run.report.get("build_s")
+        if progress:
+            print(f"  built {label} ({row.build_s or 0:.0f} s)", flush=True)
+        if run.report.get("winograd_layers"):
+            row.note = f"{run.report['winograd_layers']} Winograd layers"
+        elif kw.get("winograd"):
+            row.note = "hybrid choice kept every layer direct"
+        fns[label] = run
+    times = time_calls(fns, x, repeats=rounds, warmup=warmup, progress=progress, desc="compare")
+    base = statistics.median(times["eager fp32"])
+    for label, t in times.items():
+        rows[label].ms = 1e3 * statistics.median(t)
+        rows[label].speedup = base / statistics.median(t)
+    return list(rows.values())
+
+
+def best_of(rows: list[Row], precision: str = "fp32", prefix: str = "") -> Row | None:
+    """The fastest timed row of ``precision`` whose top-1 agrees with eager (``prefix``: label start)."""
+    ok = [r for r in rows if r.ms is not None and precision in r.path and r.path.startswith(prefix)
+          and (r.top1 or 0) >= 1.0]
+    return min(ok, key=lambda r: r.ms) if ok else None
+
+
+def format_rows(rows: list[Row], title: str) -> str:
+    lines = [title, f"{'path':34s} {'median ms':>10s} {'vs eager':>9s} {'max|diff|':>10s} {'top-1':>6s}  note"]
+    for r in rows:
+        if r.ms is None:
+            lines.append(f"{r.path:34s} {'-':>10s} {'-':>9s} {'-':>10s} {'-':>6s}  {r.note}")
+            continue
+        lines.append(f"{r.path:34s} {r.ms:10.1f} {r.speedup:8.2f}x {r.max_abs_diff:10.2e} {100 * r.top1:5.0f}%  "
+                     f"{r.note}")
+    auto = best_of(rows, "fp32")
+    if auto is not None:
+        lines.append(f"backend='auto' rule (fastest fp32 path agreeing with eager on top-1): {auto.path}")
+    return "\n".join(lines)

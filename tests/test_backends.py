@@ -1,0 +1,171 @@
+"""optimize(backend=...): every backend matches eager, "auto" keeps an agreeing candidate, int8 agrees."""
+import pytest
+import torch
+
+import lightvid
+from lightvid.accel import backends as B
+from lightvid.errors import UserError
+
+INSTALLED = [b for b in ("onnxruntime", "openvino") if B.available(b)]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = lightvid.create_model("r2plus1d_18", num_classes=5, width_mult=0.25).eval()
+    x = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    return model, x, ref
+
+
+@pytest.mark.parametrize("backend", ["torch", *INSTALLED])
+def test_backend_matches_eager(tiny, backend):
+    model, x, ref = tiny
+    run = B.optimize(model, precision="fp32", backend=backend, example_input=x)
+    out = run(x)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), (out - ref).abs().max()
+    assert run.report["backend"] == backend
+    # another batch size than the example's (OpenVINO compiles a second shape)
+    x3 = torch.randn(3, *x.shape[1:])
+    with torch.no_grad():
+        assert torch.allclose(run(x3), model(x3), atol=1e-4, rtol=1e-4)
+
+
+def test_lightvid_optimize_is_the_backend_switch(tiny):
+    model, x, ref = tiny
+    run = lightvid.optimize(model, precision="fp32", backend="torch")
+    assert run.report["backend"] == "torch" and run.report["folded_bn"] > 0
+    assert torch.allclose(run(x), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_auto_keeps_an_agreeing_candidate(tiny):
+    model, x, ref = tiny
+    run = B.optimize(model, precision="fp32", backend="auto", example_input=x)
+    auto = run.report["auto"]
+    assert auto["chosen"] in auto["times_ms"] and auto["top1_agreement"][auto["chosen"]] == 1.0
+    assert set(auto["times_ms"]) >= {"eager", "torch"}
+    assert auto["times_ms"][auto["chosen"]] == min(auto["times_ms"].values())
+    assert torch.equal(run(x).argmax(-1), ref.argmax(-1))
+
+
+def test_auto_rejects_a_fast_candidate_that_disagrees(tiny, monkeypatch):
+    model, x, ref = tiny
+
+    class Wrong(torch.nn.Module):  # instant, but its top-1 is never eager's
+        def __init__(self):
+            super().__init__()
+            self.report = {}
+
+        def forward(self, x):
+            return -ref[: len(x)].clone()
+
+    real_build = B._build
+
+    def build(m, backend, *args):
+        return Wrong() if backend == "onnxruntime" else real_build(m, backend, *args)
+
+    monkeypatch.setattr(B, "_build", build)
+    monkeypatch.setattr(B, "candidates_for", lambda precision: ["torch", "onnxruntime"])
+    run = B.optimize(model, precision="fp32", backend="auto", example_input=x)
+    auto = run.report["auto"]
+    assert auto["top1_agreement"]["onnxruntime"] == 0.0
+    assert "onnxruntime" not in auto["times_ms"] and auto["chosen"] in ("eager", "torch")
+
+
+def test_missing_package_is_one_line_and_auto_skips_it(tiny, monkeypatch):
+    model, x, _ = tiny
+    real = B.available
+    monkeypatch.setattr(B, "available", lambda name: False if name == "openvino" else real(name))
+    with pytest.raises(UserError) as e:
+        B.optimize(model, precision="fp32", backend="openvino", example_input=x)
+    msg = str(e.value)
+    assert "\n" not in msg and "openvino" in msg and "pip install" in msg
+    assert "openvino" not in B.candidates_for("fp32")
+
+
+def test_bad_arguments(tiny):
+    model, x, _ = tiny
+    with pytest.raises(UserError, match="backend must be one of"):
+        B.optimize(model, backend="tensorrt")
+    with pytest.raises(UserError, match="needs an example_input"):
+        B.optimize(model, precision="fp32", backend="auto")
+    with pytest.raises(UserError, match="needs calibration"):
+        B.optimize(model, precision="int8", backend="onnxruntime", example_input=x)
+    with pytest.raises(UserError, match="torch"):
+        B.optimize(model, precision="int8", backend="torch", calibration=[x])
+
+
+INT8 = [pytest.param(b, marks=pytest.mark.slow) if b == "openvino" else b  # NNCF: ~50 s on 2 busy cores
+        for b in INSTALLED if b != "openvino" or B.available("nncf")]
+
+
+@pytest.mark.parametrize("backend", INT8)
+def test_int8_agrees_on_top1(backend):
+    torch.manual_seed(0)
+    model = lightvid.create_model("r2plus1d_18", num_classes=5, width_mult=0.25).eval()
+    g = torch.Generator().manual_seed(1)
+    calib = [torch.randn(4, 3, 8, 32, 32, generator=g) for _ in range(3)]
+    x = torch.randn(16, 3, 8, 32, 32, generator=g)
+    run = B.optimize(model, precision="int8", backend=backend, calibration=calib, example_input=x[:2])
+    assert run.report["precision"] == "int8"
+    with torch.no_grad():
+        ref = model(x)
+    out = run(x)
+    agree = (out.argmax(-1) == ref.argmax(-1)).float().mean().item()
+    assert agree >= 0.75, agree
+    assert (out - ref).abs().max() < 0.5 * ref.abs().max()  # quantised, not a different function
+    assert not torch.allclose(out, ref, atol=1e-6)  # and really quantised
+
+
+def test_calibration_batches_from_a_folder(tiny_synth):
+    from lightvid.accel.calib import calibration_batches
+
+    batches = calibration_batches(str(tiny_synth), (3, 8, 32, 32), clips=6, batch=4)
+    assert [tuple(b.shape) for b in batches] == [(4, 3, 8, 32, 32), (2, 3, 8, 32, 32)]
+    with pytest.raises(UserError, match="neither a config"):
+        calibration_batches(str(tiny_synth / "nope.txt"), (3, 8, 32, 32))
+
+
+@pytest.mark.slow  # ~1 min on two busy cores (an mp4, two predictors, an ONNX export)
+def test_predict_with_a_backend_matches_eager(tmp_path):
+    import numpy as np
+
+    from lightvid.accel.predict import Predictor
+    from lightvid.checkpoint import save_atomic
+    from lightvid.data.synth import write_mp4
+
+    CLASSES = ["left", "right", "up"]
+    kwargs = {"width_mult": 0.125}
+    torch.manual_seed(0)
+    model = lightvid.create_model("r2plus1d_18", num_classes=3, **kwargs)
+    data = {"root": str(tmp_path), "format": "folders", "clip_len": 8, "size": 32, "short_side": 32}
+    meta = {"model": "r2plus1d_18", "model_kwargs": kwargs, "num_classes": 3, "classes": CLASSES,
+            "config": {"data": data}}
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    ckpt = save_atomic({"lightvid": meta, "state_dict": state}, tmp_path / "best.ckpt")
+    video = tmp_path / "a.mp4"
+    write_mp4(video, np.random.default_rng(0).integers(0, 255, (20, 40, 40, 3), dtype=np.uint8))
+    eager, onnx = Predictor(str(ckpt), clips=2, topk=3), Predictor(str(ckpt), clips=2, topk=3, backend="onnxruntime")
+    assert onnx.run.report["backend"] == "onnxruntime"
+    a, b = eager.predict(str(video)), onnx.predict(str(video))
+    assert [c for c, _ in a.topk] == [c for c, _ in b.topk] and set(dict(a.topk)) <= set(CLASSES)
+    assert max(abs(p - q) for (_, p), (_, q) in zip(a.topk, b.topk)) < 1e-4
+
+
+@pytest.mark.slow  # builds and times every backend
+def test_bench_cli_compare_and_backend(capsys):
+    import json
+
+    from lightvid.cli import main
+
+    args = ["bench", "r2plus1d_18", "--width-mult", "0.25", "--num-classes", "5", "--input", "3x8x32x32",
+            "--repeats", "1", "--warmup", "0"]
+    assert main([*args, "--compare", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    paths = [r["path"] for r in out["rows"]]
+    assert paths[0] == "eager fp32" and "lightvid torch fp32" in paths and "AVX2" in out["cpu"]["features"]
+    assert all(r["max_abs_diff"] < 1e-4 for r in out["rows"] if r["ms"] is not None)
+    assert main([*args, "--backend", "onnxruntime", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["backend"] == "onnxruntime"
