@@ -25,7 +25,7 @@ ALLOWED = {
     "compress": {"train", "train.config", "run_spec", "data", "models", "checkpoint", "args"} | BASE,
     "train": {"train.config", "run_spec", "analysis.summary", "analysis.draw", "data", "models", "checkpoint",
               "args"} | BASE,
-    "accel": {"run_spec", "analysis.summary", "data", "models", "checkpoint", "args"} | BASE,
+    "accel": {"run_spec", "train.config", "analysis.summary", "data", "models", "checkpoint", "args"} | BASE,
     "run_spec": {"train.config", "data", "models", "checkpoint"} | BASE,
     "train.config": {"data", "models"} | BASE,
     "analysis": {"accel", "run_spec", "analysis.summary", "analysis.draw", "data", "models", "args"} | BASE,

@@ -211,7 +211,7 @@ def nncf_quantize(ov_model, batches: list[np.ndarray]):
 
 
 def _has_vnni() -> bool:
-    from lightvid.accel.optimize import cpu_flags
+    from lightvid.precision import cpu_flags
 
     return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
 

@@ -20,13 +20,8 @@ import torch
 import torch.nn as nn
 
 from lightvid.accel import backends as B
-from lightvid.accel.optimize import cpu_flags, has_native_bf16
 from lightvid.accel.timing import time_calls
-
-FEATURES = {  # shown name -> /proc/cpuinfo flags (any of them)
-    "AVX2": ("avx2",), "AVX-512": ("avx512f",), "AVX512-BF16": ("avx512_bf16",),
-    "AMX": ("amx_tile", "amx_bf16", "amx_int8"), "VNNI": ("avx512_vnni", "avx_vnni"),
-}
+from lightvid.precision import cpu_features, has_native_bf16
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,8 +36,8 @@ def cpu_info() -> dict:
                     break
     except OSError:
         pass
-    flags = cpu_flags()
-    feats = {k: bool(flags & set(v)) for k, v in FEATURES.items()} if flags else {}
+    f = cpu_features()
+    feats = {"AVX2": f.avx2, "AVX-512": f.avx512, "AVX512-BF16": f.avx512_bf16, "AMX": f.amx_bf16, "VNNI": f.vnni}
     return {"model": name, "cores": os.cpu_count(), "features": feats,
             "torch_capability": torch.backends.cpu.get_cpu_capability()}
 

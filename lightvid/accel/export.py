@@ -100,7 +100,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
         with torch.no_grad():
             torch.onnx.export(fixed_pools(model, example), (example,), str(tmp), dynamo=True, opset_version=opset,
                               input_names=["input"], output_names=["output"], dynamic_shapes=_batch_dim(),
-                              verbose=False)
+                              verbose=False, external_data=False)  # one self-contained file (< 2 GB)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
