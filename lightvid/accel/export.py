@@ -20,6 +20,7 @@ import copy
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # torch.export's own pytree internals
             torch.onnx.export(fixed_pools(model, example), (example,), str(tmp), dynamo=True, opset_version=opset,
                               input_names=["input"], output_names=["output"], dynamic_shapes=_batch_dim(),
                               verbose=False, external_data=False)  # one self-contained file (< 2 GB)
@@ -142,7 +144,8 @@ def export_program(model: nn.Module, path: str | os.PathLike, example: torch.Ten
     path = Path(path)
     tmp = _tmp_for(path)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # torch.export's own pytree internals
             program = torch.export.export(model, (example,), dynamic_shapes=_batch_dim())
         torch.export.save(program, str(tmp))
         os.replace(tmp, path)
