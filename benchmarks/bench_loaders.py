@@ -93,12 +93,12 @@ def timed(fn, *args, **kw):
     return out, time.perf_counter() - t, time.process_time() - c
 
 
-def step_rate(name: str, bs: int, frames: int, size: int, steps: int) -> tuple[float, float, float]:
+def step_rate(name: str, bs: int, frames: int, size: int, steps: int, **kw) -> tuple[float, float, float]:
     """``(clips/s, seconds per step, CPU seconds per step)`` of forward + backward + AdamW, median over
     ``steps`` after a warm-up."""
     import lightvid
 
-    model = lightvid.create_model(name, num_classes=400).train()
+    model = lightvid.create_model(name, num_classes=400, **kw).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x, y = torch.randn(bs, 3, frames, size, size), torch.randint(0, 400, (bs,))
     times, cpus = [], []
@@ -198,13 +198,38 @@ def main(argv=None) -> int:
     return 0
 
 
+def demo_loader_cpu_ms(n: int = 320) -> dict:
+    """CPU ms per training clip of the ``make demo`` data (4 synthetic classes, 8x32x32), in memory and from disk."""
+    import yaml
+
+    from lightvid.data.synth import ensure_synth
+
+    d = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())["data"]
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = ensure_synth(Path(tmp) / "s", **{**d["synth"], "train": 160, "val": 8}, progress=False, workers=1)
+        cfg = DataConfig(root=str(root), clip_len=d["clip_len"], stride=d["stride"], size=d["size"],
+                         short_side=d["short_side"], pad=d.get("pad", 0))
+        ds = build_dataset(cfg, "train", True, MEAN, STD)
+        torch.set_num_threads(1)
+        for mode in ("in memory", "from disk"):
+            if mode == "from disk":
+                ds._cache = None  # what `cache: false` gives
+            out[mode] = cpu_ms(ds, n, 0)
+    return out
+
+
 def steps_table(quick: bool, loaders: dict) -> None:
     """Training steps (2 threads) against ``loaders`` = ``{name: (clips/s, CPU ms per clip)}``."""
+    demo_loader = demo_loader_cpu_ms()
     torch.set_num_threads(2)
     what, demo = demo_step_rate(REPO / "configs" / "quickstart.yaml", 3 if quick else 10)
+    _, demo_sec, demo_cpu = step_rate("r3d_10", 16, 8, 32, 5 if quick else 10, width_mult=0.125)
     full, sec, cpu_s = step_rate("r2plus1d_18", 8, 16, 112, 1 if quick else 2)
     print(f"\ntraining steps (forward, backward, AdamW; {torch.get_num_threads()} threads)")
-    print(f"  make demo ({what}): {demo:.0f} clips/s")
+    print(f"  make demo ({what}): {demo:.0f} clips/s; {demo_cpu / 16 * 1000:.1f} CPU ms per clip")
+    for k, c in demo_loader.items():
+        print(f"  demo loader {k}: {c:.2f} CPU ms per clip = 1/{demo_cpu / 16 * 1000 / c:.0f} of the demo step's")
     print(f"  r2plus1d_18, batch 8 of 16x112x112: {sec:.1f} s per step ({cpu_s:.1f} CPU s) = {full:.2f} clips/s, "
           f"{cpu_s / 8 * 1000:.0f} CPU ms per clip")
     for k, (rt, c) in loaders.items():
