@@ -67,6 +67,21 @@ class ScheduleConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Augmentation and regularisation (``lightvid.train.augment``); every key off by default."""
+
+    mixup_alpha: float = 0.0  # > 0: mixup with lam ~ Beta(alpha, alpha)
+    cutmix_alpha: float = 0.0  # > 0: cutmix, one box through every frame of a clip
+    mix_prob: float = 1.0  # chance that a batch is mixed at all
+    mix_switch_prob: float = 0.5  # both alphas > 0: chance of cutmix rather than mixup per batch
+    randaugment_ops: int = 0  # > 0: RandAugment with this many ops per clip, the same on every frame
+    randaugment_magnitude: float = 9.0  # 0-10
+    randaugment_magnitude_std: float = 0.0
+    repeats: int = 1  # repeated augmentation: each sampled clip this many times per epoch, in one batch
+    ema_decay: float | None = None  # e.g. 0.99: validate and save an EMA of the weights
+
+
+@dataclass
 class TrainerConfig:
     max_epochs: int = 10
     batch_size: int = 16
@@ -96,6 +111,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def to_dict(self) -> dict:
@@ -316,10 +332,32 @@ def validate_config(cfg: TrainConfig, source: str = "<config>") -> None:
         raise UserError(f"{source}: optim.betas must have two values, got {cfg.optim.betas}")
     if cfg.schedule.warmup_epochs < 0:
         raise UserError(f"{source}: schedule.warmup_epochs must be >= 0")
+    if not 0 <= cfg.optim.label_smoothing < 1:
+        raise UserError(f"{source}: optim.label_smoothing must be in [0, 1), got {cfg.optim.label_smoothing}")
+    if t.grad_clip is not None and t.grad_clip <= 0:
+        raise UserError(f"{source}: trainer.grad_clip must be > 0 or null, got {t.grad_clip}")
+    check_augment(cfg.augment, source)
     try:
         cfg.data.validate()
     except UserError as e:
         raise UserError(f"{source}: data: {e}") from None
+
+
+def check_augment(a: AugmentConfig, source: str = "<config>") -> None:
+    for key in ("mixup_alpha", "cutmix_alpha", "randaugment_magnitude_std"):
+        if getattr(a, key) < 0:
+            raise UserError(f"{source}: augment.{key} must be >= 0, got {getattr(a, key)}")
+    for key in ("mix_prob", "mix_switch_prob"):
+        if not 0 <= getattr(a, key) <= 1:
+            raise UserError(f"{source}: augment.{key} must be in [0, 1], got {getattr(a, key)}")
+    if a.randaugment_ops < 0:
+        raise UserError(f"{source}: augment.randaugment_ops must be >= 0, got {a.randaugment_ops}")
+    if not 0 <= a.randaugment_magnitude <= 10:
+        raise UserError(f"{source}: augment.randaugment_magnitude must be in [0, 10], got {a.randaugment_magnitude}")
+    if a.repeats < 1:
+        raise UserError(f"{source}: augment.repeats must be >= 1, got {a.repeats}")
+    if a.ema_decay is not None and not 0 < a.ema_decay < 1:
+        raise UserError(f"{source}: augment.ema_decay must be in (0, 1) or null, got {a.ema_decay}")
 
 
 def check_model_kwargs(mcfg: ModelConfig, source: str = "<config>") -> None:

@@ -25,6 +25,7 @@ import lightning as L
 import torch
 
 from lightvid.errors import UserError
+from lightvid.train.augment import TemporalRandAugment, WeightEMA
 from lightvid.train.config import TrainConfig, save_config
 
 DATA_READY = ".data_ready"
@@ -131,9 +132,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     with torch.device("meta"):
         ref = create_model(cfg.model.name, **cfg.model.kwargs)
     mean, std = ref.default_cfg.get("mean"), ref.default_cfg.get("std")
+    aug = cfg.augment
+    policy = None
+    if aug.randaugment_ops > 0:
+        policy = TemporalRandAugment(aug.randaugment_ops, aug.randaugment_magnitude, aug.randaugment_magnitude_std)
     dm = VideoDataModule(cfg.data, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, mean=mean,
                          std=std, seed=cfg.seed,
-                         deterministic=t.deterministic)
+                         deterministic=t.deterministic, policy=policy, repeats=aug.repeats)
     if rank == 0:  # rank 0 prepares (e.g. generates the synthetic set); the others wait for it
         dm.setup("fit")
         (out / DATA_READY).write_text("ok\n")
@@ -154,7 +159,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
         optim=cfg.to_dict()["optim"], schedule=cfg.to_dict()["schedule"], config=cfg.to_dict(),
         input_transform=cfg.model.input_transform, weights=cfg.model.weights,
         num_val_videos=int(getattr(dm.val_dataset, "num_videos", 0) or 0), init=cfg.model.init,
-        **(module_kwargs or {}))
+        augment=cfg.to_dict()["augment"], **(module_kwargs or {}))
 
     ckpt_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc_video", mode="max", save_top_k=1,
                               auto_insert_metric_name=False, enable_version_counter=False)
@@ -166,6 +171,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
                               enable_version_counter=False)
     speed = Throughput()
     cbs = [ckpt_cb, last_cb, EpochSeed(cfg.seed), speed, LearningRateMonitor("epoch"), *(callbacks or [])]
+    if aug.ema_decay is not None:
+        cbs.append(WeightEMA(aug.ema_decay))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
