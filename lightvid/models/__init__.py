@@ -15,3 +15,4 @@ from lightvid.models import densenet  # noqa: F401,E402
 from lightvid.models import highway  # noqa: F401,E402
 from lightvid.models import cifar  # noqa: F401,E402
 from lightvid.models import stn  # noqa: F401,E402
+from lightvid.models import plain3d  # noqa: F401,E402
