@@ -30,6 +30,7 @@ import yaml
 from lightvid.data.build import DataConfig
 from lightvid.errors import UserError
 
+INIT_SCHEMES = ("default", "kaiming")  # any other model.init is a weights file
 PRECISIONS = ("auto", "32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
 
 
@@ -40,7 +41,11 @@ class ModelConfig:
     num_classes: int | None = None  # None: the number of classes in the training set
     weights: str | None = None  # a local state_dict to start from (create_model(weights=...))
     input_transform: str | None = None  # e.g. "trg"
-    init: Literal["default", "kaiming"] = "default"  # kaiming: re-initialise (see module.reinit_kaiming)
+    # "default"; "kaiming": re-initialise (module.reinit_kaiming); or a PATH to start from: a lightvid
+    # checkpoint, safetensors, or a torchvision / VMZ / PyTorchVideo state dict (models.pretrained_keys);
+    # a classifier of another class count is replaced
+    init: str = "default"
+    freeze_backbone_epochs: int = 0  # with init=PATH: train only the classifier for the first N epochs
 
 
 @dataclass
@@ -316,6 +321,11 @@ def validate_config(cfg: TrainConfig, source: str = "<config>") -> None:
         hint = ", ".join(closest_names(cfg.model.name)) or "see `lightvid list`"
         raise UserError(f"{source}: model.name={cfg.model.name!r} is not a registered model; closest: {hint}")
     check_model_kwargs(cfg.model, source)
+    if cfg.model.init not in INIT_SCHEMES and not Path(cfg.model.init).is_file():
+        raise UserError(f"{source}: model.init={cfg.model.init!r} is neither {' nor '.join(INIT_SCHEMES)} "
+                        "nor an existing weights file")
+    if cfg.model.freeze_backbone_epochs < 0:
+        raise UserError(f"{source}: model.freeze_backbone_epochs must be >= 0, got {cfg.model.freeze_backbone_epochs}")
     if cfg.model.weights is not None and not Path(cfg.model.weights).is_file():
         raise UserError(f"{source}: model.weights={cfg.model.weights!r}: no such file")
     t = cfg.trainer

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from lightvid.models.pretrained_keys import load_pretrained
 from lightvid.models.registry import create_model
 from lightvid.train.augment import Mixer
 
@@ -75,6 +76,8 @@ class ClassificationModule(L.LightningModule):
                                   weights=weights, **self.model_kwargs)
         if init == "kaiming" and weights is None:
             reinit_kaiming(self.model)
+        elif init not in ("default", "kaiming"):  # a weights file: any layout load_pretrained reads
+            load_pretrained(self.model, init)
         self.label_smoothing = float(self.optim_cfg.get("label_smoothing", 0.0))
         a = augment or {}
         self.mixer = Mixer(num_classes, mixup_alpha=float(a.get("mixup_alpha", 0.0)),

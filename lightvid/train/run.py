@@ -27,6 +27,7 @@ import torch
 from lightvid.errors import UserError
 from lightvid.train.augment import TemporalRandAugment, WeightEMA
 from lightvid.train.config import TrainConfig, save_config
+from lightvid.train.finetune import FreezeBackbone
 
 DATA_READY = ".data_ready"
 
@@ -173,6 +174,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     cbs = [ckpt_cb, last_cb, EpochSeed(cfg.seed), speed, LearningRateMonitor("epoch"), *(callbacks or [])]
     if aug.ema_decay is not None:
         cbs.append(WeightEMA(aug.ema_decay))
+    if cfg.model.freeze_backbone_epochs > 0:
+        cbs.append(FreezeBackbone(cfg.model.freeze_backbone_epochs))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
