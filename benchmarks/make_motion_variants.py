@@ -70,8 +70,8 @@ def shape_points(rng: np.random.Generator, shape: str) -> np.ndarray:
     if shape == "letter":  # an "L"
         return np.array([[-0.6, -0.9], [-0.1, -0.9], [-0.1, 0.4], [0.7, 0.4], [0.7, 0.9], [-0.6, 0.9]])
     n = int(rng.integers(4, 7))
-    ang = np.sort(rng.uniform(0, 2 * np.pi, n))
-    rad = rng.uniform(0.4, 1.0, n)
+    ang = np.sort(rng.uniform(0, 2 * np.pi / n, n) + np.arange(n) * 2 * np.pi / n)  # spread: never a sliver
+    rad = rng.uniform(0.6, 1.0, n)
     rad[0] = 1.0
     return np.stack([rad * np.cos(ang), rad * np.sin(ang)], 1)
 
@@ -81,7 +81,8 @@ def render(cls: str, rng: np.random.Generator, size: int, frames: int, texture: 
     """(T, H, W, 3) uint8 BGR frames of one clip."""
     bg = background(rng, size, texture)
     pts = shape_points(rng, shapes[int(rng.integers(len(shapes)))])
-    colour = tuple(int(v) for v in (255 - bg.reshape(-1, 3).mean(0) + rng.normal(0, 30, 3)).clip(0, 255))
+    dark = bg.mean() > 128  # a dark object on a light background and the reverse: always visible
+    colour = tuple(int(v) for v in (rng.uniform(0, 60, 3) if dark else rng.uniform(195, 255, 3)))
     r = rng.uniform(0.13, 0.2) * size
     v = rng.uniform(*speed)  # pixels (at 64 px) per frame; scaled to the frame size
     v *= size / 64
@@ -168,6 +169,27 @@ def make_set(out: str | Path, size: int = 64, frames: int = 16, texture: str = "
     return out
 
 
+def contact_sheet(path: str | Path, cell: int = 48) -> Path:
+    """One clip per class of every preset (first, middle and last frame side by side), as a PNG."""
+    rows = []
+    for name, kw in PRESETS.items():
+        names = kw.get("classes", ",".join(CLASSES)).split(",")
+        cells = []
+        for ci, cls in enumerate(CLASSES):
+            if cls not in names:
+                cells.append(np.full((cell, 3 * cell, 3), 255, np.uint8))
+                continue
+            rng = np.random.default_rng([0, 9, ci, 0])
+            f = render(cls, rng, kw["size"], kw["frames"], kw["texture"], kw["shapes"].split(","),
+                       kw.get("speed", (0.8, 1.6)))
+            picks = [cv2.resize(f[t], (cell, cell), interpolation=cv2.INTER_AREA) for t in (0, len(f) // 2, -1)]
+            cells.append(np.concatenate(picks, 1))
+        rows.append(np.concatenate([np.pad(c, ((2, 2), (4, 4), (0, 0)), constant_values=255) for c in cells], 1))
+    img = np.concatenate(rows, 0)
+    cv2.imwrite(str(path), img)
+    return Path(path)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", nargs="?")
@@ -182,8 +204,12 @@ def main(argv=None) -> int:
     p.add_argument("--train", type=int, default=100, help="clips per class")
     p.add_argument("--val", type=int, default=25, help="clips per class")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sheet", help="write a PNG with one clip per class of every preset (first/middle/last frame)")
     a = p.parse_args(argv)
     cv2.setNumThreads(1)
+    if a.sheet:
+        print(contact_sheet(a.sheet))
+        return 0
     if a.preset:
         for name in PRESETS if a.preset == "all" else [a.preset]:
             print(make_set(Path(a.root) / name, train=a.train, val=a.val, seed=a.seed, **PRESETS[name]))

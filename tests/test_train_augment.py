@@ -8,7 +8,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lightvid.errors import UserError
-from lightvid.train.augment import Mixer, TemporalRandAugment, WeightEMA, cutmix_box, repeated_order
+from lightvid.train.augment import (
+    Mixer,
+    TemporalRandAugment,
+    WeightEMA,
+    cutmix_box,
+    repeated_order,
+)
 from lightvid.train.config import load_config
 from lightvid.train.datamodule import EpochSampler
 from lightvid.train.module import ClassificationModule
@@ -128,9 +134,9 @@ def test_ema_weights_follow_the_formula_and_differ_from_the_raw_ones():
     assert len(snaps) == 4
     expect = {k: v.float().clone() for k, v in snaps[0].items()}  # the first update copies
     for snap in snaps[1:]:
-        for k in expect:
+        for k, value in expect.items():
             if snap[k].is_floating_point():
-                expect[k] = 0.9 * expect[k] + 0.1 * snap[k]
+                expect[k] = 0.9 * value + 0.1 * snap[k]
     got = ema.ema_state_dict()
     for k in ("0.weight", "1.weight", "1.running_mean"):  # (0.bias gets no gradient in front of a BN)
         assert torch.allclose(got[k], expect[k], atol=1e-6), k

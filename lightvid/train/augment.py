@@ -121,7 +121,7 @@ def _op(name: str, x: torch.Tensor, level: float, sign: float) -> torch.Tensor:
         thresh = 255 * (1 - level)
         return torch.where(x >= thresh, 255 - x, x)
     if name == "posterize":
-        bits = int(round(8 - 4 * level))
+        bits = round(8 - 4 * level)
         shift = 8 - bits
         return ((x.to(torch.uint8) >> shift) << shift).float()
     if name == "autocontrast":
