@@ -285,13 +285,15 @@ def image_source(cfg: DataConfig, split: str):
 
 
 def build_dataset(cfg: DataConfig, split: str, train: bool, mean: Sequence[float], std: Sequence[float],
-                  input_transform: Callable | None = None) -> Dataset:
-    """The dataset of ``split`` (a name like ``cfg.train_split``), with training or evaluation transforms."""
+                  input_transform: Callable | None = None, policy: Callable | None = None) -> Dataset:
+    """The dataset of ``split`` (a name like ``cfg.train_split``), with training or evaluation transforms;
+    ``policy`` is an extra training augmentation of the cropped uint8 clip (see ``ClipTransform``)."""
     cfg.validate()
     fmt = cfg.resolved_format(split)
     flip = cfg.hflip if cfg.hflip is not None else fmt != "synth" and not _is_synth_root(cfg.root)
     transform = ClipTransform(size=cfg.size, short_side=cfg.short_side, train=train, mean=mean, std=std,
-                              flip=flip, crops=cfg.crops, pad=cfg.pad, input_transform=input_transform)
+                              flip=flip, crops=cfg.crops, pad=cfg.pad, input_transform=input_transform,
+                              policy=policy if train else None)
     if fmt in IMAGE_FORMATS:
         return ImageDataset(image_source(cfg, split), transform, train, cfg.crops)
     sampler = ClipSampler(cfg.clip_len, cfg.stride, cfg.fps, cfg.sampling, cfg.loop)

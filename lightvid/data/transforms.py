@@ -4,7 +4,8 @@ Training: short-side resize, random crop, horizontal flip. Testing: short-side r
 centre crop, or three crops along the long side (left/centre/right or top/centre/bottom, as
 in Feichtenhofer et al., SlowFast, ICCV 2019). Normalisation uses the model's
 ``default_cfg`` mean and std (on the 0-1 scale). ``input_transform`` (e.g. the temporal
-residual gradient of the light-weight models) is applied last, to the normalised clip.
+residual gradient of the light-weight models) is applied last, to the normalised clip. A training
+``policy`` (``lightvid.train.augment.TemporalRandAugment``) acts on the cropped uint8 clip.
 """
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ class ClipTransform:
     crops: int = 1
     pad: int = 0
     input_transform: Callable | None = None
+    policy: Callable | None = None  # training only: uint8 (T, H, W, 3) -> same, e.g. a time-consistent RandAugment
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         if self.short_side and min(x.shape[1:3]) != self.short_side:
@@ -96,6 +98,8 @@ class ClipTransform:
             x = random_crop(pad(x, self.pad), self.size, generator)
             if self.flip and bool(torch.rand((), generator=generator) < 0.5):
                 x = hflip(x)
+            if self.policy is not None:
+                x = self.policy(x, generator)
             views = [x]
         else:
             views = three_crop(x, self.size) if self.crops == 3 else [center_crop(x, self.size)]

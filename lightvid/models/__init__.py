@@ -8,6 +8,7 @@ from lightvid.models import (  # noqa: F401
     googlenet,
     highway,
     i3d,
+    plain3d,
     resnet,
     resnet3d,
     sint,

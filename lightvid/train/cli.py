@@ -2,6 +2,7 @@
 
     lightvid train --config configs/quickstart.yaml [--out DIR] [key=value ...]
     lightvid train --out DIR --resume                 # continue from DIR/checkpoints/last.ckpt
+    lightvid train --config C --lr-find [--out DIR]   # learning-rate range test, no training
     lightvid train --config C --devices 2 --strategy ddp [--num-nodes M]
     lightvid eval --checkpoint RUN/checkpoints/best.ckpt [--data root=PATH] [--clips K --crops {1,3}]
 """
@@ -29,6 +30,10 @@ def _train_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--strategy", help="auto or ddp; trainer.strategy")
     p.add_argument("--precision", help="auto, 32, bf16-mixed, 16-mixed; trainer.precision")
     p.add_argument("--epochs", type=int, help="trainer.max_epochs")
+    p.add_argument("--lr-find", action="store_true",
+                   help="run Lightning's learning-rate range test (100 steps) instead of training; writes "
+                        "OUT/lr_find.png and lr_find.json and prints the suggested optim.lr")
+    p.add_argument("--lr-find-steps", type=int, default=100, help="steps of the range test (default 100)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     return p
 
@@ -54,6 +59,15 @@ def train_command(argv: list[str], prog: str = "lightvid train") -> int:
     if args.deterministic:
         overrides.append("trainer.deterministic=true")
     cfg = load_config(config, overrides)
+    if args.lr_find:
+        from lightvid.train.lr_find import lr_find
+
+        out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-lr-find"
+        res = lr_find(cfg, out, num_training=args.lr_find_steps)
+        lr = res["suggested_lr"]
+        print(f"suggested optim.lr={lr:.3g} (config: {cfg.optim.lr:g}); plot {res['plot']}" if lr is not None
+              else f"no clear suggestion (the loss did not fall); plot {res['plot']}")
+        return 0
     from lightvid.train.run import train
 
     train(cfg, args.out, resume=args.resume)

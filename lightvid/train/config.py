@@ -30,6 +30,7 @@ import yaml
 from lightvid.data.build import DataConfig
 from lightvid.errors import UserError
 
+INIT_SCHEMES = ("default", "kaiming")  # any other model.init is a weights file
 PRECISIONS = ("auto", "32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
 
 
@@ -40,7 +41,11 @@ class ModelConfig:
     num_classes: int | None = None  # None: the number of classes in the training set
     weights: str | None = None  # a local state_dict to start from (create_model(weights=...))
     input_transform: str | None = None  # e.g. "trg"
-    init: Literal["default", "kaiming"] = "default"  # kaiming: re-initialise (see module.reinit_kaiming)
+    # "default"; "kaiming": re-initialise (module.reinit_kaiming); or a PATH to start from: a lightvid
+    # checkpoint, safetensors, or a torchvision / VMZ / PyTorchVideo state dict (models.pretrained_keys);
+    # a classifier of another class count is replaced
+    init: str = "default"
+    freeze_backbone_epochs: int = 0  # with init=PATH: train only the classifier for the first N epochs
 
 
 @dataclass
@@ -64,6 +69,21 @@ class ScheduleConfig:
     min_lr_factor: float = 0.0  # cosine ends at lr * this
     milestones: list[int] = field(default_factory=list)  # step: epochs where lr *= gamma
     gamma: float = 0.1
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation and regularisation (``lightvid.train.augment``); every key off by default."""
+
+    mixup_alpha: float = 0.0  # > 0: mixup with lam ~ Beta(alpha, alpha)
+    cutmix_alpha: float = 0.0  # > 0: cutmix, one box through every frame of a clip
+    mix_prob: float = 1.0  # chance that a batch is mixed at all
+    mix_switch_prob: float = 0.5  # both alphas > 0: chance of cutmix rather than mixup per batch
+    randaugment_ops: int = 0  # > 0: RandAugment with this many ops per clip, the same on every frame
+    randaugment_magnitude: float = 9.0  # 0-10
+    randaugment_magnitude_std: float = 0.0
+    repeats: int = 1  # repeated augmentation: each sampled clip this many times per epoch, in one batch
+    ema_decay: float | None = None  # e.g. 0.99: validate and save an EMA of the weights
 
 
 @dataclass
@@ -98,6 +118,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     regions: dict = field(default_factory=dict)  # lightvid.train.regions.RegionsConfig keys
 
@@ -297,6 +318,11 @@ def validate_config(cfg: TrainConfig, source: str = "<config>") -> None:
         hint = ", ".join(closest_names(cfg.model.name)) or "see `lightvid list`"
         raise UserError(f"{source}: model.name={cfg.model.name!r} is not a registered model; closest: {hint}")
     check_model_kwargs(cfg.model, source)
+    if cfg.model.init not in INIT_SCHEMES and not Path(cfg.model.init).is_file():
+        raise UserError(f"{source}: model.init={cfg.model.init!r} is neither {' nor '.join(INIT_SCHEMES)} "
+                        "nor an existing weights file")
+    if cfg.model.freeze_backbone_epochs < 0:
+        raise UserError(f"{source}: model.freeze_backbone_epochs must be >= 0, got {cfg.model.freeze_backbone_epochs}")
     if cfg.model.weights is not None and not Path(cfg.model.weights).is_file():
         raise UserError(f"{source}: model.weights={cfg.model.weights!r}: no such file")
     t = cfg.trainer
@@ -313,10 +339,32 @@ def validate_config(cfg: TrainConfig, source: str = "<config>") -> None:
         raise UserError(f"{source}: optim.betas must have two values, got {cfg.optim.betas}")
     if cfg.schedule.warmup_epochs < 0:
         raise UserError(f"{source}: schedule.warmup_epochs must be >= 0")
+    if not 0 <= cfg.optim.label_smoothing < 1:
+        raise UserError(f"{source}: optim.label_smoothing must be in [0, 1), got {cfg.optim.label_smoothing}")
+    if t.grad_clip is not None and t.grad_clip <= 0:
+        raise UserError(f"{source}: trainer.grad_clip must be > 0 or null, got {t.grad_clip}")
+    check_augment(cfg.augment, source)
     try:
         cfg.data.validate()
     except UserError as e:
         raise UserError(f"{source}: data: {e}") from None
+
+
+def check_augment(a: AugmentConfig, source: str = "<config>") -> None:
+    for key in ("mixup_alpha", "cutmix_alpha", "randaugment_magnitude_std"):
+        if getattr(a, key) < 0:
+            raise UserError(f"{source}: augment.{key} must be >= 0, got {getattr(a, key)}")
+    for key in ("mix_prob", "mix_switch_prob"):
+        if not 0 <= getattr(a, key) <= 1:
+            raise UserError(f"{source}: augment.{key} must be in [0, 1], got {getattr(a, key)}")
+    if a.randaugment_ops < 0:
+        raise UserError(f"{source}: augment.randaugment_ops must be >= 0, got {a.randaugment_ops}")
+    if not 0 <= a.randaugment_magnitude <= 10:
+        raise UserError(f"{source}: augment.randaugment_magnitude must be in [0, 10], got {a.randaugment_magnitude}")
+    if a.repeats < 1:
+        raise UserError(f"{source}: augment.repeats must be >= 1, got {a.repeats}")
+    if a.ema_decay is not None and not 0 < a.ema_decay < 1:
+        raise UserError(f"{source}: augment.ema_decay must be in (0, 1) or null, got {a.ema_decay}")
 
 
 def check_model_kwargs(mcfg: ModelConfig, source: str = "<config>") -> None:

@@ -19,18 +19,20 @@ from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 from lightvid.data.build import build_dataset, collate_skip_bad
 from lightvid.data.shards import ShardLoader
+from lightvid.train.augment import repeated_order
 
 
 class EpochSampler(Sampler[int]):
     """A permutation of ``range(n)`` drawn from ``(seed, epoch)``; ``rank``'s share under DDP.
 
     ``set_epoch`` (Lightning calls it before each epoch) also reseeds ``loader_generator``,
-    the DataLoader generator from which worker seeds are drawn.
+    the DataLoader generator from which worker seeds are drawn. ``repeats > 1`` is repeated
+    augmentation: copies of a clip follow each other (``augment.repeated_order``).
     """
 
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1,
-                 loader_generator: torch.Generator | None = None):
-        self.n, self.seed, self.shuffle = n, seed, shuffle
+                 loader_generator: torch.Generator | None = None, repeats: int = 1):
+        self.n, self.seed, self.shuffle, self.repeats = n, seed, shuffle, repeats
         self.rank, self.world_size = rank, world_size
         self.loader_generator = loader_generator
         self.epoch = 0
@@ -46,7 +48,7 @@ class EpochSampler(Sampler[int]):
     def __iter__(self):
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
+            order = repeated_order(torch.randperm(self.n, generator=g).tolist(), self.repeats)
         else:
             order = list(range(self.n))
         return iter(order[self.rank::self.world_size][:self.per_rank])
@@ -75,7 +77,7 @@ class VideoDataModule(L.LightningDataModule):
     """Training and validation datasets of a ``DataConfig``, normalised with the model's mean/std."""
 
     def __init__(self, data_cfg, batch_size: int = 16, eval_batch_size: int | None = None, mean=None, std=None,
-                 seed: int = 0, deterministic: bool = False):
+                 seed: int = 0, deterministic: bool = False, policy=None, repeats: int = 1):
         super().__init__()
         self.cfg = data_cfg
         self.batch_size = batch_size
@@ -83,6 +85,8 @@ class VideoDataModule(L.LightningDataModule):
         self.mean, self.std = mean, std
         self.seed = seed
         self.deterministic = deterministic
+        self.policy = policy  # training augmentation of the uint8 clip (TemporalRandAugment)
+        self.repeats = repeats
         self.train_dataset = None
         self.val_dataset = None
         self.loader_generator = torch.Generator()
@@ -98,7 +102,8 @@ class VideoDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is None and stage in (None, "fit"):
             # the model applies its own input transform (create_model(input_transform=...))
-            self.train_dataset = build_dataset(self.cfg, self.train_split, True, self.mean, self.std)
+            self.train_dataset = build_dataset(self.cfg, self.train_split, True, self.mean, self.std,
+                                               policy=self.policy)
         if self.val_dataset is None:
             self.val_dataset = build_dataset(self.cfg, self.val_split, False, self.mean, self.std)
 
@@ -127,7 +132,8 @@ class VideoDataModule(L.LightningDataModule):
             return ShardLoader(ds, batch_size=self.batch_size, num_workers=self._workers(), collate_fn=collate_skip_bad,
                                generator=self.loader_generator, pin_memory=torch.cuda.is_available())
         n = len(self.train_dataset)
-        sampler = EpochSampler(n, self.seed, True, rank, world, loader_generator=self.loader_generator)
+        sampler = EpochSampler(n, self.seed, True, rank, world, loader_generator=self.loader_generator,
+                               repeats=self.repeats)
         workers = self._workers()
         return DataLoader(self.train_dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
                           collate_fn=collate_skip_bad, drop_last=len(sampler) > self.batch_size,

@@ -21,7 +21,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from lightvid.checkpoint import checkpoint_meta
+from lightvid.models.pretrained_keys import load_pretrained
 from lightvid.models.registry import create_model
+from lightvid.train.augment import Mixer
 from lightvid.train.config import DataConfig, OptimConfig, ScheduleConfig, from_dict, to_plain
 from lightvid.train.evaluate import VideoScores
 
@@ -45,12 +47,14 @@ class ClassificationModule(L.LightningModule):
         schedule: ``ScheduleConfig`` as a dict, likewise (``self.schedule_cfg``).
         config: the resolved run config (``TrainConfig.to_dict()``), stored for ``load_model``.
         num_val_videos: size of the video-level accumulator (0: grow as needed).
+        augment: ``AugmentConfig`` as a dict; its mixup / cutmix keys mix training batches here
+            (soft targets reach :meth:`compute_loss`), the others act in the data and callbacks.
     """
 
     def __init__(self, model_name: str, num_classes: int, model_kwargs: dict | None = None,
                  classes: list[str] | None = None, optim: dict | None = None, schedule: dict | None = None,
                  config: dict | None = None, input_transform: str | None = None, weights: str | None = None,
-                 num_val_videos: int = 0, init: str = "default"):
+                 num_val_videos: int = 0, init: str = "default", augment: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.model_name = model_name
@@ -66,7 +70,13 @@ class ClassificationModule(L.LightningModule):
                                   weights=weights, **self.model_kwargs)
         if init == "kaiming" and weights is None:
             reinit_kaiming(self.model)
+        elif init not in ("default", "kaiming"):  # a weights file: any layout load_pretrained reads
+            load_pretrained(self.model, init)
         self.label_smoothing = self.optim_cfg.label_smoothing
+        a = augment or {}
+        self.mixer = Mixer(num_classes, mixup_alpha=float(a.get("mixup_alpha", 0.0)),
+                           cutmix_alpha=float(a.get("cutmix_alpha", 0.0)), prob=float(a.get("mix_prob", 1.0)),
+                           switch_prob=float(a.get("mix_switch_prob", 0.5)))
         k5 = min(5, num_classes)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -82,7 +92,9 @@ class ClassificationModule(L.LightningModule):
         return self.model(x)
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor, batch) -> torch.Tensor:
-        """The training objective; override to change it (``batch`` is the whole batch)."""
+        """The training objective; override to change it (``batch`` is the whole batch).
+
+        ``labels`` are class indices ``(B,)``, or soft targets ``(B, K)`` when mixup / cutmix is on."""
         return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
 
     # -- training --------------------------------------------------------------------------
@@ -94,8 +106,11 @@ class ClassificationModule(L.LightningModule):
             self.log("data/bad_train", float(num_bad), on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=True)
         if x.shape[0] == 0:
             return None  # every item of this batch failed to decode (reported above)
+        target = y
+        if self.mixer.active:
+            x, target = self.mixer(x, y)  # (B, K) soft targets
         logits = self(x)
-        loss = self.compute_loss(logits, y, batch)
+        loss = self.compute_loss(logits, target, batch)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "

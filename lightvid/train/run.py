@@ -27,7 +27,9 @@ import torch
 from lightvid.errors import UserError
 from lightvid.fileio import write_text_atomic
 from lightvid.precision import resolve_precision
+from lightvid.train.augment import TemporalRandAugment, WeightEMA
 from lightvid.train.config import TrainConfig, meta_model, save_config
+from lightvid.train.finetune import FreezeBackbone
 from lightvid.train.run_folder import RUN_FILES, default_out_dir, open_run_folder  # noqa: F401 (RUN_FILES: API)
 from lightvid.train.throughput import Throughput
 
@@ -135,9 +137,13 @@ def _train(cfg: TrainConfig, ref, out: Path, resume: bool, rank: int, module_cls
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     mean, std = ref.default_cfg.get("mean"), ref.default_cfg.get("std")
+    aug = cfg.augment
+    policy = None
+    if aug.randaugment_ops > 0:
+        policy = TemporalRandAugment(aug.randaugment_ops, aug.randaugment_magnitude, aug.randaugment_magnitude_std)
     dm = VideoDataModule(cfg.data, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, mean=mean,
                          std=std, seed=cfg.seed,
-                         deterministic=t.deterministic)
+                         deterministic=t.deterministic, policy=policy, repeats=aug.repeats)
     if rank == 0:  # rank 0 prepares (e.g. generates the synthetic set); the others wait for it
         dm.setup("fit")
         write_text_atomic(out / DATA_READY, "ok\n")
@@ -158,7 +164,7 @@ def _train(cfg: TrainConfig, ref, out: Path, resume: bool, rank: int, module_cls
         optim=cfg.to_dict()["optim"], schedule=cfg.to_dict()["schedule"], config=cfg.to_dict(),
         input_transform=cfg.model.input_transform, weights=cfg.model.weights,
         num_val_videos=int(getattr(dm.val_dataset, "num_videos", 0) or 0), init=cfg.model.init,
-        **(module_kwargs or {}))
+        augment=cfg.to_dict()["augment"], **(module_kwargs or {}))
 
     ckpt_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc_video", mode="max", save_top_k=1,
                               auto_insert_metric_name=False, enable_version_counter=False)
@@ -170,6 +176,10 @@ def _train(cfg: TrainConfig, ref, out: Path, resume: bool, rank: int, module_cls
                               enable_version_counter=False)
     speed = Throughput()
     cbs = [ckpt_cb, last_cb, EpochSeed(cfg.seed), speed, LearningRateMonitor("epoch"), *(callbacks or [])]
+    if aug.ema_decay is not None:
+        cbs.append(WeightEMA(aug.ema_decay))
+    if cfg.model.freeze_backbone_epochs > 0:
+        cbs.append(FreezeBackbone(cfg.model.freeze_backbone_epochs))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")

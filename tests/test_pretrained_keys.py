@@ -1,0 +1,112 @@
+"""model.init: converted peer weights give the peer's logits; the head is replaced on a class-count change.
+
+PyTorchVideo's model builders import ``torchvision.ops.RoIAlign`` (for its detection head) at
+import time; torchvision cannot be imported next to this torch, so these tests put a stand-in
+``torchvision.ops`` module in ``sys.modules`` first (none of the builders used here touch it).
+"""
+import sys
+import types
+
+import pytest
+import torch
+import torch.nn as nn
+
+from lightvid.checkpoint import CheckpointError
+from lightvid.models.pretrained_keys import load_pretrained, read_state_dict
+from lightvid.models.registry import create_model
+
+
+def _pytorchvideo():
+    if "torchvision" not in sys.modules:
+        tv, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
+        ops.RoIAlign = type("RoIAlign", (nn.Module,), {})
+        tv.ops = ops
+        sys.modules["torchvision"], sys.modules["torchvision.ops"] = tv, ops
+    return pytest.importorskip("pytorchvideo.models")
+
+
+def _randomise(model: nn.Module) -> nn.Module:
+    """Random weights and batch-norm statistics (so every renamed tensor matters), eval mode."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                if name.endswith("running_var"):
+                    t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+                else:
+                    t.copy_(torch.randn(t.shape, generator=g) * (0.5 if t.ndim > 1 else 0.1))
+    return model.eval()
+
+
+def _parity(peer: nn.Module, ours: nn.Module, x: torch.Tensor, tmp_path, suffix=".pt") -> dict:
+    _randomise(peer)
+    path = tmp_path / f"peer{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in peer.state_dict().items()}, str(path))
+    else:
+        torch.save({"model_state": peer.state_dict()}, path)  # PySlowFast's checkpoint layout
+    info = load_pretrained(ours, path, log=lambda s: None)
+    ours.eval()
+    with torch.no_grad():
+        want, got = peer(x), ours(x)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item()), (got - want).abs().max()
+    return info
+
+
+@pytest.mark.parametrize("name, frames, size", [("x3d_xs", 4, 64), ("x3d_s", 5, 64), ("x3d_m", 6, 64)])
+def test_pytorchvideo_x3d_logit_parity(name, frames, size, tmp_path):
+    pv = _pytorchvideo()
+    from pytorchvideo.models.x3d import create_x3d
+
+    # the hub's X3D-XS/S/M are one network; only the input differs. No softmax at the end (logits).
+    peer = create_x3d(input_clip_length=frames, input_crop_size=size, depth_factor=2.2, model_num_class=400,
+                      head_activation=None)
+    assert pv is not None
+    info = _parity(peer, create_model(name, num_classes=400), torch.randn(2, 3, frames, size, size), tmp_path)
+    assert info["layout"] == "pytorchvideo_x3d" and not info["head_replaced"]
+
+
+@pytest.mark.slow
+def test_pytorchvideo_csn101_logit_parity(tmp_path):
+    _pytorchvideo()
+    from pytorchvideo.models.csn import create_csn
+
+    # PyTorchVideo's hub csn_r101: a max pool after the stem, batch-norm eps 1e-5
+    t, s = 8, 64
+    peer = create_csn(model_depth=101, model_num_class=400, stem_pool=nn.MaxPool3d,
+                      head_pool_kernel_size=(t // 8, s // 32, s // 32))
+    ours = create_model("ir_csn_101", num_classes=400, bn_eps=1e-5)
+    info = _parity(peer, ours, torch.randn(1, 3, t, s, s), tmp_path, suffix=".safetensors")
+    assert info["layout"] == "pytorchvideo_resnet"
+
+
+def test_head_is_replaced_when_the_class_count_differs(tmp_path):
+    src = _randomise(create_model("r3d_10", num_classes=7, width_mult=0.125))
+    torch.save(src.state_dict(), tmp_path / "w.pth")
+    lines = []
+    ours = create_model("r3d_10", num_classes=3, width_mult=0.125)
+    info = load_pretrained(ours, tmp_path / "w.pth", log=lines.append)
+    assert info["head_replaced"] and len(lines) == 1 and "classifier replaced" in lines[0] and "7" in lines[0]
+    assert ours.fc.weight.shape == (3, ours.num_features)
+    assert torch.equal(ours.stem[0].weight, src.stem[0].weight)  # the backbone is the file's
+
+
+def test_lightning_checkpoint_and_dataparallel_prefixes_are_read(tmp_path):
+    src = _randomise(create_model("r3d_10", num_classes=4, width_mult=0.125))
+    torch.save({"state_dict": {f"model.{k}": v for k, v in src.state_dict().items()}}, tmp_path / "a.ckpt")
+    torch.save({f"module.{k}": v for k, v in src.state_dict().items()}, tmp_path / "b.pth")
+    for f in ("a.ckpt", "b.pth"):
+        assert set(read_state_dict(tmp_path / f)) == set(src.state_dict())
+        ours = create_model("r3d_10", num_classes=4, width_mult=0.125)
+        assert load_pretrained(ours, tmp_path / f, log=lambda s: None)["layout"] == "lightvid"
+        assert torch.equal(ours.fc.weight, src.fc.weight)
+
+
+def test_weights_of_another_architecture_are_one_line_naming_the_file(tmp_path):
+    torch.save(create_model("r3d_10", num_classes=4, width_mult=0.125).state_dict(), tmp_path / "w.pth")
+    with pytest.raises(CheckpointError) as e:
+        load_pretrained(create_model("r3d_10", num_classes=4, width_mult=0.25), tmp_path / "w.pth")
+    assert str(tmp_path / "w.pth") in str(e.value) and "\n" not in str(e.value)
