@@ -269,7 +269,7 @@ def _build(model: nn.Module, backend: str, precision: str, example: torch.Tensor
 def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
              example_input: torch.Tensor | None = None, calibration: Iterable | None = None,
              compile: bool | str = False, winograd: bool | None = None, channels_last: bool = True,
-             verbose: bool = False) -> nn.Module:
+             verbose: bool = False, allow_slow: bool = False) -> nn.Module:
     """An inference-only runner of ``model`` on ``backend`` at ``precision`` (see the module docstring).
 
     ``precision``: "fp32", "bf16", "int8" or "auto" (bf16 where the CPU has native bf16, else fp32).
@@ -284,12 +284,14 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if backend != "torch" and device.type != "cpu":
         raise UserError(f"backend={backend!r} runs on CPU; the model is on {device}")
-    prec = "int8" if precision == "int8" else resolve_precision(precision, device)
+    # a bf16 the CPU cannot run natively warns once and runs fp32 (unless allow_slow)
+    prec = "int8" if precision == "int8" else resolve_precision(precision, device, allow_slow=allow_slow)
     if backend == "torch" and prec != "int8" and calibration is None:
         t0 = time.perf_counter()
         wino = (prec == "fp32" and example_input is not None) if winograd is None else winograd
-        out = torch_optimize(model, precision=prec, compile=compile, winograd=wino, example_input=example_input,
-                             channels_last=channels_last, verbose=verbose)
+        # the requested precision goes through, so the report keeps what was asked for
+        out = torch_optimize(model, precision=precision, compile=compile, winograd=wino, example_input=example_input,
+                             channels_last=channels_last, verbose=verbose, allow_slow=allow_slow)
         out.backend, out.precision = "torch", prec
         out.report.update(backend="torch", build_s=time.perf_counter() - t0)
         return out
