@@ -45,7 +45,7 @@ from lightvid.errors import UserError
 from lightvid.precision import has_native_bf16, resolve_precision
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
-PRECISIONS = ("fp32", "bf16", "int8", "auto")
+PRECISIONS = ("fp32", "bf16", "int8", "auto")  # lightvid.precision.INFERENCE_PRECISIONS less fp16, plus int8
 INSTALL = {"onnxruntime": "pip install onnxruntime", "openvino": "pip install 'lightvid[openvino]'",
            "nncf": "pip install 'lightvid[openvino]'"}
 

@@ -29,9 +29,10 @@ import yaml
 
 from lightvid.data.build import DataConfig
 from lightvid.errors import UserError
+from lightvid.precision import TRAINING_PRECISIONS
 
 INIT_SCHEMES = ("default", "kaiming")  # any other model.init is a weights file
-PRECISIONS = ("auto", "32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
+PRECISIONS = TRAINING_PRECISIONS  # the one list, in lightvid.precision
 
 
 @dataclass
