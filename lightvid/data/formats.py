@@ -40,6 +40,19 @@ def _read_lines(path: Path) -> list[tuple[int, str]]:
                                                        1) if line.strip() and not line.startswith("#")]
 
 
+def parse_label(lab: str, classes: list[str] | None, where: str) -> int:
+    """A list file's label column: an integer index or a class name; ``where`` is ``file:line``."""
+    if lab.lstrip("-").isdigit():
+        label = int(lab)
+    elif classes and lab in classes:
+        label = classes.index(lab)
+    else:
+        raise UserError(f"{where}: label {lab!r} is not an integer" + (" or a class name" if classes else ""))
+    if label < 0 or (classes is not None and label >= len(classes)):
+        raise UserError(f"{where}: unknown label {label}" + (f" ({len(classes)} classes)" if classes else ""))
+    return label
+
+
 def read_classes_txt(path: Path) -> list[str]:
     """One class name per line (an optional leading index ``1 name`` is dropped)."""
     names = []
@@ -97,14 +110,7 @@ def list_file(root: Path, split: str, annotations: Path | None = None, on_missin
         if len(parts) != 2:
             raise UserError(f"{ann}:{n}: expected 'relative/path.mp4 label', got {line!r}")
         rel, lab = parts
-        if lab.lstrip("-").isdigit():
-            label = int(lab)
-        elif classes and lab in classes:
-            label = classes.index(lab)
-        else:
-            raise UserError(f"{ann}:{n}: label {lab!r} is not an integer" + (" or a class name" if classes else ""))
-        if label < 0 or (classes is not None and label >= len(classes)):
-            raise UserError(f"{ann}:{n}: unknown label {label}" + (f" ({len(classes)} classes)" if classes else ""))
+        label = parse_label(lab, classes, f"{ann}:{n}")
         path = root / rel
         where[path] = f"{ann}:{n}"
         samples.append((path, label))

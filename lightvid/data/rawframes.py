@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightvid.data.formats import _read_lines, read_classes_txt
+from lightvid.data.formats import _read_lines, parse_label, read_classes_txt
 from lightvid.data.video import VideoDecodeError, VideoInfo, output_size
 from lightvid.errors import UserError
 
@@ -143,14 +143,7 @@ def samples(root: Path, split: str, annotations: Path | None = None,
             if len(parts) != 3 or not parts[1].isdigit():
                 raise UserError(f"{ann}:{n}: expected 'frame_dir total_frames label', got {line!r}")
             rel, total, lab = parts
-            if lab.lstrip("-").isdigit():
-                label = int(lab)
-            elif classes and lab in classes:
-                label = classes.index(lab)
-            else:
-                raise UserError(f"{ann}:{n}: label {lab!r} is not an integer" + (" or a class name" if classes else ""))
-            if label < 0 or (classes is not None and label >= len(classes)):
-                raise UserError(f"{ann}:{n}: unknown label {label}" + (f" ({len(classes)} classes)" if classes else ""))
+            label = parse_label(lab, classes, f"{ann}:{n}")
             if int(total) < 1:
                 raise UserError(f"{ann}:{n}: total_frames must be at least 1, got {total}")
             folder = root / rel
