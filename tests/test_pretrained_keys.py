@@ -26,33 +26,52 @@ def _pytorchvideo():
 
 
 def _randomise(model: nn.Module) -> nn.Module:
-    """Random weights and batch-norm statistics (so every renamed tensor matters), eval mode."""
+    """Random weights and batch-norm statistics (so every renamed tensor matters), eval mode.
+
+    Weights are drawn at He scale (std sqrt(2 / fan_in)) so that deep networks, with or
+    without batch norm, keep logits of order one and a wrong tensor shows in every logit.
+    """
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, t in model.state_dict().items():
             if t.is_floating_point():
                 if name.endswith("running_var"):
                     t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+                elif t.ndim > 1:
+                    t.copy_(torch.randn(t.shape, generator=g) * (2.0 / t[0].numel()) ** 0.5)
                 else:
-                    t.copy_(torch.randn(t.shape, generator=g) * (0.5 if t.ndim > 1 else 0.1))
+                    t.copy_(torch.randn(t.shape, generator=g) * 0.1 + (1.0 if name.endswith("weight") else 0.0))
     return model.eval()
+
+
+def logit_parity(peer_logits, peer_state: dict, ours: nn.Module, x: torch.Tensor, path, save) -> tuple[dict, float]:
+    """Save ``peer_state`` with ``save(state, path)``, load it through ``model.init``'s loader into
+    ``ours`` and compare logits with ``peer_logits(x)``; returns the load info and max |diff|."""
+    save(peer_state, path)
+    info = load_pretrained(ours, path, log=lambda s: None)
+    ours.eval()
+    with torch.no_grad():
+        want, got = peer_logits(x), ours(x)
+    assert got.shape == want.shape
+    diff = (got - want).abs().max().item()
+    assert want.abs().max() > 1e-2 and want.std() > 1e-3  # logits that tell a wrong weight apart
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item()), diff
+    print(f"{type(ours).__name__} {tuple(x.shape)}: max |logit diff| {diff:.3g} (max |logit| "
+          f"{want.abs().max().item():.3g})")
+    return info, diff
 
 
 def _parity(peer: nn.Module, ours: nn.Module, x: torch.Tensor, tmp_path, suffix=".pt") -> dict:
     _randomise(peer)
-    path = tmp_path / f"peer{suffix}"
     if suffix == ".safetensors":
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in peer.state_dict().items()}, str(path))
+        def save(state, path):
+            save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     else:
-        torch.save({"model_state": peer.state_dict()}, path)  # PySlowFast's checkpoint layout
-    info = load_pretrained(ours, path, log=lambda s: None)
-    ours.eval()
-    with torch.no_grad():
-        want, got = peer(x), ours(x)
-    assert got.shape == want.shape
-    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item()), (got - want).abs().max()
+        def save(state, path):
+            torch.save({"model_state": state}, path)  # PySlowFast's checkpoint layout
+    info, _ = logit_parity(peer, peer.state_dict(), ours, x, tmp_path / f"peer{suffix}", save)
     return info
 
 
@@ -80,6 +99,33 @@ def test_pytorchvideo_csn101_logit_parity(tmp_path):
                       head_pool_kernel_size=(t // 8, s // 32, s // 32))
     ours = create_model("ir_csn_101", num_classes=400, bn_eps=1e-5)
     info = _parity(peer, ours, torch.randn(1, 3, t, s, s), tmp_path, suffix=".safetensors")
+    assert info["layout"] == "pytorchvideo_resnet"
+
+
+def test_pytorchvideo_slow_r50_logit_parity(tmp_path):
+    _pytorchvideo()
+    from pytorchvideo.models.resnet import create_resnet
+
+    # PyTorchVideo's hub slow_r50: create_resnet with a 1x7x7 stem (its defaults give the rest:
+    # max pool, conv_a temporal kernels 1, 1, 3, 3, no temporal stride); head pool = the feature map
+    t, s = 8, 64
+    peer = create_resnet(model_depth=50, model_num_class=400, stem_conv_kernel_size=(1, 7, 7),
+                         head_pool_kernel_size=(t, s // 32, s // 32))
+    info = _parity(peer, create_model("slow_r50", num_classes=400), torch.randn(1, 3, t, s, s), tmp_path)
+    assert info["layout"] == "pytorchvideo_resnet"
+
+
+def test_pytorchvideo_r2plus1d_50_logit_parity(tmp_path):
+    _pytorchvideo()
+    from pytorchvideo.models.r2plus1d import create_r2plus1d
+
+    # the hub's r2plus1d_r50 is create_r2plus1d(dropout_rate=0.5) with a softmax after the head in
+    # eval mode; the logits are compared (no activation). Time /4 and space /32 at the head.
+    t, s = 8, 64
+    peer = create_r2plus1d(model_depth=50, model_num_class=400, dropout_rate=0.5, head_activation=None,
+                           head_pool_kernel_size=(t // 4, s // 32, s // 32))
+    ours = create_model("r2plus1d_50_pytorchvideo", num_classes=400)
+    info = _parity(peer, ours, torch.randn(1, 3, t, s, s), tmp_path)
     assert info["layout"] == "pytorchvideo_resnet"
 
 

@@ -51,20 +51,58 @@ PYTORCHVIDEO_X3D = [
      lambda m: f"res{int(m[1]) + 1}.{m[2]}.{'conv' if m[3] == 'conv' else 'bn'}_{m[4]}."),
 ]
 
-PYTORCHVIDEO_RESNET = [  # CSN (and the bottleneck ResNets of the same builder)
+PYTORCHVIDEO_RESNET = [  # CSN, Slow-R50 and R(2+1)D-50: the bottleneck ResNets of one builder
     (r"^blocks\.0\.conv\.", "stem.0."),
     (r"^blocks\.0\.norm\.", "stem.1."),
     (r"^blocks\.5\.proj\.", "fc."),
     (r"^blocks\.(\d)\.res_blocks\.(\d+)\.branch1_conv\.", lambda m: f"layer{m[1]}.{m[2]}.downsample.0."),
     (r"^blocks\.(\d)\.res_blocks\.(\d+)\.branch1_norm\.", lambda m: f"layer{m[1]}.{m[2]}.downsample.1."),
+    # R(2+1)D-50's conv_b is a (2+1)D pair (temporal first): lightvid's "2plus1d_tfirst" Sequential
+    (r"^blocks\.(\d)\.res_blocks\.(\d+)\.branch2\.conv_b\.(conv_t|norm|conv_xy)\.",
+     lambda m: f"layer{m[1]}.{m[2]}.conv2.0.{ {'conv_t': 0, 'norm': 1, 'conv_xy': 3}[m[3]]}."),
     (r"^blocks\.(\d)\.res_blocks\.(\d+)\.branch2\.(conv|norm)_([abc])\.",
      lambda m: f"layer{m[1]}.{m[2]}.conv{'abc'.index(m[4]) + 1}.{0 if m[3] == 'conv' else 1}."),
 ]
 
+# MMAction2 recognisers: ``backbone.*`` (ConvModules: ``.conv`` + ``.bn``) and ``cls_head.fc_cls``
+_MM_HEAD = [(r"^cls_head\.fc_cls\.", "fc.")]
+_MM_PAIR = {"conv_s": 0, "bn_s": 1, "conv_t": 3}  # MMAction2's Conv2plus1d -> lightvid's (2+1)D Sequential
+MMACTION_C3D = [
+    (r"^backbone\.conv([12])a\.conv\.", lambda m: f"conv{m[1]}."),  # one convolution in stages 1-2
+    (r"^backbone\.conv(\d[ab])\.conv\.", lambda m: f"conv{m[1]}."),
+    (r"^backbone\.(fc[67])\.", lambda m: f"{m[1]}."),
+    (r"^cls_head\.fc_cls\.", "fc8."),
+]
+MMACTION_RESNET3D = [  # ResNet3dCSN in 'ir' mode (and ResNet3d with plain Conv3d)
+    (r"^backbone\.conv1\.conv\.", "stem.0."),
+    (r"^backbone\.conv1\.bn\.", "stem.1."),
+    (r"^backbone\.(layer\d\.\d+)\.conv2\.0\.conv\.", lambda m: f"{m[1]}.conv2.0."),  # ir: [depthwise]
+    (r"^backbone\.(layer\d\.\d+)\.conv2\.0\.bn\.", lambda m: f"{m[1]}.conv2.1."),
+    (r"^backbone\.(layer\d\.\d+)\.(conv\d|downsample)\.conv\.", lambda m: f"{m[1]}.{m[2]}.0."),
+    (r"^backbone\.(layer\d\.\d+)\.(conv\d|downsample)\.bn\.", lambda m: f"{m[1]}.{m[2]}.1."),
+] + _MM_HEAD
+MMACTION_IP_CSN = [  # 'ip' mode: conv2 = [1x1x1 ConvModule, depthwise ConvModule]
+    (r"^backbone\.(layer\d\.\d+)\.conv2\.0\.(conv|bn)\.",
+     lambda m: f"{m[1]}.conv2.0.{0 if m[2] == 'conv' else 1}."),
+    (r"^backbone\.(layer\d\.\d+)\.conv2\.1\.conv\.", lambda m: f"{m[1]}.conv2.0.2."),
+    (r"^backbone\.(layer\d\.\d+)\.conv2\.1\.bn\.", lambda m: f"{m[1]}.conv2.1."),
+] + MMACTION_RESNET3D[:2] + MMACTION_RESNET3D[4:]
+MMACTION_R2PLUS1D = [  # ResNet2Plus1d: every ConvModule's conv is a Conv2plus1d (conv_s, bn_s, conv_t)
+    (r"^backbone\.conv1\.conv\.(conv_s|bn_s|conv_t)\.", lambda m: f"stem.{_MM_PAIR[m[1]]}."),
+    (r"^backbone\.conv1\.bn\.", "stem.4."),
+    (r"^backbone\.(layer\d\.\d+)\.(conv\d|downsample)\.conv\.(conv_s|bn_s|conv_t)\.",
+     lambda m: f"{m[1]}.{m[2]}.0.{_MM_PAIR[m[3]]}."),
+    (r"^backbone\.(layer\d\.\d+)\.(conv\d|downsample)\.bn\.", lambda m: f"{m[1]}.{m[2]}.1."),
+] + _MM_HEAD
+
 # layout name -> (rules, lightvid model families it applies to)
 LAYOUTS = {
     "pytorchvideo_x3d": (PYTORCHVIDEO_X3D, ("x3d_",)),
-    "pytorchvideo_resnet": (PYTORCHVIDEO_RESNET, ("ir_csn_",)),
+    "pytorchvideo_resnet": (PYTORCHVIDEO_RESNET, ("ir_csn_", "slow_r50", "r2plus1d_50_pytorchvideo")),
+    "mmaction_c3d": (MMACTION_C3D, ("c3d",)),
+    "mmaction_resnet3d": (MMACTION_RESNET3D, ("ir_csn_",)),
+    "mmaction_ip_csn": (MMACTION_IP_CSN, ("ip_csn_",)),
+    "mmaction_r2plus1d": (MMACTION_R2PLUS1D, ("r2plus1d_34_mmaction",)),
 }
 
 
@@ -87,6 +125,14 @@ def detect_layout(state: dict, model: nn.Module) -> str:
         return "pytorchvideo_x3d"
     if any(k.startswith("blocks.") and ".res_blocks." in k for k in state):
         return "pytorchvideo_resnet"
+    if "backbone.conv1a.conv.weight" in state:
+        return "mmaction_c3d"
+    if any(k.startswith("backbone.conv1.conv.conv_s.") for k in state):
+        return "mmaction_r2plus1d"
+    if any(re.match(r"backbone\.layer\d\.\d+\.conv2\.1\.conv\.", k) for k in state):
+        return "mmaction_ip_csn"
+    if any(k.startswith("backbone.layer") for k in state):
+        return "mmaction_resnet3d"
     return "unknown"
 
 
@@ -117,7 +163,8 @@ def convert_state_dict(state: dict[str, torch.Tensor], model: nn.Module, layout:
         out = apply_rules(state, LAYOUTS[layout][0])
     else:
         raise CheckpointError(f"{where}: unknown weight layout (first keys {list(state)[:3]}); lightvid reads its "
-                              "own, torchvision/VMZ, PyTorchVideo X3D and CSN layouts")
+                              "own, torchvision/VMZ, PyTorchVideo (X3D, CSN, Slow, R(2+1)D) and MMAction2 (C3D, CSN, "
+                              "R(2+1)D) layouts")
     if layout == "pytorchvideo_x3d":
         out = _identity_norms(out, model, re.compile(r"^res\d\.\d+\.proj\.1$"))
     own = model.state_dict()
@@ -168,7 +215,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, log=print) -> dic
     state, layout = convert_state_dict(read_state_dict(path), model, where=str(path))
     own = model.state_dict()
     head = head_keys(model)
-    replaced = any(k in state and state[k].shape != own[k].shape for k in head)
+    replaced = any(k in state and state[k].ndim and state[k].shape[0] != own[k].shape[0] for k in head)
     if replaced:
         file_classes = next(state[k].shape[0] for k in sorted(head) if k in state)
         state = {k: v for k, v in state.items() if k not in head}
