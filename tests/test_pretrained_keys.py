@@ -129,6 +129,15 @@ def test_pytorchvideo_r2plus1d_50_logit_parity(tmp_path):
     assert info["layout"] == "pytorchvideo_resnet"
 
 
+def test_the_sources_input_normalisation_is_in_default_cfg():
+    # the data pipeline normalises with default_cfg's mean and std: the weights' own values
+    assert create_model("slow_r50").default_cfg["std"] == (0.225,) * 3
+    assert create_model("r2plus1d_34_mmaction", num_classes=4).default_cfg["mean"] == (0.485, 0.456, 0.406)
+    c3d = create_model("c3d", num_classes=4, width_mult=0.125, mean=[104 / 255, 117 / 255, 128 / 255],
+                       std=[1 / 255] * 3)
+    assert c3d.default_cfg["mean"][0] == 104 / 255 and c3d.default_cfg["std"] == (1 / 255,) * 3
+
+
 def test_head_is_replaced_when_the_class_count_differs(tmp_path):
     src = _randomise(create_model("r3d_10", num_classes=7, width_mult=0.125))
     torch.save(src.state_dict(), tmp_path / "w.pth")

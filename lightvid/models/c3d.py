@@ -72,13 +72,17 @@ class C3D(Classifier):
         fold_from: first stage (2-5) whose layers are 2D over folded time; ``None`` keeps all 3D.
         num_frames: clip length; the folded variants need it to size their channels.
         width_mult: multiplies every convolution and fc width.
+        mean, std: the input normalisation the weights expect (``default_cfg``), in [0, 1] units;
+            ``None``: torchvision's Kinetics values. MMAction2's Sports-1M C3D takes 0-255 pixels
+            minus (104, 117, 128): ``mean=(104/255, 117/255, 128/255), std=(1/255,) * 3``.
     """
 
     head_names = ("fc6", "fc7", "fc8")
 
     def __init__(self, num_classes: int = 487, in_chans: int = 3, conv_type: str = "3d",
                  fold_from: int | None = None, num_frames: int = 16, img_size: int = 112,
-                 width_mult: float = 1.0, fc_width: int = 4096, drop_rate: float = 0.5):
+                 width_mult: float = 1.0, fc_width: int = 4096, drop_rate: float = 0.5,
+                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None):
         super().__init__()
         if conv_type not in ("3d", "2plus1d"):
             raise ValueError(f"conv_type must be '3d' or '2plus1d', got {conv_type!r}")
@@ -133,8 +137,9 @@ class C3D(Classifier):
         init_weights(self)
         for fc in (self.fc6, self.fc7):
             nn.init.kaiming_normal_(fc.weight, nonlinearity="relu")
+        norm = {k: tuple(v) for k, v in (("mean", mean), ("std", std)) if v is not None}
         self.default_cfg = make_cfg((in_chans, num_frames, img_size, img_size), C3D_PAPER,
-                                    test_input_size=(in_chans, num_frames, 32, 32))
+                                    test_input_size=(in_chans, num_frames, 32, 32), **norm)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.layer_order:

@@ -10,15 +10,19 @@ class count differs (one line says so):
   ``r2plus1d_18`` share torchvision's module tree (``stem.*``, ``layer1.0.conv1.0.*``), so their
   keys load as they are (``module.`` prefixes of DataParallel files are stripped);
 * PyTorchVideo (``blocks.N.res_blocks.M.branch2.conv_a``, ``blocks.5.proj``): X3D XS/S/M into
-  ``x3d_*`` (its shortcut projections have no batch norm: lightvid's is set to the identity) and
-  CSN into ``ir_csn_*`` (PyTorchVideo's CSN is ir-CSN: depthwise 3x3x3 in the
-  bottleneck). Checkpoints saved by PySlowFast put the state under ``model_state``.
+  ``x3d_*`` (its shortcut projections have no batch norm: lightvid's is set to the identity),
+  CSN into ``ir_csn_*`` (PyTorchVideo's CSN is ir-CSN: depthwise 3x3x3 in the bottleneck),
+  Slow-R50 into ``slow_r50`` and R(2+1)D-50 into ``r2plus1d_50_pytorchvideo``. Checkpoints saved
+  by PySlowFast put the state under ``model_state``;
+* MMAction2 recognisers (``backbone.*`` made of ConvModules ``.conv``/``.bn``, ``cls_head.fc_cls``,
+  under ``state_dict``): C3D into ``c3d``, ir-CSN / ip-CSN into ``ir_csn_*`` / ``ip_csn_*``,
+  R(2+1)D-34 into ``r2plus1d_34_mmaction``.
 
 Each converter is a table of regular expressions (data, not code per key) plus a reshape for
 convolutions stored as linears; tests prove each by logit parity with the peer's own model
-code on random weights (tests/test_pretrained_keys.py). PyTorchVideo's CSN and X3D keep the
-batch-norm epsilon at 1e-5, so build ``ir_csn_101`` with ``bn_eps=1e-5`` for its weights
-(lightvid's CSN default, 1e-3, is the Caffe2 one).
+code on random weights (tests/test_pretrained_keys.py, tests/test_pretrained_keys_mmaction.py).
+PyTorchVideo's CSN and X3D keep the batch-norm epsilon at 1e-5, so build ``ir_csn_101`` with
+``bn_eps=1e-5`` for its weights (lightvid's CSN default, 1e-3, is the Caffe2 one, and MMAction2's).
 """
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 
 from lightvid.errors import UserError
-from lightvid.models.base import Classifier, init_weights, make_cfg, scale_channels
+from lightvid.models.base import IMAGENET_MEAN, IMAGENET_STD, Classifier, init_weights, make_cfg, scale_channels
 from lightvid.models.inflation import inflate_state_dict
 from lightvid.models.registry import register_model
 
@@ -55,6 +55,8 @@ SLOWFAST2019 = "Feichtenhofer et al., SlowFast Networks for Video Recognition, I
 CONV_TYPES = ("3d", "2d", "2plus1d", "ip", "ir", "2plus1d_tfirst")
 STEMS = ("3d", "2d", "2plus1d", "2plus1d_paper", "fold")
 SHORTCUTS = ("conv", "2plus1d")
+# PyTorchVideo's Kinetics models normalise with 0.45 / 0.225; MMAction2's with ImageNet's values
+PYTORCHVIDEO_MEAN, PYTORCHVIDEO_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
 # depth -> (block type, blocks per stage)
 DEPTHS = {
     10: ("basic", (1, 1, 1, 1)),
@@ -227,13 +229,16 @@ class VideoResNet(Classifier):
         conv1_t: temporal kernel of each bottleneck's first convolution, one int or one per stage.
         shortcut: ``"conv"`` (1x1x1 + BN) or ``"2plus1d"`` (a 1x1x1 (2+1)D pair + BN).
         mid_bn_eps: epsilon of the batch norms inside (2+1)D pairs (``None``: ``bn_eps``).
+        mean, std: the input normalisation the weights expect (``default_cfg``; the data pipeline
+            uses it), per channel in [0, 1] units; ``None``: torchvision's Kinetics values.
     """
 
     def __init__(self, depth: int = 18, stem: str = "3d", conv_types: str | tuple[str, ...] = "3d",
                  midplanes: str = "torchvision", pool1: bool = False, num_classes: int = 400, in_chans: int = 3,
                  num_frames: int = 16, img_size: int = 112, width_mult: float = 1.0, drop_rate: float = 0.0,
                  bn_eps: float = 1e-5, paper: str = TRAN2018, strides: tuple | None = None,
-                 conv1_t: int | tuple[int, ...] = 1, shortcut: str = "conv", mid_bn_eps: float | None = None):
+                 conv1_t: int | tuple[int, ...] = 1, shortcut: str = "conv", mid_bn_eps: float | None = None,
+                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None):
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth!r}")
@@ -280,8 +285,9 @@ class VideoResNet(Classifier):
         # the sweep's small clip: 4 frames (the "fold" stem needs its own) at 16x16 keeps the
         # 152-layer models' CPU forward+backward in a few seconds
         test_t = num_frames if stem == "fold" else 4
+        norm = {k: tuple(v) for k, v in (("mean", mean), ("std", std)) if v is not None}
         self.default_cfg = make_cfg((in_chans, num_frames, img_size, img_size), paper,
-                                    test_input_size=(in_chans, test_t, 16, 16))
+                                    test_input_size=(in_chans, test_t, 16, 16), **norm)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.stem_type == "fold" and x.shape[2] != self.num_frames:
@@ -437,7 +443,7 @@ def r2plus1d_34_mmaction(**kwargs):
     middle widths everywhere (83 in the stem), a max pool after the stem, a (2+1)D 1x1x1 pair in
     the projection shortcuts; batch norms at eps 1e-3 outside and 1e-5 inside the pairs."""
     cfg = dict(stem="2plus1d_paper", conv_types="2plus1d", midplanes="paper", pool1=True, shortcut="2plus1d",
-               bn_eps=1e-3, mid_bn_eps=1e-5, num_frames=8, img_size=112)
+               bn_eps=1e-3, mid_bn_eps=1e-5, num_frames=8, img_size=112, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return VideoResNet(34, **{**cfg, **kwargs})
 
 
@@ -447,7 +453,7 @@ def r2plus1d_50_pytorchvideo(**kwargs):
     1x7x7 stem without pool, bottlenecks whose (2+1)D convolution runs the 3x1x1 first at the
     bottleneck width, spatial stride 2 in every stage and temporal stride 2 in the last two."""
     cfg = dict(stem="2d", conv_types="2plus1d_tfirst", strides=((1, 2), (1, 2), (2, 2), (2, 2)), num_frames=16,
-               img_size=224)
+               img_size=224, mean=PYTORCHVIDEO_MEAN, std=PYTORCHVIDEO_STD)
     return VideoResNet(50, **{**cfg, **kwargs})
 
 
@@ -457,7 +463,7 @@ def slow_r50(**kwargs):
     """Slow-R50: 1x7x7 stem and max pool, 1x3x3 bottleneck convolutions, a temporal kernel of 3 in
     the first 1x1x1 of res4 and res5 only, no temporal downsampling (8 frames in, 8 at the head)."""
     cfg = dict(stem="2d", conv_types="2d", pool1=True, conv1_t=(1, 1, 3, 3), num_frames=8, img_size=224,
-               paper=SLOWFAST2019)
+               paper=SLOWFAST2019, mean=PYTORCHVIDEO_MEAN, std=PYTORCHVIDEO_STD)
     return VideoResNet(50, **{**cfg, **kwargs})
 
 
