@@ -2,7 +2,8 @@
 
 PyTorchVideo's model builders import ``torchvision.ops.RoIAlign`` (for its detection head) at
 import time; torchvision cannot be imported next to this torch, so these tests put a stand-in
-``torchvision.ops`` module in ``sys.modules`` first (none of the builders used here touch it).
+``torchvision.ops`` module in ``sys.modules`` while PyTorchVideo imports (none of the builders
+used here touch it) and take it out again.
 """
 import sys
 import types
@@ -12,17 +13,30 @@ import torch
 import torch.nn as nn
 
 from lightvid.checkpoint import CheckpointError
-from lightvid.models.pretrained_keys import load_pretrained, read_state_dict
+from lightvid.models.pretrained_keys import convert_state_dict, load_pretrained, read_state_dict
 from lightvid.models.registry import create_model
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)  # the same random clips every run: the parity figures are reproducible
+
+
 def _pytorchvideo():
-    if "torchvision" not in sys.modules:
+    """``pytorchvideo.models`` (its builders all import with it), imported with a stand-in
+    ``torchvision.ops`` that is taken out of ``sys.modules`` again afterwards (Lightning and
+    others look torchvision up by its module spec)."""
+    added = "torchvision" not in sys.modules
+    if added:
         tv, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
         ops.RoIAlign = type("RoIAlign", (nn.Module,), {})
         tv.ops = ops
         sys.modules["torchvision"], sys.modules["torchvision.ops"] = tv, ops
-    return pytest.importorskip("pytorchvideo.models")
+    try:
+        return pytest.importorskip("pytorchvideo.models")
+    finally:
+        if added:
+            del sys.modules["torchvision"], sys.modules["torchvision.ops"]
 
 
 def _randomise(model: nn.Module) -> nn.Module:
@@ -165,3 +179,29 @@ def test_weights_of_another_architecture_are_one_line_naming_the_file(tmp_path):
     with pytest.raises(CheckpointError) as e:
         load_pretrained(create_model("r3d_10", num_classes=4, width_mult=0.25), tmp_path / "w.pth")
     assert str(tmp_path / "w.pth") in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_pytorchvideo_file_fine_tunes_through_model_init(tiny_synth, tmp_path, capsys):
+    """model.init with a PyTorchVideo Slow-R50 file (built at 1/8 width by PyTorchVideo itself),
+    a new 4-class head and one frozen epoch: the backbone leaves training as the file had it."""
+    _pytorchvideo()
+    from pytorchvideo.models.resnet import create_resnet
+
+    from lightvid.train.config import load_config
+    from lightvid.train.run import train
+    from tests.test_train_run import REPO, tiny_overrides
+
+    peer = _randomise(create_resnet(model_depth=50, model_num_class=400, stem_dim_out=8,
+                                    stem_conv_kernel_size=(1, 7, 7), head_pool_kernel_size=(8, 1, 1)))
+    torch.save({"model_state": peer.state_dict()}, tmp_path / "SLOW_8x8_R50.pyth")
+    over = tiny_overrides(tiny_synth, epochs=1) + [
+        "model.name=slow_r50", "model.kwargs={width_mult: 0.125}", f"model.init={tmp_path / 'SLOW_8x8_R50.pyth'}",
+        "model.freeze_backbone_epochs=1", "trainer.final_eval=false"]
+    train(load_config(REPO / "configs" / "quickstart.yaml", over), tmp_path / "run")
+    assert "classifier replaced (400 classes in the file, 4 here)" in capsys.readouterr().out
+    got = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    ours = create_model("slow_r50", num_classes=400, width_mult=0.125)
+    want = convert_state_dict(peer.state_dict(), ours)[0]
+    backbone = [k for k in want if not k.startswith("fc.")]
+    assert len(backbone) > 300 and all(torch.equal(got[f"model.{k}"], want[k]) for k in backbone)
+    assert got["model.fc.weight"].shape == (4, 256)

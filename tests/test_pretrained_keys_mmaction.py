@@ -18,6 +18,11 @@ from lightvid.models.registry import create_model
 from tests.test_pretrained_keys import _randomise, logit_parity
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)  # the same random clips every run: the parity figures are reproducible
+
+
 def _mmaction_models():
     try:
         with warnings.catch_warnings():
