@@ -399,3 +399,14 @@ def test_r2plus1d_vmz_figures_at_128(depth, frames, params_m, gflops):
         macs = summarize(m, (3, frames, 128, 128)).macs
     assert abs(n_params(m) / 1e6 - params_m) / params_m < 0.01
     assert abs(macs / 1e9 - gflops) / gflops < 0.01
+
+
+def test_pytorchvideo_layout_variants_have_the_model_zoo_figures():
+    # PyTorchVideo's model zoo: Slow-R50 8x8 32.45M params, 54.52 GFLOPs (its fvcore counts MACs,
+    # at a 256 px test crop); R(2+1)D-R50 16x4 28.11M params
+    assert n_params(meta_model("slow_r50", num_classes=400)) == 32_454_096
+    assert round(meta_macs("slow_r50", (3, 8, 256, 256), num_classes=400) / 1e9, 2) == 54.52
+    assert n_params(meta_model("r2plus1d_50_pytorchvideo", num_classes=400)) == 28_107_600
+    # MMAction2's R(2+1)D-34: the paper's middle widths (83 in the stem) and (2+1)D shortcuts
+    m = meta_model("r2plus1d_34_mmaction", num_classes=400)
+    assert m.stem[0].out_channels == 83 and m.layer2[0].downsample[0][0].out_channels == 3 * 64 * 128 // (64 + 384)
