@@ -73,8 +73,8 @@ def test_mmaction2_logit_parity(name, tmp_path):
     def save(state, path):  # the layout of MMAction2's released checkpoints
         torch.save({"meta": {"mmengine_version": "0.10.7"}, "state_dict": state}, path)
 
-    info, _ = logit_parity(lambda x: peer.cls_head(peer.backbone(x)), peer.state_dict(), ours,
-                           torch.randn(1, 3, t, s, s), tmp_path / "mmaction.pth", save)
+    info, _ = logit_parity(peer, peer.state_dict(), ours, torch.randn(1, 3, t, s, s), tmp_path / "mmaction.pth", save,
+                           forward=lambda x: peer.cls_head(peer.backbone(x)))
     assert info["layout"] == layout and not info["head_replaced"]
 
 
