@@ -63,7 +63,7 @@ CASES = {  # lightvid model: (MMAction2 backbone, head, clip (T, S), layout)
 
 
 @pytest.mark.parametrize("name", [
-    "c3d", "ir_csn_50", "ip_csn_50", "r2plus1d_34_mmaction", pytest.param("ir_csn_152", marks=pytest.mark.slow)])
+    "c3d", "ir_csn_50", "ip_csn_50", "r2plus1d_34_mmaction", "ir_csn_152"])
 def test_mmaction2_logit_parity(name, tmp_path):
     models = _mmaction_models()
     backbone, head, (t, s), layout = CASES[name]
