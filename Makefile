@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo lint test test-fast bench install clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt requirements-peers.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q --no-deps -r requirements-peers.txt  # converter parity tests: MMAction2's own code
 	touch $(STAMP)
 
 install: $(STAMP)
