@@ -67,6 +67,14 @@ def _check_rois(rois: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
     return batch
 
 
+def _rois_and_output_size(op: str, input: torch.Tensor, boxes, output_size):
+    """The checks ``roi_align`` and ``roi_pool`` open with: ``(rois (K, 5), batch indices (K,), PH, PW)``."""
+    if input.dim() != 4:
+        raise ValueError(f"{op} expects input (N, C, H, W), got shape {tuple(input.shape)}")
+    rois = convert_boxes_to_rois(boxes, input)
+    return rois, _check_rois(rois, input), *_pair(output_size)
+
+
 def _per_image(batch: torch.Tensor, fn) -> torch.Tensor:
     """Run ``fn(image_index, box_indices)`` per image that has boxes; results back in box order."""
     order = torch.argsort(batch, stable=True)
@@ -144,11 +152,7 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
     Detectron2 convention); ``aligned=False`` keeps the legacy behaviour, including the minimum
     ROI size of 1 feature-map cell.
     """
-    if input.dim() != 4:
-        raise ValueError(f"roi_align expects input (N, C, H, W), got shape {tuple(input.shape)}")
-    rois = convert_boxes_to_rois(boxes, input)
-    batch = _check_rois(rois, input)
-    ph, pw = _pair(output_size)
+    rois, batch, ph, pw = _rois_and_output_size("roi_align", input, boxes, output_size)
     _, c, h, w = input.shape
     if rois.shape[0] == 0:
         return input.new_zeros((0, c, ph, pw))
@@ -199,11 +203,7 @@ def roi_pool(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0
     The scaled box is rounded to whole cells (both ends inclusive); bin ``p`` spans cells
     ``floor(p * size / P)`` to ``ceil((p + 1) * size / P)``; an empty bin gives 0.
     """
-    if input.dim() != 4:
-        raise ValueError(f"roi_pool expects input (N, C, H, W), got shape {tuple(input.shape)}")
-    rois = convert_boxes_to_rois(boxes, input)
-    batch = _check_rois(rois, input)
-    ph, pw = _pair(output_size)
+    rois, batch, ph, pw = _rois_and_output_size("roi_pool", input, boxes, output_size)
     _, c, h, w = input.shape
     if rois.shape[0] == 0:
         return input.new_zeros((0, c, ph, pw))
