@@ -105,7 +105,7 @@ class DecordDecoder:
             return decord.VideoReader(io.BytesIO(src) if isinstance(src, bytes) else src, ctx=decord.cpu(0),
                                       num_threads=1)
 
-        return _open_with(source, reader, "decord", decord.DECORDError)
+        return _open_with(source, reader, "decord", (decord.DECORDError, RuntimeError))  # (garbage: RuntimeError)
 
     def read_clip(self, source, frame_indices: Indices, short_side: int | None = None) -> torch.Tensor:
         import decord
@@ -115,7 +115,7 @@ class DecordDecoder:
         indices = _pick(frame_indices, info, source)
         try:
             frames = vr.get_batch(indices).asnumpy()  # (T, H, W, 3)
-        except decord.DECORDError as e:
+        except (decord.DECORDError, RuntimeError) as e:
             raise VideoDecodeError(f"{source}: decoding failed (decord: {_why(e)})") from None
         return torch.from_numpy(np.ascontiguousarray(resize_short(frames, short_side)))
 
