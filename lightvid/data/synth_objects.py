@@ -38,6 +38,7 @@ import numpy as np
 
 from lightvid.data.formats import IMAGE_EXTENSIONS
 from lightvid.errors import UserError
+from lightvid.fileio import write_text_atomic
 
 OBJECTS_VERSION = 1
 STAMP = "objects.json"
@@ -320,12 +321,6 @@ def coco_document(name: str, split: str, frames: np.ndarray, tracks: list, annot
                 tracks=tracks, annotations=anns)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_video_folder(final: Path, frames: np.ndarray, doc: dict) -> None:
     """Frames ``(T, H, W, 3)`` RGB as ``000000.png ...`` and ``doc`` as ``annotations.json`` in a
     temporary sibling of ``final`` (one of this process's, cleared first), moved into place in one rename."""
@@ -412,7 +407,7 @@ def generate_objects(out: str | os.PathLike, workers: int = 2, progress: bool = 
     if partial.exists() and json.loads(partial.read_text() or "{}") not in ({}, p):
         raise UserError(f"{root}: an unfinished objects set with other parameters is there ({partial}); "
                         "finish it with those parameters or choose another folder")
-    _atomic_write_text(partial, json.dumps(p))
+    write_text_atomic(partial, json.dumps(p))
     jobs = [(str(root), split, i, p) for split in SPLITS for i in range(p[split])]
     for split in SPLITS:
         (root / split).mkdir(exist_ok=True)
@@ -426,7 +421,7 @@ def generate_objects(out: str | os.PathLike, workers: int = 2, progress: bool = 
     videos = {split: [n for (r, s, i, q), n in zip(jobs, names) if s == split] for split in SPLITS}
     stamp = dict(version=OBJECTS_VERSION, params=p, categories=list(CATEGORIES), actions=list(ACTIONS),
                  videos=videos, annotation_file="annotations.json")
-    _atomic_write_text(root / STAMP, json.dumps(stamp, indent=1))
+    write_text_atomic(root / STAMP, json.dumps(stamp, indent=1))
     partial.unlink()
     return root, True
 

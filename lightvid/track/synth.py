@@ -43,6 +43,7 @@ from lightvid.data.synth_objects import (
     write_video_folder,
 )
 from lightvid.errors import UserError
+from lightvid.fileio import write_text_atomic
 
 STAMP = "tracks.json"
 SPLITS = ("train", "val", "test")
@@ -219,7 +220,5 @@ def generate_tracks(out: str | os.PathLike, progress: bool = False, **params) ->
     for split, i in tqdm(jobs, desc="track synth", disable=not progress, unit="video"):
         _write(root, split, i, p, photos)
     videos = {s: [f"v{i:05d}" for i in range(int(p[s]))] for s in SPLITS}
-    tmp = stamp.with_name(f".{STAMP}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(dict(params=p, videos=videos, annotation_file="annotations.json"), indent=1))
-    os.replace(tmp, stamp)
+    write_text_atomic(stamp, json.dumps(dict(params=p, videos=videos, annotation_file="annotations.json"), indent=1))
     return root
