@@ -110,6 +110,17 @@ def test_roi_align_matches_reference(aligned, path, sampling_ratio, dtype, monke
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("path", ["matmul", "grid_sample"])
+def test_roi_align_on_one_image_equals_its_rows_of_a_batch(path, monkeypatch):
+    _force_path(monkeypatch, path)
+    gen = torch.Generator().manual_seed(6)
+    inp = torch.randn(2, 3, 11, 13, generator=gen, dtype=torch.float64)
+    rois = _random_rois(gen, 2, 12, 11, 13, 0.5, torch.float64)
+    mine = rois[:, 0] == 1
+    alone = torch.cat([torch.zeros_like(rois[mine, :1]), rois[mine, 1:]], dim=1)
+    torch.testing.assert_close(roi_align(inp[1:], alone, 3, 0.5, 1, True), roi_align(inp, rois, 3, 0.5, 1, True)[mine])
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_roi_pool_matches_reference(dtype):
     gen = torch.Generator().manual_seed(1)

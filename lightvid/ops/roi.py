@@ -15,10 +15,11 @@ Both are vectorised over boxes (no per-box Python loop) and differentiable by au
   per image instead of a four-corner gather per sample. With one sample per bin
   (``sampling_ratio=1``: the bin centre) on a map much larger than the output, the matmuls mostly
   multiply zeros, and ``F.grid_sample`` at the bin centres (one call per image, cost growing with
-  boxes x bins rather than boxes x map size) is used instead: 3-10x faster forward and 1.5-6x
-  forward + backward on 8x8-64x64 maps, the Siamese tracker's ~200 candidates on a 32x32 map
-  included (a 1-thread sweep on the Zen 3 development machine); with 2 samples per side it was
-  slower on detector-sized maps, which keep the matmuls. Both give the same numbers.
+  boxes x bins rather than boxes x map size) is used instead, up to 8x8 bins: 1.2-10x faster
+  forward and 1.1-6x forward + backward on 4x4-64x64 maps, the Siamese tracker's ~200 candidates
+  on a 32x32 map included (a 1-thread sweep on the Zen 3 development machine); with more bins or
+  with 2 samples per side its backward or its forward was slower, so those keep the matmuls.
+  Both give the same numbers.
 * ROI pool takes the max over each bin's integer window (``round`` of the scaled box, bin edges
   ``floor``/``ceil``); the max is separable too: a gather + max along W, then along H.
 
@@ -111,10 +112,12 @@ def _bilinear_weights(start, bin_size, grid, pooled: int, size: int) -> torch.Te
 
 
 def _bin_centres_are_cheaper(sampling_ratio: int, ph: int, pw: int, h: int, w: int) -> bool:
-    """Whether ``_align_by_grid_sample`` beats the separable matmuls: one sample per bin on a map with at
-    least 4x as many cells per row of weights as the output has columns (a 1-thread sweep over 4x4..64x64
-    maps, 2..14 bins per side, forward and backward)."""
-    return sampling_ratio == 1 and 4 * pw <= h * w
+    """Whether ``_align_by_grid_sample`` beats the separable matmuls: one sample per bin, at most 8x8 bins
+    and at most twice as many bins as map cells. A 1-thread sweep on the Zen 3 development machine (4x4 to
+    64x64 maps, 4x4 to 14x14 bins, 128 boxes, 64 channels) found grid_sample faster forward and forward +
+    backward there; with 14x14 bins its backward was ~1.6x the matmuls', and with 2x2 samples per bin it
+    was slower on detector-sized maps (bench_roi's)."""
+    return sampling_ratio == 1 and ph * pw <= min(64, 2 * h * w)
 
 
 def _align_by_grid_sample(input, batch, x1, y1, roi_w, roi_h, ph: int, pw: int, sampling_ratio: int):
@@ -135,12 +138,16 @@ def _align_by_grid_sample(input, batch, x1, y1, roi_w, roi_h, ph: int, pw: int, 
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (K, SH, SW, 2)
     inside = ((ys >= -1) & (ys <= h))[:, :, None] & ((xs >= -1) & (xs <= w))[:, None, :]  # (K, SH, SW)
 
-    def sample_image(image: int, idx: torch.Tensor) -> torch.Tensor:
-        g = grid[idx].reshape(1, -1, sw, 2)  # (1, k*SH, SW, 2)
+    def sample(image: int, boxes_grid: torch.Tensor) -> torch.Tensor:
+        g = boxes_grid.reshape(1, -1, sw, 2)  # (1, k*SH, SW, 2)
         out = F.grid_sample(input[image:image + 1], g, mode="bilinear", padding_mode="border", align_corners=False)
-        return out.reshape(c, idx.numel(), sh, sw).transpose(0, 1)  # (k, C, SH, SW)
+        return out.reshape(c, boxes_grid.shape[0], sh, sw).transpose(0, 1)  # (k, C, SH, SW)
 
-    out = _per_image(batch, sample_image) * inside[:, None].to(input.dtype)  # (K, C, SH, SW)
+    if input.shape[0] == 1:  # one image (the tracker's frame): no grouping of boxes by image
+        out = sample(0, grid)
+    else:
+        out = _per_image(batch, lambda image, idx: sample(image, grid[idx]))
+    out = out * inside[:, None].to(input.dtype)  # (K, C, SH, SW)
     return F.avg_pool2d(out, sampling_ratio) if sampling_ratio > 1 else out
 
 
