@@ -186,6 +186,10 @@ def test_decord_exact_on_generated(tiny_synth, tmp_path):
         assert dec.probe(f)[:1] == probe(f)[:1]
     with pytest.raises(VideoDecodeError, match="outside"):
         dec.read_clip(vfr, [30])
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    for bad in (tmp_path / "bad.mp4", VideoBytes("bad-member.mp4", b"not a video")):
+        with pytest.raises(VideoDecodeError, match=r"bad.*: not a readable video \(decord: "):
+            dec.probe(bad)
 
 
 def test_decoder_choice_and_torchcodec_message(tiny_synth):

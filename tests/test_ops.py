@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+import lightvid.ops.roi as roi_module
 from lightvid.ops import batched_nms, box_iou, nms, roi_align, roi_align_3d, roi_pool
 
 
@@ -86,10 +87,19 @@ def _random_rois(gen, n, k, h, w, scale, dtype, outside=True):
     return torch.stack([b, x1, y1, x1 + bw, y1 + bh], dim=1)
 
 
+def _force_path(monkeypatch, path):
+    """Make roi_align take one implementation: the separable matmuls, or grid_sample at the sampling
+    points (which serves fixed sampling ratios only)."""
+    grid_sample = path == "grid_sample"
+    monkeypatch.setattr(roi_module, "_bin_centres_are_cheaper", lambda ratio, *_: grid_sample and ratio > 0)
+
+
 @pytest.mark.parametrize("aligned", [False, True])
-@pytest.mark.parametrize("sampling_ratio", [-1, 2])
+@pytest.mark.parametrize("path, sampling_ratio", [("matmul", -1), ("matmul", 1), ("matmul", 2),
+                                                  ("grid_sample", 1), ("grid_sample", 2)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_roi_align_matches_reference(aligned, sampling_ratio, dtype):
+def test_roi_align_matches_reference(aligned, path, sampling_ratio, dtype, monkeypatch):
+    _force_path(monkeypatch, path)
     gen = torch.Generator().manual_seed(0)
     inp = torch.randn(2, 3, 11, 13, generator=gen, dtype=dtype)
     rois = _random_rois(gen, 2, 12, 11, 13, 0.5, dtype)
@@ -98,6 +108,17 @@ def test_roi_align_matches_reference(aligned, sampling_ratio, dtype):
     ref = ref_roi_align(inp, rois, 3, 4, 0.5, sampling_ratio, aligned)
     assert out.shape == (12, 3, 3, 4) and out.dtype == dtype
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("path", ["matmul", "grid_sample"])
+def test_roi_align_on_one_image_equals_its_rows_of_a_batch(path, monkeypatch):
+    _force_path(monkeypatch, path)
+    gen = torch.Generator().manual_seed(6)
+    inp = torch.randn(2, 3, 11, 13, generator=gen, dtype=torch.float64)
+    rois = _random_rois(gen, 2, 12, 11, 13, 0.5, torch.float64)
+    mine = rois[:, 0] == 1
+    alone = torch.cat([torch.zeros_like(rois[mine, :1]), rois[mine, 1:]], dim=1)
+    torch.testing.assert_close(roi_align(inp[1:], alone, 3, 0.5, 1, True), roi_align(inp, rois, 3, 0.5, 1, True)[mine])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -122,14 +143,20 @@ def test_box_list_equals_tensor_form():
         roi_align(inp, torch.zeros(3, 4), 2)
 
 
-def test_roi_ops_gradcheck():
+@pytest.mark.parametrize("path", ["matmul", "grid_sample"])
+def test_roi_ops_gradcheck(path, monkeypatch):
+    _force_path(monkeypatch, path)
     gen = torch.Generator().manual_seed(3)
     inp = torch.randn(2, 2, 6, 7, generator=gen, dtype=torch.float64, requires_grad=True)
     rois = torch.tensor([[0, 0.5, 1.0, 9.0, 8.0], [1, 2.3, 0.2, 5.1, 4.4], [1, -1.0, -1.0, 13.0, 11.0]],
                         dtype=torch.float64)
     for aligned in (False, True):
-        assert torch.autograd.gradcheck(lambda x: roi_align(x, rois, (2, 3), 0.5, -1, aligned), (inp,))
-        assert torch.autograd.gradcheck(lambda x: roi_align(x, rois, 3, 0.5, 2, aligned), (inp,))
+        if path == "matmul":
+            assert torch.autograd.gradcheck(lambda x: roi_align(x, rois, (2, 3), 0.5, -1, aligned), (inp,))
+        for ratio in (1, 2):
+            assert torch.autograd.gradcheck(lambda x: roi_align(x, rois, 3, 0.5, ratio, aligned), (inp,))
+    if path == "grid_sample":
+        return  # roi_pool and roi_align_3d (adaptive sampling) take no grid_sample path
     assert torch.autograd.gradcheck(lambda x: roi_pool(x, rois, (2, 3), 0.5), (inp,))
     clip = torch.randn(2, 2, 3, 5, 5, generator=gen, dtype=torch.float64, requires_grad=True)
     for pool in ("avg", "max", None):

@@ -8,7 +8,7 @@ import torch
 
 import lightvid
 from lightvid.errors import UserError
-from lightvid.models.sint import marginal_contrastive_loss, roi_align
+from lightvid.models.sint import marginal_contrastive_loss
 from lightvid.track.metrics import TrackerScore, centre_error, iou_xywh, score_sequence, success_curve
 from lightvid.track.ncc import NCCTracker
 from lightvid.track.sequences import load_sequence
@@ -55,21 +55,6 @@ def test_marginal_contrastive_loss_formula():
     expected = (0.5 * 2 + 0.0 + 0.5 * (1 - 0.8)) / 3
     assert marginal_contrastive_loss(a, b, y, margin=1.0).item() == pytest.approx(expected)
     assert marginal_contrastive_loss(a, a, torch.ones(3)).item() == 0.0
-
-
-@pytest.mark.parametrize("batch", [1, 2])
-def test_roi_align_matches_the_ops_reference(batch):
-    from lightvid.ops import roi_align as reference
-
-    torch.manual_seed(0)
-    feats = torch.randn(batch, 5, 12, 14)
-    boxes = torch.rand(7, 4) * 30
-    boxes[:, 2:] += boxes[:, :2] + 4
-    rois = torch.cat([torch.randint(0, batch, (7, 1)).float(), boxes], 1)
-    for ratio in (1, 2):
-        ours = roi_align(feats, rois, 3, 0.25, ratio)
-        ref = reference(feats, rois, 3, 0.25, ratio, aligned=True)
-        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
 
 
 def test_sint_embeddings_are_unit_norm_and_batched_per_image():

@@ -47,17 +47,28 @@ def _synth_objects(argv: list[str], prog: str) -> int:
     return 0
 
 
-def _check(argv: list[str], prog: str) -> int:
+def _add_dataset_options(p: argparse.ArgumentParser, split_help: str) -> None:
+    """Which dataset layout, splits and annotations to read (``check``, ``shard``)."""
     from lightvid.data.build import FORMATS
+
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--split", action="append", default=None, help=f"{split_help} (repeatable; default train and val)")
+    p.add_argument("--annotations", default=None, help="folder of annotation files when not in the dataset folder")
+    p.add_argument("--fold", type=int, default=1, help="UCF101/HMDB51 split 1-3")
+
+
+def _add_src_dst(p: argparse.ArgumentParser, src_help: str) -> None:
+    p.add_argument("src", help=src_help)
+    p.add_argument("dst", help="output folder (not inside SRC)")
+
+
+def _check(argv: list[str], prog: str) -> int:
     from lightvid.data.check import check_dataset
 
     p = argparse.ArgumentParser(prog=prog, description="List every bad file of a dataset with its reason; "
                                 "exit status 1 when there is any.")
     p.add_argument("dataset", help="dataset folder (or .zip of images, or 'digits')")
-    p.add_argument("--format", default="auto", choices=FORMATS)
-    p.add_argument("--split", action="append", default=None, help="split to check (repeatable; default train and val)")
-    p.add_argument("--annotations", default=None, help="folder of annotation files when not in the dataset folder")
-    p.add_argument("--fold", type=int, default=1, help="UCF101/HMDB51 split 1-3")
+    _add_dataset_options(p, "split to check")
     p.add_argument("--full", action="store_true", help="decode every frame (default: index + first and last frame)")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
@@ -83,8 +94,7 @@ def _extract_frames(argv: list[str], prog: str) -> int:
                                 "DST/<relative path>/img_00001.jpg (MMAction2 rawframe layout), plus <split>.txt "
                                 "lists ('frame_dir total_frames label') when SRC is a dataset. SRC is only read; "
                                 "finished folders are skipped on a rerun.")
-    p.add_argument("src", help="video file or folder")
-    p.add_argument("dst", help="output folder (not inside SRC)")
+    _add_src_dst(p, "video file or folder")
     p.add_argument("--ext", default="jpg", choices=("jpg", "png"), help="frame file type (png: lossless)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
     p.add_argument("--short-side", type=int, default=None, help="resize the short side (default: keep)")
@@ -101,8 +111,7 @@ def _reencode(argv: list[str], prog: str) -> int:
     p = argparse.ArgumentParser(prog=prog, description="Re-encode every video under SRC to H.264 (libx264) in DST "
                                 "with a keyframe every GOP frames, optionally a smaller short side; annotation files "
                                 "are copied. SRC is only read; finished files are skipped on a rerun.")
-    p.add_argument("src", help="video file or folder")
-    p.add_argument("dst", help="output folder (not inside SRC)")
+    _add_src_dst(p, "video file or folder")
     p.add_argument("--gop", type=int, default=16, help="keyframe interval in frames (default 16)")
     p.add_argument("--short-side", type=int, default=None, help="scale the short side down to this (default: keep)")
     p.add_argument("--crf", type=int, default=23, help="x264 constant rate factor (default 23; lower = better)")
@@ -115,20 +124,15 @@ def _reencode(argv: list[str], prog: str) -> int:
 
 
 def _shard(argv: list[str], prog: str) -> int:
-    from lightvid.data.build import FORMATS
     from lightvid.data.convert import write_shards
     from lightvid.data.jobs import parse_size
 
     p = argparse.ArgumentParser(prog=prog, description="Write a labelled video dataset as tar shards in the "
                                 "WebDataset layout (<key>.mp4 + <key>.json per sample), DST/<split>/shard-NNNNNN.tar, "
                                 "for `data.format: shards`. SRC is only read; finished shards are skipped on a rerun.")
-    p.add_argument("src", help="dataset folder")
-    p.add_argument("dst", help="output folder (not inside SRC)")
+    _add_src_dst(p, "dataset folder")
     p.add_argument("--shard-size", default="1GB", help="bytes per shard at most (1GB, 500MB, 512MiB; default 1GB)")
-    p.add_argument("--format", default="auto", choices=FORMATS)
-    p.add_argument("--split", action="append", default=None, help="split to write (repeatable; default train, val)")
-    p.add_argument("--annotations", default=None, help="folder of annotation files when not in the dataset folder")
-    p.add_argument("--fold", type=int, default=1, help="UCF101/HMDB51 split 1-3")
+    _add_dataset_options(p, "split to write")
     p.add_argument("--seed", type=int, default=0, help="the order of the samples in the shards (default 0)")
     args = p.parse_args(argv)
     report = write_shards(args.src, args.dst, parse_size(args.shard_size), args.format, args.split, args.seed,

@@ -53,6 +53,25 @@ def _read_json(path: Path) -> dict:
         raise UserError(f"{path}: not a JSON file written by lightvid") from None
 
 
+def _frames_by_timestamp(container):
+    """The frames of ``container``'s first video stream in decoding order, one per timestamp (a
+    duplicate timestamp is one frame in ``read_clip``'s index too), on one decoder thread."""
+    stream = container.streams.video[0]
+    stream.codec_context.thread_count = 1
+    last = None
+    for frame in container.decode(stream):
+        ts = frame.pts if frame.pts is not None else frame.dts
+        if ts is not None and ts == last:
+            continue
+        last = ts
+        yield frame
+
+
+def _check_all_decoded(src: Path, decoded: int, frames: int) -> None:
+    if decoded < frames:
+        raise VideoDecodeError(f"{src}: truncated or corrupt, {decoded} of {frames} frames decode")
+
+
 # -- raw frames -------------------------------------------------------------------------------
 def _extract_job(job) -> tuple[str, int, float, str | None]:
     """Decode one video into a frame folder; ``(rel, frames, fps, error or None)``."""
@@ -75,15 +94,9 @@ def _extract_job(job) -> tuple[str, int, float, str | None]:
         params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in ("jpg", "jpeg") else [cv2.IMWRITE_PNG_COMPRESSION, 1]
         w, h = output_size(info.width, info.height, short_side)
         container = _open(src)
-        n, last = 0, None
+        n = 0
         try:
-            stream = container.streams.video[0]
-            stream.codec_context.thread_count = 1
-            for frame in container.decode(stream):
-                ts = frame.pts if frame.pts is not None else frame.dts
-                if ts is not None and ts == last:  # a duplicate timestamp: one frame in read_clip's index
-                    continue
-                last = ts
+            for frame in _frames_by_timestamp(container):
                 if (w, h) != (info.width, info.height):
                     rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
                 else:
@@ -95,8 +108,7 @@ def _extract_job(job) -> tuple[str, int, float, str | None]:
             raise VideoDecodeError(f"{src}: decoding failed ({_reason(e)})") from None
         finally:
             container.close()
-        if n < info.frames:
-            raise VideoDecodeError(f"{src}: truncated or corrupt, {n} of {info.frames} frames decode")
+        _check_all_decoded(src, n, info.frames)
         os.rename(tmp, dst)
         return rel, n, info.fps, None
     except (VideoDecodeError, OSError) as e:
@@ -213,7 +225,6 @@ def _reencode_job(job) -> tuple[str, str, str | None]:
         inp = _open(src)
         try:
             vs = inp.streams.video[0]
-            vs.codec_context.thread_count = 1
             rate = vs.average_rate or Fraction(info.fps or 25).limit_denominator(1001)
             dst.parent.mkdir(parents=True, exist_ok=True)
             out = av.open(str(tmp), "w")
@@ -225,12 +236,8 @@ def _reencode_job(job) -> tuple[str, str, str | None]:
                 st.width, st.height, st.pix_fmt = w, h, "yuv420p"
                 st.codec_context.gop_size = gop
                 tb = Fraction(rate.denominator, rate.numerator)
-                n, last = 0, None
-                for frame in inp.decode(vs):
-                    ts = frame.pts if frame.pts is not None else frame.dts
-                    if ts is not None and ts == last:  # one frame per timestamp, as read_clip's index
-                        continue
-                    last = ts
+                n = 0
+                for frame in _frames_by_timestamp(inp):
                     # frame i stays frame i: constant rate (a variable-rate source keeps its average)
                     f = frame.reformat(width=w, height=h, format="yuv420p", interpolation="AREA")
                     f.pts, f.time_base = n, tb
@@ -245,8 +252,7 @@ def _reencode_job(job) -> tuple[str, str, str | None]:
             raise VideoDecodeError(f"{src}: re-encoding failed ({_reason(e)})") from None
         finally:
             inp.close()
-        if n < info.frames:
-            raise VideoDecodeError(f"{src}: truncated or corrupt, {n} of {info.frames} frames decode")
+        _check_all_decoded(src, n, info.frames)
         os.replace(tmp, dst)
         return rel, "written", None
     except (VideoDecodeError, OSError, ValueError) as e:

@@ -69,6 +69,24 @@ def resize_short(frames: np.ndarray, short_side: int | None) -> np.ndarray:
     return np.stack([cv2.resize(f, (ow, oh), interpolation=cv2.INTER_LINEAR) for f in frames])
 
 
+def _why(e: Exception) -> str:
+    """An exception's first line (at most 200 characters), or its type's name when it has no text."""
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def _open_with(source, open_fn: Callable, library: str, errors):
+    """``open_fn(bytes or path string)`` on ``source`` (a path or :class:`VideoBytes`); a missing file or
+    one of ``errors`` becomes one :class:`VideoDecodeError` naming the source and ``library``."""
+    source = as_source(source)
+    if not isinstance(source, VideoBytes) and not source.is_file():
+        raise VideoDecodeError(f"{source}: no such file")
+    try:
+        return open_fn(source.data if isinstance(source, VideoBytes) else str(source))
+    except errors as e:
+        raise VideoDecodeError(f"{source}: not a readable video ({library}: {_why(e)})") from None
+
+
 class DecordDecoder:
     name = "decord"
 
@@ -83,14 +101,11 @@ class DecordDecoder:
     def _open(source):
         import decord
 
-        source = as_source(source)
-        if not isinstance(source, VideoBytes) and not source.is_file():
-            raise VideoDecodeError(f"{source}: no such file")
-        try:
-            src = io.BytesIO(source.data) if isinstance(source, VideoBytes) else str(source)
-            return decord.VideoReader(src, ctx=decord.cpu(0), num_threads=1)
-        except decord.DECORDError as e:
-            raise VideoDecodeError(f"{source}: not a readable video (decord: {str(e).splitlines()[0][:200]})") from None
+        def reader(src):
+            return decord.VideoReader(io.BytesIO(src) if isinstance(src, bytes) else src, ctx=decord.cpu(0),
+                                      num_threads=1)
+
+        return _open_with(source, reader, "decord", (decord.DECORDError, RuntimeError))  # (garbage: RuntimeError)
 
     def read_clip(self, source, frame_indices: Indices, short_side: int | None = None) -> torch.Tensor:
         import decord
@@ -100,8 +115,8 @@ class DecordDecoder:
         indices = _pick(frame_indices, info, source)
         try:
             frames = vr.get_batch(indices).asnumpy()  # (T, H, W, 3)
-        except decord.DECORDError as e:
-            raise VideoDecodeError(f"{source}: decoding failed (decord: {str(e).splitlines()[0][:200]})") from None
+        except (decord.DECORDError, RuntimeError) as e:
+            raise VideoDecodeError(f"{source}: decoding failed (decord: {_why(e)})") from None
         return torch.from_numpy(np.ascontiguousarray(resize_short(frames, short_side)))
 
     def probe(self, source) -> VideoInfo:
@@ -121,15 +136,10 @@ class TorchCodecDecoder:
     def _open(source):
         from torchcodec.decoders import VideoDecoder
 
-        source = as_source(source)
-        if not isinstance(source, VideoBytes) and not source.is_file():
-            raise VideoDecodeError(f"{source}: no such file")
-        try:
-            return VideoDecoder(source.data if isinstance(source, VideoBytes) else str(source),
-                                dimension_order="NHWC", num_ffmpeg_threads=1, seek_mode="exact")
-        except (RuntimeError, ValueError) as e:
-            why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            raise VideoDecodeError(f"{source}: not a readable video (torchcodec: {why})") from None
+        def decoder(src):
+            return VideoDecoder(src, dimension_order="NHWC", num_ffmpeg_threads=1, seek_mode="exact")
+
+        return _open_with(source, decoder, "torchcodec", (RuntimeError, ValueError))
 
     def _info(self, dec) -> VideoInfo:
         m = dec.metadata
@@ -141,7 +151,7 @@ class TorchCodecDecoder:
         try:
             frames = dec.get_frames_at(indices).data.numpy()  # (T, H, W, 3)
         except (RuntimeError, IndexError) as e:
-            raise VideoDecodeError(f"{source}: decoding failed (torchcodec: {str(e).splitlines()[0][:200]})") from None
+            raise VideoDecodeError(f"{source}: decoding failed (torchcodec: {_why(e)})") from None
         return torch.from_numpy(np.ascontiguousarray(resize_short(frames, short_side)))
 
     def probe(self, source) -> VideoInfo:

@@ -38,6 +38,7 @@ import numpy as np
 
 from lightvid.data.formats import IMAGE_EXTENSIONS
 from lightvid.errors import UserError
+from lightvid.fileio import write_text_atomic
 
 OBJECTS_VERSION = 1
 STAMP = "objects.json"
@@ -75,7 +76,7 @@ def rle_to_mask(rle: dict) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- drawing
-def _list_images(folder: str | os.PathLike) -> list[Path]:
+def list_images(folder: str | os.PathLike) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"backgrounds: {root} is not a folder")
@@ -85,7 +86,7 @@ def _list_images(folder: str | os.PathLike) -> list[Path]:
     return paths
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> np.ndarray:
     import cv2
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -94,7 +95,7 @@ def _read_rgb(path: Path) -> np.ndarray:
     return img[..., ::-1].astype(np.float32)
 
 
-def _random_crop(rng, img: np.ndarray, size: int) -> np.ndarray:
+def random_crop(rng, img: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
     h, w = img.shape[:2]
@@ -125,7 +126,7 @@ def procedural_background(rng, size: int) -> np.ndarray:
     return np.clip(bg + rng.normal(0, 6, bg.shape), 0, 255).astype(np.float32)
 
 
-def _shape_mask(category: str, radius: int) -> np.ndarray:
+def shape_mask(category: str, radius: int) -> np.ndarray:
     """``(S, S)`` float mask of a category's shape centred in a square of side ``S = 2 * radius + 1``."""
     import cv2
 
@@ -154,7 +155,8 @@ def _shape_mask(category: str, radius: int) -> np.ndarray:
     return m
 
 
-def _texture_spec(rng, bg_mean: np.ndarray) -> dict:
+def texture_spec(rng, bg_mean: np.ndarray) -> dict:
+    """Two texture colours that stand out from ``bg_mean`` and from each other, a pattern kind, phase, period."""
     for _ in range(100):
         c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
         if abs((c1 + c2).mean() / 2 - bg_mean.mean()) >= 50 and np.abs(c1 - c2).max() >= 60:
@@ -163,7 +165,8 @@ def _texture_spec(rng, bg_mean: np.ndarray) -> dict:
                 period=float(rng.uniform(3, 7)))
 
 
-def _texture(spec: dict, s: int, rng, patch: np.ndarray | None) -> np.ndarray:
+def draw_texture(spec: dict, s: int, rng, patch: np.ndarray | None) -> np.ndarray:
+    """``(s, s, 3)`` float texture of ``spec`` (stripes, checker, gradient or blotches), or ``patch`` as it is."""
     if patch is not None:
         return patch
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
@@ -201,13 +204,13 @@ def _trajectory(action: str, rng, frames: int, size: int, radius: int):
     return xs, ys, angle0 + spin * t
 
 
-def _paste(canvas, vis_owner, colour, mask, cx, cy, owner: int) -> None:
-    """Alpha-paste a sprite centred at (cx, cy), clipped to the canvas; record the owner of covered pixels."""
-    s = mask.shape[0]
-    r = s // 2
-    x0, y0 = int(round(cx)) - r, int(round(cy)) - r
+def paste_sprite(canvas, vis_owner, colour, mask, cx, cy, owner: int) -> None:
+    """Alpha-paste a ``(sh, sw)`` sprite centred at (cx, cy), clipped to the canvas; record the owner of
+    covered pixels."""
+    sh, sw = mask.shape
+    x0, y0 = int(round(cx)) - sw // 2, int(round(cy)) - sh // 2
     h, w = vis_owner.shape
-    ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
+    ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + sw, w), min(y0 + sh, h)
     if ax1 <= ax0 or ay1 <= ay0:
         return
     m = mask[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0]
@@ -217,6 +220,26 @@ def _paste(canvas, vis_owner, colour, mask, cx, cy, owner: int) -> None:
     vis_owner[ay0:ay1, ax0:ax1][m > 0.5] = owner
 
 
+def visible_annotations(frame: int, owner: np.ndarray, full_area: dict[int, float], masks: bool = True) -> list[dict]:
+    """One annotation per object (by track id) with pixels on top in ``owner`` (``(H, W)``: the track id
+    drawn last at each pixel, 0 for none): the box ``[x, y, w, h]`` and ``area`` of its visible pixels,
+    ``visibility`` = visible / ``full_area`` (its whole sprite) and, with ``masks``, the visible mask as RLE."""
+    annotations = []
+    for track_id in sorted(full_area):
+        visible = owner == track_id
+        area = int(visible.sum())
+        if area == 0:
+            continue
+        ys, xs = np.nonzero(visible)
+        x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+        ann = dict(frame=frame, track_id=track_id, bbox=[x0, y0, x1 - x0, y1 - y0], area=area)
+        if masks:
+            ann["segmentation"] = mask_to_rle(visible)
+        ann["visibility"] = round(area / max(full_area[track_id], 1.0), 4)
+        annotations.append(ann)
+    return annotations
+
+
 def render_video(rng: np.random.Generator, p: dict, background_paths: list[Path] | None):
     """-> frames uint8 ``(T, H, W, 3)``, tracks (list of dicts) and per-frame annotation dicts."""
     import cv2
@@ -224,8 +247,8 @@ def render_video(rng: np.random.Generator, p: dict, background_paths: list[Path]
     size, frames = p["size"], p["frames"]
     photo = None
     if background_paths:
-        photo = _read_rgb(background_paths[int(rng.integers(len(background_paths)))])
-        bg = _random_crop(rng, photo, size)
+        photo = read_rgb(background_paths[int(rng.integers(len(background_paths)))])
+        bg = random_crop(rng, photo, size)
     else:
         bg = procedural_background(rng, size)
     bg_mean = bg.mean((0, 1))
@@ -242,19 +265,19 @@ def render_video(rng: np.random.Generator, p: dict, background_paths: list[Path]
             radius = int(np.clip(src["radius"] + rng.integers(-2, 3), p["min_radius"], p["max_radius"]))
         else:
             category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
-            spec = _texture_spec(rng, bg_mean)
+            spec = texture_spec(rng, bg_mean)
             radius = int(rng.integers(p["min_radius"], p["max_radius"] + 1))
         action = ACTIONS[int(rng.integers(len(ACTIONS)))]
         s = 2 * radius + 1
         patch = None
         if p["patches"] and photo is not None and rng.uniform() < 0.5 and not twin:
-            patch = _random_crop(rng, _read_rgb(background_paths[int(rng.integers(len(background_paths)))]), s)
+            patch = random_crop(rng, read_rgb(background_paths[int(rng.integers(len(background_paths)))]), s)
         elif twin and src.get("patch") is not None:
             patch = src["patch"]
-        texture = _texture(spec, s, rng, patch)
+        texture = draw_texture(spec, s, rng, patch)
         xs, ys, angles = _trajectory(action, rng, frames, size, radius)
         objects.append(dict(track_id=i + 1, category=category, action=action, radius=radius, spec=spec,
-                            patch=patch, texture=texture, mask=_shape_mask(category, radius), xs=xs, ys=ys,
+                            patch=patch, texture=texture, mask=shape_mask(category, radius), xs=xs, ys=ys,
                             angles=angles, distractor_of=src["track_id"] if twin else None))
     out_frames = np.zeros((frames, size, size, 3), np.uint8)
     annotations = []
@@ -270,19 +293,10 @@ def render_video(rng: np.random.Generator, p: dict, background_paths: list[Path]
             colour = cv2.warpAffine(o["texture"].astype(np.float32), rot, (s, s), flags=cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_REFLECT)
             full_area[o["track_id"]] = float(mask.sum())
-            _paste(canvas, owner, colour, mask, o["xs"][t], o["ys"][t], o["track_id"])
+            paste_sprite(canvas, owner, colour, mask, o["xs"][t], o["ys"][t], o["track_id"])
         canvas += rng.normal(0, p["noise"], canvas.shape)
         out_frames[t] = np.clip(canvas, 0, 255).astype(np.uint8)
-        for o in objects:
-            visible = owner == o["track_id"]
-            area = int(visible.sum())
-            if area == 0:
-                continue
-            ys_, xs_ = np.nonzero(visible)
-            x0, y0, x1, y1 = int(xs_.min()), int(ys_.min()), int(xs_.max()) + 1, int(ys_.max()) + 1
-            annotations.append(dict(frame=t, track_id=o["track_id"], bbox=[x0, y0, x1 - x0, y1 - y0], area=area,
-                                    segmentation=mask_to_rle(visible),
-                                    visibility=round(area / max(full_area[o["track_id"]], 1.0), 4)))
+        annotations += visible_annotations(t, owner, full_area)
     tracks = [dict(track_id=o["track_id"], category_id=CATEGORIES.index(o["category"]) + 1,
                    action_id=ACTIONS.index(o["action"]) + 1, distractor_of=o["distractor_of"]) for o in objects]
     return out_frames, tracks, annotations
@@ -307,15 +321,23 @@ def coco_document(name: str, split: str, frames: np.ndarray, tracks: list, annot
                 tracks=tracks, annotations=anns)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def write_video_folder(final: Path, frames: np.ndarray, doc: dict) -> None:
+    """Frames ``(T, H, W, 3)`` RGB as ``000000.png ...`` and ``doc`` as ``annotations.json`` in a
+    temporary sibling of ``final`` (one of this process's, cleared first), moved into place in one rename."""
+    import cv2
+
+    tmp = final.parent / f".{final.name}.tmp{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for i, frame in enumerate(frames):
+        if not cv2.imwrite(str(tmp / f"{i:06d}.png"), frame[..., ::-1]):
+            raise UserError(f"{tmp}: cannot write frame {i}")
+    (tmp / "annotations.json").write_text(json.dumps(doc))
+    os.replace(tmp, final)
 
 
 def _write_video(job: tuple) -> str:
-    import cv2
-
     root, split, index, params = job
     name = f"v{index:05d}"
     final = Path(root) / split / name
@@ -323,18 +345,9 @@ def _write_video(job: tuple) -> str:
         return name
     split_id = SPLITS.index(split)
     rng = np.random.default_rng([params["seed"], split_id, index])
-    paths = _list_images(params["backgrounds"]) if params["backgrounds"] else None
+    paths = list_images(params["backgrounds"]) if params["backgrounds"] else None
     frames, tracks, annotations = render_video(rng, params, paths)
-    tmp = Path(root) / split / f".{name}.tmp{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for i, frame in enumerate(frames):
-        if not cv2.imwrite(str(tmp / f"{i:06d}.png"), frame[..., ::-1]):
-            raise UserError(f"{tmp}: cannot write frame {i}")
-    doc = coco_document(name, split, frames, tracks, annotations, params["fps"])
-    (tmp / "annotations.json").write_text(json.dumps(doc))
-    os.replace(tmp, final)
+    write_video_folder(final, frames, coco_document(name, split, frames, tracks, annotations, params["fps"]))
     return name
 
 
@@ -378,7 +391,7 @@ def generate_objects(out: str | os.PathLike, workers: int = 2, progress: bool = 
     p = {**DEFAULTS, **params}
     if p["backgrounds"]:
         p["backgrounds"] = str(Path(p["backgrounds"]).resolve())
-        _list_images(p["backgrounds"])
+        list_images(p["backgrounds"])
     _check_params(p)
     root = Path(out)
     stamp = read_objects_stamp(root)
@@ -394,7 +407,7 @@ def generate_objects(out: str | os.PathLike, workers: int = 2, progress: bool = 
     if partial.exists() and json.loads(partial.read_text() or "{}") not in ({}, p):
         raise UserError(f"{root}: an unfinished objects set with other parameters is there ({partial}); "
                         "finish it with those parameters or choose another folder")
-    _atomic_write_text(partial, json.dumps(p))
+    write_text_atomic(partial, json.dumps(p))
     jobs = [(str(root), split, i, p) for split in SPLITS for i in range(p[split])]
     for split in SPLITS:
         (root / split).mkdir(exist_ok=True)
@@ -408,7 +421,7 @@ def generate_objects(out: str | os.PathLike, workers: int = 2, progress: bool = 
     videos = {split: [n for (r, s, i, q), n in zip(jobs, names) if s == split] for split in SPLITS}
     stamp = dict(version=OBJECTS_VERSION, params=p, categories=list(CATEGORIES), actions=list(ACTIONS),
                  videos=videos, annotation_file="annotations.json")
-    _atomic_write_text(root / STAMP, json.dumps(stamp, indent=1))
+    write_text_atomic(root / STAMP, json.dumps(stamp, indent=1))
     partial.unlink()
     return root, True
 

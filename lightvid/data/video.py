@@ -71,23 +71,13 @@ class _Index(NamedTuple):
 def _open(path: Path | VideoBytes):
     import av
 
-    if isinstance(path, VideoBytes):
-        if not path.data:
-            raise VideoDecodeError(f"{path}: empty file")
-        try:
-            container = av.open(io.BytesIO(path.data))
-        except av.FFmpegError as e:
-            raise VideoDecodeError(f"{path}: not a readable video ({_reason(e)})") from None
-        if not container.streams.video:
-            container.close()
-            raise VideoDecodeError(f"{path}: no video stream")
-        return container
-    if not path.is_file():
+    in_memory = isinstance(path, VideoBytes)
+    if not in_memory and not path.is_file():
         raise VideoDecodeError(f"{path}: no such file")
-    if path.stat().st_size == 0:
+    if not (path.data if in_memory else path.stat().st_size):
         raise VideoDecodeError(f"{path}: empty file")
     try:
-        container = av.open(str(path))
+        container = av.open(io.BytesIO(path.data) if in_memory else str(path))
     except av.FFmpegError as e:
         raise VideoDecodeError(f"{path}: not a readable video ({_reason(e)})") from None
     if not container.streams.video:

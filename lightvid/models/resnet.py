@@ -46,6 +46,16 @@ def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
 
 
+def _check_basic(groups: int, base_width: int) -> None:
+    if groups != 1 or base_width != 64:
+        raise ValueError("the basic block supports only groups=1 and base_width=64 (use a bottleneck)")
+
+
+def bottleneck_width(planes: int, groups: int, base_width: int) -> int:
+    """Channels of a bottleneck's grouped 3x3: ``groups`` x ``planes * base_width / 64`` (ResNeXt's ``C x d``)."""
+    return max(1, int(planes * (base_width / 64.0))) * groups
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions; ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``."""
 
@@ -54,8 +64,7 @@ class BasicBlock(nn.Module):
     def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  groups: int = 1, base_width: int = 64):
         super().__init__()
-        if groups != 1 or base_width != 64:
-            raise ValueError("the basic block supports only groups=1 and base_width=64 (use a bottleneck)")
+        _check_basic(groups, base_width)
         self.conv1 = conv3x3(in_ch, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -78,7 +87,7 @@ class Bottleneck(nn.Module):
     def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  groups: int = 1, base_width: int = 64):
         super().__init__()
-        width = max(1, int(planes * (base_width / 64.0))) * groups
+        width = bottleneck_width(planes, groups, base_width)
         self.conv1 = conv1x1(in_ch, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = conv3x3(width, width, stride, groups)
@@ -108,8 +117,7 @@ class PreActBasicBlock(nn.Module):
     def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  groups: int = 1, base_width: int = 64):
         super().__init__()
-        if groups != 1 or base_width != 64:
-            raise ValueError("the basic block supports only groups=1 and base_width=64 (use a bottleneck)")
+        _check_basic(groups, base_width)
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.relu = nn.ReLU(inplace=False)  # the raw input stays the identity path
         self.conv1 = conv3x3(in_ch, planes, stride)
@@ -133,7 +141,7 @@ class PreActBottleneck(nn.Module):
     def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  groups: int = 1, base_width: int = 64):
         super().__init__()
-        width = max(1, int(planes * (base_width / 64.0))) * groups
+        width = bottleneck_width(planes, groups, base_width)
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.conv1 = conv1x1(in_ch, width)
         self.bn2 = nn.BatchNorm2d(width)

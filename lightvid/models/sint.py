@@ -12,7 +12,7 @@ frame's query is the target. As in the paper:
 * few max-pooling layers (better localisation): a registered VGG backbone keeps only its first
   ``pools`` max-pools (2: stride 4), the later stages run at that resolution;
 * region-of-interest pooling: every candidate box of an image is embedded from one pass of the
-  backbone (``embed_rois``);
+  backbone (``embed_rois``, by ``lightvid.ops.roi_align`` with ``aligned=True``);
 * outputs of several layers: the ends of the last two kept stages (the paper's conv4_3 and
   conv5_3) ROI-pooled to ``roi_size x roi_size`` and a fully connected ``fc6`` on the last;
   each part L2-normalised, concatenated, divided by sqrt(3), so ``f(x)`` has unit norm and
@@ -33,50 +33,9 @@ import torch.nn.functional as F
 
 from lightvid.models.base import IMAGENET_MEAN, IMAGENET_STD, Classifier, init_weights, make_cfg, scale_channels
 from lightvid.models.registry import get_builder, register_model
+from lightvid.ops import roi_align
 
 SINT_PAPER = "Tao, Gavves & Smeulders, Siamese Instance Search for Tracking, CVPR 2016"
-
-
-def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float,
-              sampling_ratio: int = 2) -> torch.Tensor:
-    """Bilinear ROI align by ``F.grid_sample``: ``(B, C, H, W)`` maps, ``(R, 5)`` rows
-    ``[batch_index, x1, y1, x2, y2]`` in input pixels -> ``(R, C, output_size, output_size)``.
-
-    Each output cell averages ``sampling_ratio**2`` bilinear samples at its sub-cell centres
-    (He et al.'s Mask R-CNN ROI align; ``torchvision.ops.roi_align(..., aligned=True)``'s numerics,
-    which ``lightvid.ops.roi_align`` reproduces; this version makes one ``grid_sample`` call per
-    image, so its cost grows with the samples, not with boxes x feature-map size).
-    """
-    B, C, H, W = features.shape
-    R, P, S = rois.shape[0], output_size, sampling_ratio
-    if R == 0:
-        return features.new_zeros(0, C, P, P)
-    boxes = rois[:, 1:].to(features.dtype) * spatial_scale - 0.5  # feature-map pixel coordinates
-    steps = (torch.arange(P * S, device=features.device, dtype=features.dtype) + 0.5) / (P * S)  # (P*S,)
-    xs = boxes[:, 0:1] + steps[None] * (boxes[:, 2:3] - boxes[:, 0:1])  # (R, P*S)
-    ys = boxes[:, 1:2] + steps[None] * (boxes[:, 3:4] - boxes[:, 1:2])  # (R, P*S)
-    gx = (xs + 0.5) / W * 2 - 1  # grid_sample's align_corners=False normalisation
-    gy = (ys + 0.5) / H * 2 - 1
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (R, P*S, P*S, 2)
-    # torchvision's border rule: samples within a pixel outside the map take the edge value, farther ones 0
-    inside = ((ys >= -1) & (ys <= H))[:, None, :, None] & ((xs >= -1) & (xs <= W))[:, None, None, :]
-    weight = inside.to(features.dtype)  # (R, 1, P*S, P*S)
-    if B == 1:  # one image (tracking): no gather, no scatter
-        g = grid.reshape(1, R * P * S, P * S, 2)  # (1, R*P*S, P*S, 2)
-        sampled = F.grid_sample(features, g, mode="bilinear", padding_mode="border", align_corners=False)
-        out = sampled.reshape(C, R, P * S, P * S).transpose(0, 1) * weight  # (R, C, P*S, P*S)
-        return F.avg_pool2d(out, S) if S > 1 else out
-    batch_index = rois[:, 0].long()
-    out = features.new_empty(R, C, P * S, P * S)
-    for b in range(B):  # one grid_sample per image: its ROIs stacked along the grid's height
-        sel = (batch_index == b).nonzero(as_tuple=True)[0]
-        if sel.numel() == 0:
-            continue
-        g = grid[sel].reshape(1, -1, P * S, 2)  # (1, r*P*S, P*S, 2)
-        sampled = F.grid_sample(features[b:b + 1], g, mode="bilinear", padding_mode="border", align_corners=False)
-        out[sel] = sampled.reshape(C, sel.numel(), P * S, P * S).transpose(0, 1)  # (r, C, P*S, P*S)
-    out = out * weight
-    return F.avg_pool2d(out, S) if S > 1 else out  # (R, C, P, P)
 
 
 def marginal_contrastive_loss(emb_a: torch.Tensor, emb_b: torch.Tensor, same: torch.Tensor,
@@ -148,7 +107,7 @@ class SINT(Classifier):
 
     def pool_rois(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """ROI-aligned cells ``(R, C4 + C5, P, P)`` of ``(R, 5)`` boxes ``[b, x1, y1, x2, y2]`` (input pixels)."""
-        return roi_align(features, rois, self.roi_size, 1.0 / self.stride, self.sampling_ratio)
+        return roi_align(features, rois, self.roi_size, 1.0 / self.stride, self.sampling_ratio, aligned=True)
 
     def embed_rois(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """Unit-norm embeddings ``(R, num_features)`` of ``(R, 5)`` boxes ``[b, x1, y1, x2, y2]`` (input pixels)."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from lightvid.errors import UserError
+from lightvid.fileio import atomic_path, write_text_atomic
 
 
 def _parse_box(text: str) -> list[float]:
@@ -101,12 +101,8 @@ def _write_mp4(path: Path, frames, fps: int) -> None:
     h, w = frames.shape[1:3]
     if h % 2 or w % 2:  # yuv420p needs even sizes
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         write_mp4(tmp, frames, fps=fps)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _refuse_existing(*paths: Path | None) -> None:
@@ -144,10 +140,8 @@ def track_command(argv: list[str], prog: str = "lightvid track") -> int:
     from lightvid.track.tracker import run_tracker
 
     result = run_tracker(tracker, frames, args.box, progress=True, total=len(frames))
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps({"boxes": result.boxes, "tracker": tracker.name, "video": str(src),
-                               "fps": round(result.fps, 1) if len(frames) > 1 else None}))
-    tmp.replace(out)
+    write_text_atomic(out, json.dumps({"boxes": result.boxes, "tracker": tracker.name, "video": str(src),
+                                       "fps": round(result.fps, 1) if len(frames) > 1 else None}))
     print(f"{len(result.boxes)} boxes -> {out} ({result.fps:.1f} frames/s)" if len(frames) > 1
           else f"1 box -> {out}")
     if video_out is not None:

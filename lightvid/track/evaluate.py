@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from lightvid.fileio import write_text_atomic
 from lightvid.track.metrics import TrackerScore, score_sequence
 from lightvid.track.sequences import Sequence
 from lightvid.track.tracker import run_tracker
@@ -82,9 +83,4 @@ def evaluate_trackers(factories: dict[str, Callable[[], object]], sequences: lis
 
 
 def write_results(result: dict, path) -> None:
-    from pathlib import Path
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({k: v for k, v in result.items() if k not in ("scores",)}, indent=1))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps({k: v for k, v in result.items() if k not in ("scores",)}, indent=1))

@@ -1,8 +1,10 @@
 """Generated tracking sequences: look-alike objects that move, turn, grow or shrink and hide.
 
-Each video (``width x height``, ``frames`` long) shows a background (procedural: a colour
-gradient with blurred blobs, or a random crop of a photo from an image folder such as the 15-scene
-set) and 2..``max_objects`` textured shapes. The first object gets 1..``twins`` *distractors*:
+Each video (``width x height``, ``frames`` long) shows a background and 2..``max_objects``
+textured shapes, drawn by the synthetic-objects generator's code (``lightvid.data.synth_objects``:
+its procedural background or a random crop of a photo from an image folder such as the 15-scene
+set, its shapes, textures, sprite pasting, visible-pixel annotations and per-video writer); this
+module adds the tracking scene. The first object gets 1..``twins`` *distractors*:
 copies of its shape and texture colours (slightly perturbed) of about its size. Every object
 moves with a random, slowly turning velocity (bouncing off the borders) and changes size
 smoothly by up to ``scale_change`` (a factor, in either direction) over the video, some also
@@ -22,81 +24,43 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from lightvid.data.synth_objects import (
+    CATEGORIES,
+    draw_texture,
+    list_images,
+    paste_sprite,
+    procedural_background,
+    random_crop,
+    read_rgb,
+    shape_mask,
+    texture_spec,
+    visible_annotations,
+    write_video_folder,
+)
 from lightvid.errors import UserError
+from lightvid.fileio import write_text_atomic
 
 STAMP = "tracks.json"
 SPLITS = ("train", "val", "test")
-SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
 DEFAULTS = dict(train=60, val=20, test=0, frames=48, width=320, height=240, max_objects=5, twins=2,
                 min_size=22, max_size=48, speed=3.0, scale_change=1.6, stretch=1.3, spin=4.0, lighting=0.35,
                 occluders=1, noise=3.0, seed=0,
                 backgrounds=None)
 
 
-def _shape_mask(shape: str, s: int) -> np.ndarray:
-    """``(s, s)`` float32 mask of a shape filling the square."""
-    m = np.zeros((s, s), np.uint8)
-    r, c = (s - 1) / 2, (s - 1) / 2
-    if shape == "circle":
-        cv2.circle(m, (int(c), int(c)), int(r), 1, -1)
-    elif shape == "square":
-        m[int(0.1 * s):int(0.9 * s) + 1, int(0.1 * s):int(0.9 * s) + 1] = 1
-    elif shape == "diamond":
-        pts = np.array([[c, 0], [s - 1, c], [c, s - 1], [0, c]])
-        cv2.fillPoly(m, [pts.round().astype(np.int32)], 1)
-    elif shape == "triangle":
-        pts = np.array([[c, 0], [s - 1, s - 1], [0, s - 1]])
-        cv2.fillPoly(m, [pts.round().astype(np.int32)], 1)
-    elif shape == "star":
-        t = np.arange(10) * np.pi / 5 - np.pi / 2
-        rad = np.where(np.arange(10) % 2 == 0, r, r * 0.45)
-        pts = np.stack([c + rad * np.cos(t), c + rad * np.sin(t)], 1)
-        cv2.fillPoly(m, [pts.round().astype(np.int32)], 1)
-    else:  # cross
-        a, b = int(0.33 * s), int(0.67 * s) + 1
-        m[a:b, :] = 1
-        m[:, a:b] = 1
-    return m.astype(np.float32)
-
-
-def _texture(rng, spec: dict, s: int) -> np.ndarray:
-    """``(s, s, 3)`` float texture: stripes, checkers or blotches in two colours."""
-    yy, xx = np.mgrid[0:s, 0:s] / s
-    kind, f = spec["kind"], spec["freq"]
-    if kind == "stripes":
-        t = (np.sin(2 * np.pi * f * (np.cos(spec["angle"]) * xx + np.sin(spec["angle"]) * yy)) > 0)
-    elif kind == "checker":
-        t = ((np.floor(xx * f) + np.floor(yy * f)) % 2) > 0
-    else:
-        t = cv2.GaussianBlur(rng.uniform(0, 1, (s, s)).astype(np.float32), (0, 0), max(s / 10, 1)) > 0.5
-    t = t.astype(np.float32)[..., None]
-    return spec["c1"] * (1 - t) + spec["c2"] * t
-
-
 def _background(rng, width: int, height: int, photos: list[Path]) -> np.ndarray:
+    """``(H, W, 3)`` float: the top-left of a square procedural background or photo crop."""
+    side = max(width, height)
     if photos:
-        img = cv2.imread(str(photos[int(rng.integers(len(photos)))]), cv2.IMREAD_COLOR)
-        if img is not None:
-            img = img[..., ::-1]
-            scale = max(width / img.shape[1], height / img.shape[0]) * rng.uniform(1.0, 1.5)
-            img = cv2.resize(img, (int(np.ceil(img.shape[1] * scale)), int(np.ceil(img.shape[0] * scale))))
-            y0 = int(rng.integers(img.shape[0] - height + 1))
-            x0 = int(rng.integers(img.shape[1] - width + 1))
-            return img[y0:y0 + height, x0:x0 + width].astype(np.float32)
-    c0, c1 = rng.uniform(30, 225, 3), rng.uniform(30, 225, 3)
-    yy, xx = np.mgrid[0:height, 0:width]
-    a = rng.uniform(0, 2 * np.pi)
-    w = np.cos(a) * xx / width + np.sin(a) * yy / height
-    w = (w - w.min()) / (np.ptp(w) + 1e-6)
-    bg = c0 * (1 - w[..., None]) + c1 * w[..., None]
-    blobs = cv2.GaussianBlur(rng.normal(0, 1, (height, width, 3)).astype(np.float32), (0, 0), 12)
-    return bg + 25 * blobs / (blobs.std() + 1e-6)
+        square = random_crop(rng, read_rgb(photos[int(rng.integers(len(photos)))]), side)
+    else:
+        square = procedural_background(rng, side)
+    return square[:height, :width]
 
 
 def _paths(rng, p: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,24 +100,26 @@ def render_sequence(rng: np.random.Generator, p: dict, photos: list[Path] | None
         twin = 1 <= i <= n_twins
         if twin:
             src = objects[0]
-            shape = src["shape"]
+            category = src["category"]
             spec = dict(src["spec"], c1=np.clip(src["spec"]["c1"] + rng.normal(0, 10, 3), 0, 255),
                         c2=np.clip(src["spec"]["c2"] + rng.normal(0, 10, 3), 0, 255))
         else:
-            shape = SHAPES[int(rng.integers(len(SHAPES)))]
-            spec = dict(kind=("stripes", "checker", "blotches")[int(rng.integers(3))], freq=rng.uniform(2, 5),
-                        angle=rng.uniform(0, np.pi), c1=rng.uniform(0, 255, 3), c2=rng.uniform(0, 255, 3))
-        objects.append(dict(track_id=i + 1, shape=shape, spec=spec, distractor_of=1 if twin else None))
+            category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
+            spec = texture_spec(rng, bg.mean((0, 1)))
+        objects.append(dict(track_id=i + 1, category=category, spec=spec, distractor_of=1 if twin else None))
     centres, sizes = _paths(rng, p, n)
     tt = np.arange(T) / max(T - 1, 1)
     for k, o in enumerate(objects):
         if k > 0 and o["distractor_of"] is not None:
             sizes[:, k] = sizes[:, 0] * np.exp(rng.normal(0, 0.08))  # a twin keeps about the target's size
-        o["mask"] = _shape_mask(o["shape"], 64)
-        o["tex"] = _texture(rng, o["spec"], 64)
         spins = rng.uniform() < 0.5
         o["angle"] = rng.uniform(0, 360) * spins + rng.uniform(-1, 1) * p["spin"] * np.arange(T) * spins
         o["aspect"] = np.exp(rng.uniform(-1, 1) * np.log(p["stretch"]) * tt)  # width / height, from 1
+        o["width"] = np.maximum(np.round(sizes[:, k] * np.sqrt(o["aspect"])), 4).astype(int)  # (T,)
+        o["height"] = np.maximum(np.round(sizes[:, k] / np.sqrt(o["aspect"])), 4).astype(int)
+        radius = int(np.ceil(max(o["width"].max(), o["height"].max()) / 2))  # sprite drawn once, shrunk per frame
+        o["mask"] = shape_mask(o["category"], radius)
+        o["tex"] = draw_texture(o["spec"], 2 * radius + 1, rng, None).astype(np.float32)
     light = (rng.uniform(0.5, 1.0) * p["lighting"], rng.uniform(0, 2 * np.pi), rng.uniform(1.5, 4.0),
              rng.uniform(0, 2 * np.pi), rng.uniform(1.0, 3.0))  # contrast, direction, waves, phase, drift
     order = rng.permutation(n)  # depth order (later = in front)
@@ -172,22 +138,16 @@ def render_sequence(rng: np.random.Generator, p: dict, photos: list[Path] | None
         for k in order:
             o = objects[k]
             mask, tex = o["mask"], o["tex"]
+            s = mask.shape[0]
             if o["angle"][t]:
-                rot = cv2.getRotationMatrix2D((31.5, 31.5), float(o["angle"][t]), 1.0)
-                mask = cv2.warpAffine(mask, rot, (64, 64), flags=cv2.INTER_LINEAR)
-                tex = cv2.warpAffine(tex, rot, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            sw = max(int(round(sizes[t, k] * np.sqrt(o["aspect"][t]))), 4)
-            sh = max(int(round(sizes[t, k] / np.sqrt(o["aspect"][t]))), 4)
-            mask = cv2.resize(mask, (sw, sh), interpolation=cv2.INTER_AREA) > 0.5
-            tex = cv2.resize(tex, (sw, sh), interpolation=cv2.INTER_AREA)
-            x0, y0 = int(round(centres[t, k, 0] - sw / 2)), int(round(centres[t, k, 1] - sh / 2))
-            ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + sw, W), min(y0 + sh, H)
+                rot = cv2.getRotationMatrix2D((s // 2, s // 2), float(o["angle"][t]), 1.0)
+                mask = cv2.warpAffine(mask, rot, (s, s), flags=cv2.INTER_LINEAR)
+                tex = cv2.warpAffine(tex, rot, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            size = (int(o["width"][t]), int(o["height"][t]))
+            mask = (cv2.resize(mask, size, interpolation=cv2.INTER_AREA) > 0.5).astype(np.float32)
+            tex = cv2.resize(tex, size, interpolation=cv2.INTER_AREA)
             full[o["track_id"]] = float(mask.sum())
-            if ax1 <= ax0 or ay1 <= ay0:
-                continue
-            m = mask[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0]
-            canvas[ay0:ay1, ax0:ax1][m] = tex[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0][m]
-            owner[ay0:ay1, ax0:ax1][m] = o["track_id"]
+            paste_sprite(canvas, owner, tex, mask, centres[t, k, 0], centres[t, k, 1], o["track_id"])
         for vertical, thick, a, b, colour in bars:  # occluders sweep across during the video
             pos = a + (b - a) * t / max(T - 1, 1)
             lo, hi = int(round(pos - thick / 2)), int(round(pos + thick / 2))
@@ -202,16 +162,8 @@ def render_sequence(rng: np.random.Generator, p: dict, photos: list[Path] | None
         canvas *= 1 + contrast * np.sin(2 * np.pi * (waves * u - drift * t / max(T - 1, 1)) + phase)[..., None]
         canvas += rng.normal(0, p["noise"], canvas.shape)
         frames[t] = np.clip(canvas, 0, 255).astype(np.uint8)
-        for o in objects:
-            vis = owner == o["track_id"]
-            area = int(vis.sum())
-            if area == 0:
-                continue
-            ys, xs = np.nonzero(vis)
-            x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-            annotations.append(dict(frame=t, track_id=o["track_id"], bbox=[x0, y0, x1 - x0, y1 - y0], area=area,
-                                    visibility=round(min(area / max(full[o["track_id"]], 1.0), 1.0), 4)))
-    tracks = [dict(track_id=o["track_id"], category_id=SHAPES.index(o["shape"]) + 1,
+        annotations += visible_annotations(t, owner, full, masks=False)
+    tracks = [dict(track_id=o["track_id"], category_id=CATEGORIES.index(o["category"]) + 1,
                    distractor_of=o["distractor_of"]) for o in objects]
     return frames, tracks, annotations
 
@@ -224,7 +176,7 @@ def coco_document(name: str, split: str, frames: np.ndarray, tracks: list, annot
                                                               if t["track_id"] == a["track_id"]), iscrowd=0)
             for k, a in enumerate(annotations)]
     return dict(info=dict(video=name, split=split, frames=T, width=W, height=H, generator="lightvid track synth"),
-                images=images, categories=[dict(id=i + 1, name=s) for i, s in enumerate(SHAPES)],
+                images=images, categories=[dict(id=i + 1, name=c) for i, c in enumerate(CATEGORIES)],
                 tracks=tracks, annotations=anns)
 
 
@@ -235,14 +187,7 @@ def _write(root: Path, split: str, index: int, p: dict, photos: list[Path]) -> N
         return
     rng = np.random.default_rng([p["seed"], SPLITS.index(split), index])
     frames, tracks, anns = render_sequence(rng, p, photos)
-    tmp = root / split / f".{name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for i, f in enumerate(frames):
-        if not cv2.imwrite(str(tmp / f"{i:06d}.png"), f[..., ::-1]):
-            raise UserError(f"{tmp}: cannot write frame {i}")
-    (tmp / "annotations.json").write_text(json.dumps(coco_document(name, split, frames, tracks, anns)))
-    os.replace(tmp, final)
+    write_video_folder(final, frames, coco_document(name, split, frames, tracks, anns))
 
 
 def generate_tracks(out: str | os.PathLike, progress: bool = False, **params) -> Path:
@@ -270,21 +215,10 @@ def generate_tracks(out: str | os.PathLike, progress: bool = False, **params) ->
         if old.get("params") != json.loads(json.dumps(p)):
             raise UserError(f"{root}: holds a set made with other parameters ({stamp}); choose another folder")
         return root
-    photos = []
-    if p["backgrounds"]:
-        from lightvid.data.formats import IMAGE_EXTENSIONS
-
-        bg = Path(p["backgrounds"])
-        if not bg.is_dir():
-            raise UserError(f"backgrounds: {bg} is not a folder")
-        photos = sorted(q for q in bg.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
-        if not photos:
-            raise UserError(f"backgrounds: no images under {bg}")
+    photos = list_images(p["backgrounds"]) if p["backgrounds"] else []
     jobs = [(s, i) for s in SPLITS for i in range(int(p[s]))]
     for split, i in tqdm(jobs, desc="track synth", disable=not progress, unit="video"):
         _write(root, split, i, p, photos)
     videos = {s: [f"v{i:05d}" for i in range(int(p[s]))] for s in SPLITS}
-    tmp = stamp.with_name(f".{STAMP}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(dict(params=p, videos=videos, annotation_file="annotations.json"), indent=1))
-    os.replace(tmp, stamp)
+    write_text_atomic(stamp, json.dumps(dict(params=p, videos=videos, annotation_file="annotations.json"), indent=1))
     return root
