@@ -1,7 +1,7 @@
 """End-to-end latency and sustained frame rate of ``lightvid stream`` on a file paced at real time (25 fps).
 
     python benchmarks/bench_stream.py --ckpt runs/quickstart/checkpoints/best.ckpt \
-        [--synth .cache/synth-motion] [--models demo c3d] [--seconds 20]
+        [--synth .cache/synth-motion10] [--models demo c3d] [--seconds 20]
 
 ``demo`` is ``--ckpt`` (its own input size); any other name is a registered model at its
 default input (random weights: speed does not depend on them) run through
@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from long_video import make_long_video  # noqa: E402
+from long_video import DEMO_SYNTH, LONG_VIDEO_CACHE, cached_long_video  # noqa: E402
 
 from lightvid.accel.runtime import load_inference_model  # noqa: E402
 from lightvid.accel.stream import run_stream  # noqa: E402
@@ -30,22 +30,19 @@ from lightvid.accel.stream import run_stream  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ckpt", required=True)
-    ap.add_argument("--synth", default=str(REPO / ".cache" / "synth-motion"))
+    ap.add_argument("--synth", default=str(DEMO_SYNTH))
     ap.add_argument("--models", nargs="+", default=["demo", "c3d"])
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--hop", type=int, default=None)
-    ap.add_argument("--cache", default=str(REPO / ".cache" / "long-videos"))
+    ap.add_argument("--cache", default=str(LONG_VIDEO_CACHE))
     ap.add_argument("--plot", default=None, help="PNG: latency of each prediction over stream time, per model")
     args = ap.parse_args()
-    Path(args.cache).mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.models:
         im = load_inference_model(args.ckpt) if name == "demo" else load_inference_model(name, precision=args.precision)
         size = im.cfg.short_side or im.cfg.size
-        video = Path(args.cache) / f"loop-{args.seconds:g}s-{size}px.mp4"
-        if not video.is_file():
-            make_long_video(video, args.seconds / 60, size, args.synth, segment_s=min(60, int(args.seconds)))
+        video = cached_long_video(args.seconds / 60, size, args.synth, args.cache, segment_s=min(60, int(args.seconds)))
         results = []
         stats = run_stream(im, str(video), realtime=True, hop=args.hop, on_result=results.append)
         d = stats.to_dict()
