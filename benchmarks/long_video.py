@@ -102,6 +102,36 @@ def make_long_video(out: str | Path, minutes: float, size: int, synth: str, segm
     return out
 
 
+def make_segments_video(out: str | Path, classes: list[str], seconds: float, synth: str | Path = DEMO_SYNTH) -> Path:
+    """Consecutive validation clips of each class in turn, at least ``seconds`` per class (whole clips), 25 fps.
+
+    A labelled long video for the timeline picture: segment ``k`` shows only whole clips of
+    ``classes[k]`` (so every segment and clip boundary is a multiple of the clip length),
+    at the set's own size. Returns the path; the segments' start times are printed.
+    """
+    from lightvid.data.synth import write_mp4
+    from lightvid.data.video import read_all_frames
+
+    synth = demo_synth_set(synth)
+    frames = []
+    for cls in classes:
+        files = sorted((synth / "val" / cls).glob("*.mp4"))
+        if not files:
+            sys.exit(f"{synth}/val/{cls}: no clips of that class")
+        seg, need = [], int(round(seconds * 25))
+        for f in files:
+            seg.extend(read_all_frames(f).numpy())
+            if len(seg) >= need:
+                break
+        print(f"{cls}: {len(frames) / 25:.2f}-{(len(frames) + len(seg)) / 25:.2f} s")
+        frames.extend(seg)  # whole clips: no clip is cut at a segment boundary
+    out = Path(out)
+    part = out.with_name(f".{out.name}.part.mp4")
+    write_mp4(part, np.stack(frames))
+    os.replace(part, out)
+    return out
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out")
@@ -109,8 +139,13 @@ if __name__ == "__main__":
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--segment", type=int, default=60, help="seconds encoded once, then looped")
     ap.add_argument("--synth", default=str(DEMO_SYNTH))
+    ap.add_argument("--classes", nargs="+", default=None, help="instead: segments of these classes' clips, in turn "
+                    "(--segment seconds each, the set's own size)")
     a = ap.parse_args()
-    p = make_long_video(a.out, a.minutes, a.size, a.synth, a.segment)
+    if a.classes:
+        p = make_segments_video(a.out, a.classes, a.segment, a.synth)
+    else:
+        p = make_long_video(a.out, a.minutes, a.size, a.synth, a.segment)
     from lightvid.data.video import probe
 
     info = probe(p)

@@ -1,6 +1,6 @@
 """Do ``lightvid features`` embeddings separate the classes? PCA picture and nearest-neighbour accuracy.
 
-    lightvid features runs/quickstart/checkpoints/best.ckpt .cache/synth-motion/val --out feats
+    lightvid features runs/quickstart/checkpoints/best.ckpt .cache/synth-motion10/val --out feats
     python benchmarks/plot_features.py feats [--png docs/img/features_pca.png]
 
 Reads the finished shards (video embeddings and labels from the index), prints the
