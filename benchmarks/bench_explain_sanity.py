@@ -19,11 +19,14 @@ share of the clip's pixels the region covers (what a uniform map would put there
   that map position (measured: the input frames with a nonzero gradient). A map position
   sees these frames, so the moving object's evidence there lies inside this region.
 
-Also per layer: ``rand``, the same mass (``field`` region) for the architecture with every
-weight re-drawn (Adebayo et al., NeurIPS 2018), and ``rho``, Spearman's rank correlation of
-the trained and randomised maps. ``--guided LAYER`` adds Captum's Guided Grad-CAM at that
-layer (Grad-CAM times guided backpropagation, pixel resolution; the map is its absolute value
-summed over colour channels). Two interventions test whether the model needs the object at
+``ceiling`` is what resolution alone allows on the ``object`` region: the mass on the object
+of a map that is exactly the object's coverage of each of the layer's positions (the alpha
+mask average-pooled to the layer's grid), upsampled the same way. Also per layer: ``rand``,
+the same mass (``field`` region) for the architecture with every weight re-drawn (Adebayo
+et al., NeurIPS 2018), and ``rho``, Spearman's rank correlation of the trained and
+randomised maps. ``--guided LAYER`` adds Captum's Guided Grad-CAM at that layer (Grad-CAM
+times guided backpropagation, pixel resolution; the map is its absolute value summed over
+colour channels). Two interventions test whether the model needs the object at
 all: the clip with everything outside the object's track (the union of its boxes over the
 clip, grown by the margin) set to the clip's mean colour, and the clip with the track itself
 hidden; the accuracy of each is printed. ``--surrogate N`` fits the DeepVID-style surrogate
@@ -41,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -110,6 +114,13 @@ def regions(alpha: np.ndarray, t_map: int, field: list[list[int]], margin: int) 
     return {"object": alpha > 0.5, "box": box, "slot": slot, "field": fld}
 
 
+def resolution_ceiling(mask: np.ndarray, grid: tuple[int, int, int]) -> float:
+    """Object mass of the best map a layer with ``grid`` positions can give: the mask pooled to it, upsampled back."""
+    m = torch.from_numpy(mask.astype(np.float32))[None, None]  # (1, 1, T, H, W)
+    up = F.interpolate(F.adaptive_avg_pool3d(m, grid), size=mask.shape, mode="trilinear", align_corners=False)
+    return mass_on_mask(up[0, 0].numpy(), mask)
+
+
 def guided_grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str) -> np.ndarray:
     """Captum's GuidedGradCam ``(T, H, W)``: |attribution| summed over colour channels (ReLUs made not in-place)."""
     from captum.attr import GuidedGradCam
@@ -149,7 +160,7 @@ def main() -> None:
     fields = {name: temporal_field(model, name, x0) for name in layers}
     methods = [("grad-cam", name) for name in layers] + [("guided", name) for name in args.guided]
     rows = {m: {"mass": {r: [] for r in REGIONS}, "area": {r: [] for r in REGIONS}, "rand": [], "rho": [],
-                "cls": []} for m in methods}
+                "cls": [], "ceiling": []} for m in methods}
     inter = {"correct": [], "track_only": [], "track_hidden": [], "track_area": []}
     sur = {"r2": [], "pos_on_object": [], "object_area": []}
     t0 = time.perf_counter()
@@ -181,6 +192,7 @@ def main() -> None:
             r["rand"].append(mass_on_mask(cam_r, regs["field"]))
             r["rho"].append(rank_correlation(cam, cam_r))
             r["cls"].append(cls)
+            r["ceiling"].append(resolution_ceiling(regs["object"], tuple(shapes[name][2:])))
         if n < args.surrogate:
             s = deepvid_surrogate(im.logits, x, target, (4, 4, 4), samples=256, keep=0.7, temperature=4.0, seed=n)
             pos = np.clip(s.heatmap(alpha.shape), 0, None)
@@ -195,7 +207,7 @@ def main() -> None:
           f"({np.mean(inter['track_area']):.3f} of the frame) {np.mean(inter['track_only']):.3f}; "
           f"track hidden {np.mean(inter['track_hidden']):.3f}")
     head = "  ".join(f"{r + ' mass/area':>17}" for r in REGIONS)
-    print(f"{'method':<9} {'layer':<12} {'map':>8}  {head}  {'rand(field)':>11} {'rho':>6}")
+    print(f"{'method':<9} {'layer':<12} {'map':>8}  {head}  {'ceiling':>7} {'rand(field)':>11} {'rho':>6}")
     for (kind, name), r in rows.items():
         shape = "x".join(map(str, shapes[name][2:]))
         mass = {k: float(np.mean(v)) for k, v in r["mass"].items()}
@@ -208,10 +220,12 @@ def main() -> None:
                                "mass": {k: round(v, 4) for k, v in mass.items()},
                                "area": {k: round(v, 4) for k, v in area.items()},
                                "rand_field": round(float(np.mean(r["rand"])), 4),
+                               "ceiling_object": round(float(np.mean(r["ceiling"])), 4),
                                "rho": round(float(np.mean(r["rho"])), 4), "rho_std": round(float(np.std(r["rho"])), 4),
                                "temporal_field": fields.get(name), "per_class": per_class})
         cells = "  ".join(f"{mass[k]:8.3f}/{area[k]:.3f}" for k in REGIONS)
-        print(f"{kind:<9} {name:<12} {shape:>8}  {cells}  {np.mean(r['rand']):11.3f} {np.mean(r['rho']):6.3f}")
+        print(f"{kind:<9} {name:<12} {shape:>8}  {cells}  {np.mean(r['ceiling']):7.3f} {np.mean(r['rand']):11.3f} "
+              f"{np.mean(r['rho']):6.3f}")
     if sur["r2"]:
         out["surrogate"] = {k: round(float(np.mean(v)), 4) for k, v in sur.items()} | {"clips": len(sur["r2"])}
         print(f"surrogate on {len(sur['r2'])} clips: held-out R2 {np.mean(sur['r2']):.3f}, positive weight on "
