@@ -1,7 +1,7 @@
 """Peak memory and throughput of ``lightvid predict --window`` on long videos: memory must not grow with length.
 
     python benchmarks/bench_timeline.py --ckpt runs/quickstart/checkpoints/best.ckpt \
-        [--synth .cache/synth-motion] [--minutes 1 10 60] [--size 64] [--window 2 --stride 1]
+        [--synth .cache/synth-motion10] [--minutes 1 10 60] [--size 64] [--window 2 --stride 1]
 
 For each length a looped video is made with ``benchmarks/long_video.py`` (cached in
 ``--cache``), then ``lightvid predict CKPT VIDEO --window W --stride S --json`` runs in a
@@ -21,27 +21,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from long_video import make_long_video  # noqa: E402
+from long_video import DEMO_SYNTH, LONG_VIDEO_CACHE, cached_long_video  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ckpt", required=True)
-    ap.add_argument("--synth", default=str(REPO / ".cache" / "synth-motion"))
+    ap.add_argument("--synth", default=str(DEMO_SYNTH))
     ap.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--window", default="2")
     ap.add_argument("--stride", default="1")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--cache", default=str(REPO / ".cache" / "long-videos"))
+    ap.add_argument("--cache", default=str(LONG_VIDEO_CACHE))
     args = ap.parse_args()
-    Path(args.cache).mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     rows = []
     for minutes in args.minutes:
-        video = Path(args.cache) / f"loop-{minutes:g}min-{args.size}px.mp4"
-        if not video.is_file():
-            make_long_video(video, minutes, args.size, args.synth)
+        video = cached_long_video(minutes, args.size, args.synth, args.cache)
         cmd = [sys.executable, "-m", "lightvid.cli", "predict", args.ckpt, str(video), "--window", args.window,
                "--stride", args.stride, "--batch", str(args.batch), "--json", "--quiet", "--topk", "2"]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -1,6 +1,6 @@
 """Do ``lightvid features`` embeddings separate the classes? PCA picture and nearest-neighbour accuracy.
 
-    lightvid features runs/quickstart/checkpoints/best.ckpt .cache/synth-motion/val --out feats
+    lightvid features runs/quickstart/checkpoints/best.ckpt .cache/synth-motion10/val --out feats
     python benchmarks/plot_features.py feats [--png docs/img/features_pca.png]
 
 Reads the finished shards (video embeddings and labels from the index), prints the
@@ -54,14 +54,14 @@ def main() -> None:
         from sklearn.decomposition import PCA
 
         pc = PCA(2).fit_transform(vids)
-        fig, ax = plt.subplots(figsize=(4.2, 3.4), dpi=90)
+        fig, ax = plt.subplots(figsize=(5.6, 3.4), dpi=90)
         for name in sorted(set(vlab)):
             sel = np.asarray(vlab) == name
             ax.scatter(pc[sel, 0], pc[sel, 1], s=10, label=name)
         ax.set_title(f"video embeddings (pre_logits), PCA: {len(vids)} videos", fontsize=9)
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
-        ax.legend(fontsize=7, markerscale=1.5)
+        ax.legend(fontsize=7, markerscale=1.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         fig.savefig(args.png)
         plt.close(fig)

@@ -42,6 +42,22 @@ def add_model_args(parser: argparse.ArgumentParser, num_classes_default=None) ->
                         help="extra model keyword argument (repeatable; Python literal or string)")
 
 
+BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")
+
+
+def add_backend_args(parser: argparse.ArgumentParser, what: str = "the model") -> None:
+    """``--backend``, ``--precision`` and ``--calib`` of the video tools (lightvid.optimize's switches)."""
+    parser.add_argument("--backend", default=None, choices=BACKEND_CHOICES,
+                        help=f"run {what} with this lightvid.optimize backend ('auto': the fastest that agrees "
+                             "with eager on an example batch; default: plain PyTorch, or torch with --precision)")
+    parser.add_argument("--precision", default=None, choices=PRECISION_CHOICES,
+                        help="lightvid.optimize precision (bf16 the CPU lacks warns and runs fp32; int8 calibrates "
+                             "on --calib, default the checkpoint's training clips)")
+    parser.add_argument("--calib", default=None, metavar="CONFIG_OR_DATA",
+                        help="int8 calibration clips: a training config .yaml or a dataset folder")
+
+
 def model_kwargs(args: argparse.Namespace) -> dict:
     kwargs = parse_kw(args.kw)
     if getattr(args, "width_mult", None) is not None:

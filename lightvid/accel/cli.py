@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from lightvid.args import add_model_args, model_kwargs, parse_input_size
+from lightvid.args import add_backend_args, add_model_args, model_kwargs, parse_input_size
 from lightvid.errors import UserError
 
 
@@ -167,8 +167,8 @@ def timeline_command(args: argparse.Namespace) -> int:
 
     window = parse_span(args.window, "--window") if args.window is not None else None
     stride = parse_span(args.stride, "--stride") if args.stride is not None else None
-    precision = args.precision if (args.optimize or args.precision != "auto") else None
-    im = load_inference_model(args.ckpt, precision=precision)
+    precision = args.precision if (args.optimize or args.backend or args.precision != "auto") else None
+    im = load_inference_model(args.ckpt, precision=precision, backend=args.backend, calib=args.calib)
     failed = 0
     for path in args.videos:
         try:
@@ -216,13 +216,12 @@ def stream_command(argv: list[str], prog: str = "lightvid stream") -> int:
     p.add_argument("--force", action="store_true", help="replace an existing --jsonl file")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--max-predictions", type=int, default=None, help="stop after this many predictions")
-    p.add_argument("--precision", default=None, choices=("fp32", "bf16", "auto"),
-                   help="run through lightvid.optimize at this precision (BN folded, channels-last)")
+    add_backend_args(p)
     args = p.parse_args(argv)
     if args.topk < 1:
         raise UserError("--topk must be >= 1")
     options = {k: str(v) for k, v in parse_kw(args.option).items()}
-    im = load_inference_model(args.ckpt, precision=args.precision)
+    im = load_inference_model(args.ckpt, precision=args.precision, backend=args.backend, calib=args.calib)
     sink = None
     if args.jsonl:
         from pathlib import Path

@@ -10,7 +10,7 @@ from lightvid.errors import UserError
 def features_command(argv: list[str], prog: str = "lightvid features") -> int:
     from lightvid.accel.runtime import load_inference_model
     from lightvid.analysis.features import FORMATS, extract_features, list_videos
-    from lightvid.args import add_model_args, model_kwargs
+    from lightvid.args import add_backend_args, add_model_args, model_kwargs
 
     p = argparse.ArgumentParser(prog=prog, description="Pooled embeddings (the classifier's input, pre_logits) "
                                 "per clip and per video, in resumable shards with an index CSV.")
@@ -27,9 +27,11 @@ def features_command(argv: list[str], prog: str = "lightvid features") -> int:
     p.add_argument("--weights", default=None, help="weights file for a model name")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_args(p)
+    add_backend_args(p, "the embedding")
     args = p.parse_args(argv)
     kwargs = model_kwargs(args)
-    im = load_inference_model(args.target, weights=args.weights, model_kwargs=kwargs)
+    im = load_inference_model(args.target, weights=args.weights, model_kwargs=kwargs, backend=args.backend,
+                              precision=args.precision, calib=args.calib, outputs="features")
     videos = list_videos(args.data, args.split)
     clips = args.clips or im.cfg.eval_clips
     r = extract_features(im, videos, args.out, clips=clips, batch=args.batch, shard_size=args.shard_size,
@@ -74,13 +76,13 @@ def explain_command(argv: list[str], prog: str = "lightvid explain") -> int:
     p.add_argument("--no-surrogate", action="store_true", help="Grad-CAM only")
     p.add_argument("--scale", type=int, default=None, help="enlarge pictures by this factor (default: to >= 96 px)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", default=None, choices=("fp32", "bf16", "auto"),
-                   help="lightvid.optimize for the surrogate's forward passes (Grad-CAM always runs the fp32 model)")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--weights", default=None, help="weights file for a model name")
-    from lightvid.args import add_model_args, model_kwargs
+    from lightvid.args import add_backend_args, add_model_args, model_kwargs
 
     add_model_args(p)
+    add_backend_args(p, "the surrogate's forward passes (Grad-CAM needs gradients: it always runs the plain "
+                     "PyTorch fp32 model)")
     args = p.parse_args(argv)
     out = Path(args.out)
     stem = Path(args.video).stem
@@ -92,8 +94,11 @@ def explain_command(argv: list[str], prog: str = "lightvid explain") -> int:
                 raise UserError(f"{path}: exists; choose another --out or pass --force to replace it")
     if not Path(args.video).is_file():
         raise UserError(f"{args.video}: no such file")
+    if args.no_surrogate and (args.backend or args.precision):
+        raise UserError("--backend/--precision run the surrogate's forward passes; with --no-surrogate there are "
+                        "none (Grad-CAM always runs the plain PyTorch fp32 model)")
     im = load_inference_model(args.target, precision=args.precision, weights=args.weights,
-                              model_kwargs=model_kwargs(args))
+                              model_kwargs=model_kwargs(args), backend=args.backend, calib=args.calib)
     e = explain(im, args.video, target=args.cls, layer=args.layer, start=args.start,
                 surrogate=not args.no_surrogate, grid=args.grid, samples=args.samples, keep=args.keep, seed=args.seed,
                 temperature=args.temperature)

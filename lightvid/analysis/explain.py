@@ -303,14 +303,17 @@ class Explanation:
     cam: np.ndarray  # (T, H, W) in [0, 1]
     surrogate: Surrogate | None
     frame_indices: list[int]
+    backend: dict | None = None  # what ran the surrogate's forward passes (InferenceModel.backend)
 
     def to_dict(self) -> dict:
         d = {"path": self.path, "class": self.target_name, "class_index": self.target, "prob": round(self.prob, 6),
-             "layer": self.layer, "frames": self.frame_indices}
+             "layer": self.layer, "frames": self.frame_indices,
+             "gradcam_backend": {"backend": "torch", "precision": "fp32"}}
         if self.surrogate is not None:
             s = self.surrogate
             d["surrogate"] = {"grid": list(s.grid), "samples": s.samples, "keep": s.keep, "temperature": s.temperature,
-                              "r2_train": round(s.r2_train, 4), "r2_heldout": round(s.r2_heldout, 4)}
+                              "r2_train": round(s.r2_train, 4), "r2_heldout": round(s.r2_heldout, 4),
+                              **({"backend": self.backend} if self.backend else {})}
         return d
 
 
@@ -343,7 +346,12 @@ def load_input(im, path: str, start: float | None = None) -> tuple[torch.Tensor,
 def explain(im, path: str, target: int | str | None = None, layer: str | None = None, start: float | None = None,
             surrogate: bool = True, grid: tuple[int, int, int] = (4, 4, 4), samples: int = 256, keep: float = 0.7,
             seed: int = 0, temperature: float = 4.0) -> Explanation:
-    """Grad-CAM and (optionally) the DeepVID-style surrogate for one video or image."""
+    """Grad-CAM and (optionally) the DeepVID-style surrogate for one video or image.
+
+    Grad-CAM needs gradients, so it always runs ``im.model`` (plain PyTorch, fp32); the
+    class probability and the surrogate's forward passes run ``im.run``, whatever backend
+    and precision ``im`` was loaded with (:func:`lightvid.accel.runtime.load_inference_model`).
+    """
     x, idx = load_input(im, path, start)  # (1, C, T, H, W)
     image_model = im.is_2d
     with torch.inference_mode():
@@ -370,7 +378,8 @@ def explain(im, path: str, target: int | str | None = None, layer: str | None = 
         predict = im.logits
     sur = deepvid_surrogate(predict, x, t, grid, samples, keep, temperature, seed=seed) if surrogate else None
     frames = display_frames(x[0], im.transform.mean, im.transform.std)
-    return Explanation(str(path), t, im.class_name(t), float(probs[t]), name, frames, cam, sur, list(map(int, idx)))
+    return Explanation(str(path), t, im.class_name(t), float(probs[t]), name, frames, cam, sur, list(map(int, idx)),
+                       im.backend if surrogate else None)
 
 
 def pictures(e: Explanation, scale: int = 1) -> tuple[np.ndarray, bytes]:
