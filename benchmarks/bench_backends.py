@@ -37,6 +37,15 @@ from lightvid.accel.compare import best_of, compare, cpu_header, cpu_info, forma
 MODELS = "c3d,r2plus1d_18,x3d_s,ir_csn_50"
 
 
+def loadavg() -> str:
+    """The 1-minute load average (how busy the machine was while timing), or "?" where unknown."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"
+
+
 def calibration(args, size) -> tuple[list[torch.Tensor], str]:
     if args.calib:
         from lightvid.accel.calib import calibration_batches
@@ -95,6 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--num-classes", type=int, default=400)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--no-int8", action="store_true")
+    p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile (inductor, freezing) path")
     p.add_argument("--calib", default=None, help="config .yaml or dataset folder for int8 calibration")
     p.add_argument("--calib-clips", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="a quarter-width r2plus1d_18 on a small input, batch 1, fp32")
@@ -121,15 +131,17 @@ def main(argv=None) -> int:
         for batch in (int(b) for b in args.batches.split(",")):
             x = torch.randn(batch, *size, generator=torch.Generator().manual_seed(0))
             t0 = time.perf_counter()
-            rows = compare(model, x, calib, rounds=args.rounds, progress=True)
+            load0 = loadavg()
+            rows = compare(model, x, calib, rounds=args.rounds, progress=True, compile=not args.no_compile)
+            load = f"{load0} -> {loadavg()}"
             title = (f"\n{name}  input {batch}x{args.input}  {args.rounds} interleaved rounds, medians "
-                     f"({time.perf_counter() - t0:.0f} s)")
+                     f"({time.perf_counter() - t0:.0f} s; load average {load})")
             print(format_rows(rows, title), flush=True)
             lv = best_of(rows, "fp32", "lightvid")
             for o in (best_of(rows, "fp32", b) for b in ("onnxruntime", "openvino")):
                 if lv is not None and o is not None:
                     print(f"  lightvid's best fp32 ({lv.path}) vs {o.path}: {o.ms / lv.ms:.2f}x")
-            results["runs"].append({"model": name, "batch": batch, "input": list(size),
+            results["runs"].append({"model": name, "batch": batch, "input": list(size), "loadavg": load,
                                     "rows": [r.__dict__ for r in rows]})
     if args.json:
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.json)) or ".", suffix=".tmp")
