@@ -96,6 +96,50 @@ def agreement(ckpt: str, calib_clips: int, limit: int | None) -> int:
     return 0
 
 
+COLUMNS = [("eager fp32", "eager fp32"), ("lightvid torch fp32", "lightvid `torch` fp32"),
+           ("lightvid torch fp32 + compile", "+ `compile` (freezing)"),
+           ("lightvid torch fp32 + Winograd", "+ hybrid Winograd"),
+           ("onnxruntime fp32", "ONNX Runtime fp32"), ("openvino fp32", "OpenVINO fp32"),
+           ("onnxruntime int8 (QDQ)", "ONNX Runtime int8"), ("openvino int8 (NNCF)", "OpenVINO int8")]
+
+
+def markdown(files: list[str]) -> str:
+    """The docs' tables from ``--json`` files: speed (ms and x eager), who won, max |logit diff|."""
+    from lightvid.accel.compare import Row, best_of, choose_row
+
+    runs = []
+    for path in files:
+        with open(path) as f:
+            runs += json.load(f)["runs"]
+    head = "| model | batch | " + " | ".join(c for _, c in COLUMNS)
+    speed = [head + " | fastest fp32 | lightvid best fp32 vs OpenVINO / ONNX Runtime | `auto` fp32 / int8 | load |",
+             "| --- | ---: |" + " ---: |" * len(COLUMNS) + " --- | --- | --- | --- |"]
+    diff = [head + " |", "| --- | ---: |" + " ---: |" * len(COLUMNS)]
+    for run in runs:
+        rows = [Row(**r) for r in run["rows"]]
+        by = {r.path: r for r in rows}
+        cells, dcells = [], []
+        for key, _ in COLUMNS:
+            r = by.get(key)
+            if r is None or r.ms is None:
+                cells.append("n/a" if r is None else "failed")
+                dcells.append(cells[-1])
+                continue
+            cells.append(f"{r.ms:.0f} ms" if key == "eager fp32" else f"{r.speedup:.2f}x ({r.ms:.0f})")
+            dcells.append(f"{r.max_abs_diff:.1e} / {100 * r.top1:.0f}%")
+        fast = best_of(rows, "fp32")
+        lv = best_of(rows, "fp32", "lightvid")
+        vs = " / ".join(f"{o.ms / lv.ms:.2f}x" if (o := best_of(rows, "fp32", b)) and lv else "-"
+                        for b in ("openvino", "onnxruntime"))
+        auto = " / ".join((r.path if r else "-") for r in (choose_row(rows, "fp32"), choose_row(rows, "int8")))
+        tag = f"| {run['model']} | {run['batch']} | "
+        speed.append(tag + " | ".join(cells) + f" | {fast.path if fast else '-'} | {vs} ({lv.path if lv else '-'}) "
+                     f"| {auto} | {run.get('loadavg', '?')} |")
+        diff.append(tag + " | ".join(dcells) + " |")
+    return "\n".join(speed) + "\n\nmax |logit difference| to eager / top-1 agreement on the timed batch:\n\n" + \
+        "\n".join(diff)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=MODELS)
@@ -111,7 +155,12 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     p.add_argument("--agreement", default=None, metavar="CKPT", help="int8 top-1 agreement on a checkpoint's val clips")
     p.add_argument("--limit", type=int, default=None, help="with --agreement: at most this many validation clips")
+    p.add_argument("--markdown", nargs="+", default=None, metavar="JSON",
+                   help="print the docs' markdown tables from earlier --json files (times nothing)")
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown(args.markdown))
+        return 0
     if args.agreement:
         return agreement(args.agreement, args.calib_clips, args.limit)
     kwargs = {}

@@ -148,6 +148,8 @@ def format_rows(rows: list[Row], title: str) -> str:
     eager = rows[0] if rows and rows[0].path == "eager fp32" else None
     for prec in ("fp32", "int8"):
         auto = choose_row(rows, prec)
+        if prec == "int8" and not any(r.ms is not None and "int8" in r.path for r in rows):
+            continue  # no int8 path was timed
         if auto is not None and eager is not None and eager.ms:
             lines.append(f"backend='auto' rule at {prec} (the fastest path agreeing with eager on top-1, eager "
                          f"itself a candidate): {auto.path}, {eager.ms / auto.ms:.2f}x eager fp32")
