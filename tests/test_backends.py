@@ -206,7 +206,7 @@ def test_bench_cli_compare_and_backend(capsys):
 
     args = ["bench", "r2plus1d_18", "--width-mult", "0.25", "--num-classes", "5", "--input", "3x8x32x32",
             "--repeats", "1", "--warmup", "0"]
-    assert main([*args, "--compare", "--json"]) == 0
+    assert main([*args, "--compare", "--no-compile", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     paths = [r["path"] for r in out["rows"]]
     assert paths[0] == "eager fp32" and "lightvid torch fp32" in paths and "AVX2" in out["cpu"]["features"]
