@@ -37,6 +37,15 @@ from lightvid.accel.compare import best_of, compare, cpu_header, cpu_info, forma
 MODELS = "c3d,r2plus1d_18,x3d_s,ir_csn_50"
 
 
+def loadavg() -> str:
+    """The 1-minute load average (how busy the machine was while timing), or "?" where unknown."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"
+
+
 def calibration(args, size) -> tuple[list[torch.Tensor], str]:
     if args.calib:
         from lightvid.accel.calib import calibration_batches
@@ -87,6 +96,50 @@ def agreement(ckpt: str, calib_clips: int, limit: int | None) -> int:
     return 0
 
 
+COLUMNS = [("eager fp32", "eager fp32"), ("lightvid torch fp32", "lightvid `torch` fp32"),
+           ("lightvid torch fp32 + compile", "+ `compile` (freezing)"),
+           ("lightvid torch fp32 + Winograd", "+ hybrid Winograd"),
+           ("onnxruntime fp32", "ONNX Runtime fp32"), ("openvino fp32", "OpenVINO fp32"),
+           ("onnxruntime int8 (QDQ)", "ONNX Runtime int8"), ("openvino int8 (NNCF)", "OpenVINO int8")]
+
+
+def markdown(files: list[str]) -> str:
+    """The docs' tables from ``--json`` files: speed (ms and x eager), who won, max |logit diff|."""
+    from lightvid.accel.compare import Row, best_of, choose_row
+
+    runs = []
+    for path in files:
+        with open(path) as f:
+            runs += json.load(f)["runs"]
+    head = "| model | batch | " + " | ".join(c for _, c in COLUMNS)
+    speed = [head + " | fastest fp32 | lightvid best fp32 vs OpenVINO / ONNX Runtime | `auto` fp32 / int8 | load |",
+             "| --- | ---: |" + " ---: |" * len(COLUMNS) + " --- | --- | --- | --- |"]
+    diff = [head + " |", "| --- | ---: |" + " ---: |" * len(COLUMNS)]
+    for run in runs:
+        rows = [Row(**r) for r in run["rows"]]
+        by = {r.path: r for r in rows}
+        cells, dcells = [], []
+        for key, _ in COLUMNS:
+            r = by.get(key)
+            if r is None or r.ms is None:
+                cells.append("n/a" if r is None else "failed")
+                dcells.append(cells[-1])
+                continue
+            cells.append(f"{r.ms:.0f} ms" if key == "eager fp32" else f"{r.speedup:.2f}x ({r.ms:.0f})")
+            dcells.append(f"{r.max_abs_diff:.1e} / {100 * r.top1:.0f}%")
+        fast = best_of(rows, "fp32")
+        lv = best_of(rows, "fp32", "lightvid")
+        vs = " / ".join(f"{o.ms / lv.ms:.2f}x" if (o := best_of(rows, "fp32", b)) and lv else "-"
+                        for b in ("openvino", "onnxruntime"))
+        auto = " / ".join((r.path if r else "-") for r in (choose_row(rows, "fp32"), choose_row(rows, "int8")))
+        tag = f"| {run['model']} | {run['batch']} | "
+        speed.append(tag + " | ".join(cells) + f" | {fast.path if fast else '-'} | {vs} ({lv.path if lv else '-'}) "
+                     f"| {auto} | {run.get('loadavg', '?')} |")
+        diff.append(tag + " | ".join(dcells) + " |")
+    return "\n".join(speed) + "\n\nmax |logit difference| to eager / top-1 agreement on the timed batch:\n\n" + \
+        "\n".join(diff)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=MODELS)
@@ -95,13 +148,19 @@ def main(argv=None) -> int:
     p.add_argument("--num-classes", type=int, default=400)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--no-int8", action="store_true")
+    p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile (inductor, freezing) path")
     p.add_argument("--calib", default=None, help="config .yaml or dataset folder for int8 calibration")
     p.add_argument("--calib-clips", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="a quarter-width r2plus1d_18 on a small input, batch 1, fp32")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     p.add_argument("--agreement", default=None, metavar="CKPT", help="int8 top-1 agreement on a checkpoint's val clips")
     p.add_argument("--limit", type=int, default=None, help="with --agreement: at most this many validation clips")
+    p.add_argument("--markdown", nargs="+", default=None, metavar="JSON",
+                   help="print the docs' markdown tables from earlier --json files (times nothing)")
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown(args.markdown))
+        return 0
     if args.agreement:
         return agreement(args.agreement, args.calib_clips, args.limit)
     kwargs = {}
@@ -121,15 +180,17 @@ def main(argv=None) -> int:
         for batch in (int(b) for b in args.batches.split(",")):
             x = torch.randn(batch, *size, generator=torch.Generator().manual_seed(0))
             t0 = time.perf_counter()
-            rows = compare(model, x, calib, rounds=args.rounds, progress=True)
+            load0 = loadavg()
+            rows = compare(model, x, calib, rounds=args.rounds, progress=True, compile=not args.no_compile)
+            load = f"{load0} -> {loadavg()}"
             title = (f"\n{name}  input {batch}x{args.input}  {args.rounds} interleaved rounds, medians "
-                     f"({time.perf_counter() - t0:.0f} s)")
+                     f"({time.perf_counter() - t0:.0f} s; load average {load})")
             print(format_rows(rows, title), flush=True)
             lv = best_of(rows, "fp32", "lightvid")
             for o in (best_of(rows, "fp32", b) for b in ("onnxruntime", "openvino")):
                 if lv is not None and o is not None:
                     print(f"  lightvid's best fp32 ({lv.path}) vs {o.path}: {o.ms / lv.ms:.2f}x")
-            results["runs"].append({"model": name, "batch": batch, "input": list(size),
+            results["runs"].append({"model": name, "batch": batch, "input": list(size), "loadavg": load,
                                     "rows": [r.__dict__ for r in rows]})
     if args.json:
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.json)) or ".", suffix=".tmp")

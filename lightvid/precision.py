@@ -26,6 +26,8 @@ import torch
 from lightvid.errors import UserError
 
 INFERENCE_PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+# plus static post-training int8 (lightvid.accel.backends: ONNX Runtime QDQ, NNCF for OpenVINO)
+QUANTIZED_INFERENCE_PRECISIONS = (*INFERENCE_PRECISIONS, "int8")
 TRAINING_PRECISIONS = ("auto", "32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
 _FORMAT = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "32": "fp32", "32-true": "fp32", "64": "fp64",
            "64-true": "fp64", "bf16-mixed": "bf16", "bf16-true": "bf16", "16-mixed": "fp16", "16-true": "fp16"}

@@ -74,6 +74,50 @@ def test_auto_rejects_a_fast_candidate_that_disagrees(tiny, monkeypatch):
     assert "onnxruntime" not in auto["times_ms"] and auto["chosen"] in ("eager", "torch")
 
 
+def test_choose_never_returns_a_path_slower_than_eager():
+    # the selection rule of backend="auto" and precision="auto", on given times (no timing here)
+    agree = {"eager": 1.0, "torch": 1.0, "onnxruntime": 1.0, "openvino": 0.5}
+    assert B.choose({"eager": 1.0, "torch": 1.5, "onnxruntime": 1.2}, agree) == "eager"  # all slower
+    assert B.choose({"eager": 1.0, "torch": 1.0}, agree) == "eager"  # a tie keeps eager
+    assert B.choose({"eager": 1.0, "torch": 0.8, "onnxruntime": 0.6}, agree) == "onnxruntime"
+    assert B.choose({"eager": 1.0, "torch": 0.8, "openvino": 0.1}, agree) == "torch"  # openvino disagrees
+    assert B.choose({"eager": 1.0, "torch": 0.5}, {"eager": 1.0}) == "eager"  # agreement unknown: not kept
+    with pytest.raises(ValueError, match="eager"):
+        B.choose({"torch": 0.5}, {"torch": 1.0})
+
+
+def test_precision_auto_keeps_eager_when_the_optimised_copy_is_slower(tiny, monkeypatch):
+    model, x, ref = tiny
+    real = B.median_times
+    monkeypatch.setattr(B, "median_times", lambda fns, *a, **k: {k2: (2.0 if k2 == "torch" else 1.0) for k2 in fns})
+    run = B.optimize(model, precision="auto", backend="torch", example_input=x, winograd=False)
+    assert run.report["auto"]["chosen"] == "eager" and run.report["backend"] == "eager"
+    assert torch.allclose(run(x), ref)
+    monkeypatch.setattr(B, "median_times", lambda fns, *a, **k: {k2: (0.5 if k2 == "torch" else 1.0) for k2 in fns})
+    run = B.optimize(model, precision="auto", backend="torch", example_input=x, winograd=False)
+    assert run.report["auto"]["chosen"] == "torch" and run.report["backend"] == "torch"
+    monkeypatch.setattr(B, "median_times", real)
+    assert "auto" not in B.optimize(model, precision="auto", backend="torch").report  # nothing to time on
+
+
+def test_compare_rows_auto_rule_uses_choose():
+    from lightvid.accel.compare import Row, choose_row
+
+    rows = [Row("eager fp32", ms=100.0, top1=1.0), Row("lightvid torch fp32", ms=120.0, top1=1.0),
+            Row("openvino fp32", ms=50.0, top1=0.0), Row("onnxruntime int8 (QDQ)", ms=40.0, top1=1.0)]
+    assert choose_row(rows, "fp32").path == "eager fp32"
+    assert choose_row(rows, "int8").path == "onnxruntime int8 (QDQ)"
+
+
+@pytest.mark.slow  # inductor compiles the model (C++ with gcc), ~20-60 s
+def test_torch_compile_with_freezing_matches_eager(tiny):
+    model, x, ref = tiny
+    run = B.optimize(model, precision="fp32", backend="torch", compile=True, example_input=x, winograd=False)
+    assert run.report["compiled"] and run.report["compile_s"] > 0
+    assert torch.allclose(run(x), ref, atol=1e-4, rtol=1e-4)
+    assert all(p.requires_grad is False for p in run.model.parameters())
+
+
 def test_missing_package_is_one_line_and_auto_skips_it(tiny, monkeypatch):
     model, x, _ = tiny
     real = B.available
@@ -162,7 +206,7 @@ def test_bench_cli_compare_and_backend(capsys):
 
     args = ["bench", "r2plus1d_18", "--width-mult", "0.25", "--num-classes", "5", "--input", "3x8x32x32",
             "--repeats", "1", "--warmup", "0"]
-    assert main([*args, "--compare", "--json"]) == 0
+    assert main([*args, "--compare", "--no-compile", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     paths = [r["path"] for r in out["rows"]]
     assert paths[0] == "eager fp32" and "lightvid torch fp32" in paths and "AVX2" in out["cpu"]["features"]

@@ -28,6 +28,8 @@ def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
     p.add_argument("--calib-clips", type=int, default=32, help="clips to calibrate int8 on")
     p.add_argument("--compare", action="store_true", help="side by side: eager, lightvid paths, ONNX Runtime, "
                    "OpenVINO (fp32; int8 too with --calib), interleaved medians, max |diff| and top-1 vs eager")
+    p.add_argument("--no-compile", action="store_true", help="with --compare: leave out the torch.compile path "
+                   "(inductor with freezing; its first call compiles for 0.5-2 min)")
     p.add_argument("--winograd", action="store_true", help="with --optimize: hybrid Winograd, each eligible "
                    "layer timed direct vs Winograd on the benchmark input (fp32; implies --optimize)")
     p.add_argument("--warmup", type=int, default=3)
@@ -68,7 +70,8 @@ def _compare(args, kwargs: dict) -> int:
         cfg = getattr(model, "default_cfg", {})
         calib = calibration_batches(args.calib, size, clips=args.calib_clips, batch=8,
                                     mean=cfg.get("mean", (0.5,) * 3), std=cfg.get("std", (0.5,) * 3))
-    rows = compare(model, x, calib, rounds=args.repeats, warmup=max(1, args.warmup), progress=not args.json)
+    rows = compare(model, x, calib, rounds=args.repeats, warmup=max(1, args.warmup), progress=not args.json,
+                   compile=not args.no_compile)
     if args.json:
         print(json.dumps({"cpu": cpu_info(), "threads": torch.get_num_threads(), "model": meta.get("model"),
                           "input": [args.batch, *size], "rows": [r.__dict__ for r in rows]}))

@@ -60,11 +60,13 @@ class Row:
     note: str = ""
 
 
-def paths_for(model: nn.Module, int8: bool) -> list[tuple[str, str, str, dict]]:
+def paths_for(model: nn.Module, int8: bool, compile: bool = True) -> list[tuple[str, str, str, dict]]:
     """``(label, backend, precision, extra optimize kwargs)`` of every path worth timing here."""
     from lightvid.accel.winograd import supports
 
     out = [("lightvid torch fp32", "torch", "fp32", {"winograd": False})]
+    if compile:  # inductor with freezing: prepacked oneDNN weights, conv + add + activation fused
+        out.append(("lightvid torch fp32 + compile", "torch", "fp32", {"winograd": False, "compile": True}))
     if any(supports(m) for m in model.modules()):
         out.append(("lightvid torch fp32 + Winograd", "torch", "fp32", {"winograd": True}))
     if has_native_bf16():
@@ -78,14 +80,17 @@ def paths_for(model: nn.Module, int8: bool) -> list[tuple[str, str, str, dict]]:
 
 
 def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] | None = None,
-            rounds: int = 5, warmup: int = 1, progress: bool = False) -> list[Row]:
-    """One :class:`Row` per path (eager first); int8 rows only with ``calibration``."""
+            rounds: int = 5, warmup: int = 1, progress: bool = False, compile: bool = True) -> list[Row]:
+    """One :class:`Row` per path (eager first); int8 rows only with ``calibration``.
+
+    ``compile=False`` leaves out the ``torch.compile`` path (its first call compiles for 0.5-2 min).
+    """
     model = model.eval()
     with torch.inference_mode():
         ref = model(x).float()
     fns = {"eager fp32": B.EagerModel(model)}
     rows = {"eager fp32": Row("eager fp32", max_abs_diff=0.0, top1=1.0)}
-    for label, backend, prec, kw in paths_for(model, calibration is not None):
+    for label, backend, prec, kw in paths_for(model, calibration is not None, compile):
         row = rows[label] = Row(label)
         try:
             run = B.optimize(model, precision=prec, backend=backend, example_input=x,
@@ -100,7 +105,9 @@ def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] |
         row.build_s = run.report.get("build_s")
         if progress:
             print(f"  built {label} ({row.build_s or 0:.0f} s)", flush=True)
-        if run.report.get("winograd_layers"):
+        if run.report.get("compile_s") is not None:
+            row.note = f"compiled in {run.report['compile_s']:.0f} s"
+        elif run.report.get("winograd_layers"):
             row.note = f"{run.report['winograd_layers']} Winograd layers"
         elif kw.get("winograd"):
             row.note = "hybrid choice kept every layer direct"
@@ -120,6 +127,16 @@ def best_of(rows: list[Row], precision: str = "fp32", prefix: str = "") -> Row |
     return min(ok, key=lambda r: r.ms) if ok else None
 
 
+def choose_row(rows: list[Row], precision: str = "fp32") -> Row | None:
+    """The row ``optimize(precision=..., backend="auto")``'s rule would keep: :func:`backends.choose`."""
+    timed = {"eager" if r.path == "eager fp32" else r.path: r for r in rows
+             if r.ms is not None and (r.path == "eager fp32" or precision in r.path)}
+    if "eager" not in timed:
+        return None
+    best = B.choose({k: r.ms for k, r in timed.items()}, {k: r.top1 or 0.0 for k, r in timed.items()})
+    return timed[best]
+
+
 def format_rows(rows: list[Row], title: str) -> str:
     lines = [title, f"{'path':34s} {'median ms':>10s} {'vs eager':>9s} {'max|diff|':>10s} {'top-1':>6s}  note"]
     for r in rows:
@@ -128,7 +145,12 @@ def format_rows(rows: list[Row], title: str) -> str:
             continue
         lines.append(f"{r.path:34s} {r.ms:10.1f} {r.speedup:8.2f}x {r.max_abs_diff:10.2e} {100 * r.top1:5.0f}%  "
                      f"{r.note}")
-    auto = best_of(rows, "fp32")
-    if auto is not None:
-        lines.append(f"backend='auto' rule (fastest fp32 path agreeing with eager on top-1): {auto.path}")
+    eager = rows[0] if rows and rows[0].path == "eager fp32" else None
+    for prec in ("fp32", "int8"):
+        auto = choose_row(rows, prec)
+        if prec == "int8" and not any(r.ms is not None and "int8" in r.path for r in rows):
+            continue  # no int8 path was timed
+        if auto is not None and eager is not None and eager.ms:
+            lines.append(f"backend='auto' rule at {prec} (the fastest path agreeing with eager on top-1, eager "
+                         f"itself a candidate): {auto.path}, {eager.ms / auto.ms:.2f}x eager fp32")
     return "\n".join(lines)

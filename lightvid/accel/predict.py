@@ -18,7 +18,7 @@ from lightvid.data.sampling import ClipSampler
 from lightvid.data.transforms import ClipTransform
 from lightvid.data.video import VideoDecodeError, probe, read_clip
 from lightvid.errors import UserError
-from lightvid.precision import INFERENCE_PRECISIONS
+from lightvid.precision import QUANTIZED_INFERENCE_PRECISIONS
 from lightvid.run_spec import load_model, model_norm, run_data_config
 
 
@@ -48,8 +48,9 @@ class Predictor:
         self.classes = list(self.meta.get("classes") or [])
         self.topk = min(topk, len(self.classes) or topk)
         self.run = self.model
-        if precision not in (*INFERENCE_PRECISIONS, "int8"):
-            raise UserError(f"--precision must be one of {', '.join(INFERENCE_PRECISIONS)}, int8, got {precision!r}")
+        if precision not in QUANTIZED_INFERENCE_PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(QUANTIZED_INFERENCE_PRECISIONS)}, "
+                            f"got {precision!r}")
         if backend is not None or precision == "int8":
             self.run = self._backend(backend or "auto", precision, calib, mean, std)
         elif optimized or precision != "auto":
