@@ -37,6 +37,9 @@ PRESETS = {
     "v96-slow": dict(size=96, frames=20, texture="stripes", shapes="letter", speed=(0.5, 0.9)),
     "v80-blobs": dict(size=80, frames=12, texture="blobs", shapes="polygon"),
     "v64-6cls": dict(size=64, frames=16, texture="blobs", shapes="arrow", classes="left,right,cw,ccw,grow,shrink"),
+    # few clips of only the classes a direction-tuned recipe missed, every shape mixed in one set
+    "v56-rot-small": dict(size=56, frames=16, texture="noise", shapes="arrow,letter,polygon",
+                          classes="cw,ccw,grow,shrink", train=40),
 }
 
 
@@ -201,7 +204,7 @@ def main(argv=None) -> int:
     p.add_argument("--shapes", default="polygon", help=f"comma-separated subset of {SHAPES}")
     p.add_argument("--speed", type=float, nargs=2, default=(0.8, 1.6), help="pixels per frame at 64 px")
     p.add_argument("--classes", default=",".join(CLASSES))
-    p.add_argument("--train", type=int, default=100, help="clips per class")
+    p.add_argument("--train", type=int, default=100, help="clips per class (v56-rot-small fixes 40)")
     p.add_argument("--val", type=int, default=25, help="clips per class")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sheet", help="write a PNG with one clip per class of every preset (first/middle/last frame)")
@@ -212,7 +215,8 @@ def main(argv=None) -> int:
         return 0
     if a.preset:
         for name in PRESETS if a.preset == "all" else [a.preset]:
-            print(make_set(Path(a.root) / name, train=a.train, val=a.val, seed=a.seed, **PRESETS[name]))
+            kw = {"train": a.train, "val": a.val, **PRESETS[name]}  # a preset may fix its own clip count
+            print(make_set(Path(a.root) / name, seed=a.seed, **kw))
         return 0
     if not a.out:
         p.error("give OUT or --preset")

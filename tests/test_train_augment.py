@@ -189,11 +189,38 @@ def test_training_with_every_key_runs_and_the_checkpoint_holds_the_ema(tiny_synt
     from lightvid.train.run import train
     from tests.test_train_run import REPO, tiny_overrides
 
+    class Watch(L.Callback):  # what each config key turned into inside the run
+        def __init__(self):
+            self.pairs, self.differ, self.grad_norms, self.seen = 0, 0, [], {}
+
+        def on_train_start(self, trainer, pl_module):
+            self.seen = dict(clip=trainer.gradient_clip_val, smoothing=pl_module.label_smoothing,
+                             mixup=pl_module.mixer.mixup_alpha, cutmix=pl_module.mixer.cutmix_alpha,
+                             policy=type(trainer.datamodule.policy).__name__,
+                             ema=[c.decay for c in trainer.callbacks if isinstance(c, WeightEMA)])
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            x, _, videos, _ = batch  # repeats=2: each clip twice in a row, augmented independently
+            for i in range(0, x.shape[0] - 1, 2):
+                self.pairs += int(videos[i] == videos[i + 1])
+                self.differ += int(not torch.equal(x[i], x[i + 1]))
+
+        def on_train_batch_end(self, trainer, pl_module, *args):  # gradients as the optimiser used them
+            grads = [p.grad.flatten() for p in pl_module.parameters() if p.grad is not None]
+            self.grad_norms.append(torch.cat(grads).norm().item())
+
+    watch = Watch()
     over = tiny_overrides(tiny_synth, epochs=1) + [
         "augment.mixup_alpha=0.2", "augment.cutmix_alpha=1.0", "augment.randaugment_ops=2", "augment.repeats=2",
-        "augment.ema_decay=0.9", "optim.label_smoothing=0.1", "trainer.grad_clip=1.0", "trainer.final_eval=false"]
+        "augment.ema_decay=0.9", "optim.label_smoothing=0.1", "trainer.grad_clip=0.01", "trainer.final_eval=false"]
     cfg = load_config(REPO / "configs" / "quickstart.yaml", over)
-    report = train(cfg, tmp_path / "run")
+    report = train(cfg, tmp_path / "run", callbacks=[watch])
+    assert watch.seen == dict(clip=0.01, smoothing=0.1, mixup=0.2, cutmix=1.0, policy="TemporalRandAugment",
+                              ema=[0.9])
+    n_batches = len(watch.grad_norms)
+    assert n_batches == 4 and watch.pairs == 2 * n_batches  # 16 clips, batch 4: two clips twice per batch
+    assert watch.differ >= 1  # the copies are augmented differently
+    assert max(watch.grad_norms) <= 0.01 * (1 + 1e-4)  # every step used a clipped gradient
     assert 0.0 <= report["val_top1_video"] <= 1.0
     ck = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     raw = ck["ema_raw_state_dict"]

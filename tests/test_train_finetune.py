@@ -11,21 +11,33 @@ from tests.test_train_run import REPO, run_cli, tiny_overrides
 
 
 def test_init_from_a_state_dict_with_another_class_count_and_a_frozen_backbone(tiny_synth, tmp_path, capsys):
+    import lightning as L
+    from safetensors.torch import save_file
+
     from lightvid.train.run import train
 
+    class AfterFirstEpoch(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if trainer.current_epoch == 0:
+                self.state = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+
     src = create_model("r3d_10", num_classes=7, width_mult=0.0625)
-    torch.save(src.state_dict(), tmp_path / "pretrained.pth")
-    over = tiny_overrides(tiny_synth, epochs=1) + [f"model.init={tmp_path / 'pretrained.pth'}",
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, tmp_path / "pretrained.safetensors")
+    over = tiny_overrides(tiny_synth, epochs=2) + [f"model.init={tmp_path / 'pretrained.safetensors'}",
                                                     "model.freeze_backbone_epochs=1", "trainer.final_eval=false"]
-    train(load_config(REPO / "configs" / "quickstart.yaml", over), tmp_path / "run")
+    first = AfterFirstEpoch()
+    train(load_config(REPO / "configs" / "quickstart.yaml", over), tmp_path / "run", callbacks=[first])
     assert "classifier replaced (7 classes in the file" in capsys.readouterr().out
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     for k, v in src.state_dict().items():
         if k.startswith("fc."):
-            assert state[f"model.{k}"].shape[0] == 4  # the tiny set's 4 classes
+            assert first.state[k].shape[0] == 4  # the tiny set's 4 classes
         else:
-            assert torch.equal(state[f"model.{k}"], v), k  # frozen: weights and BN statistics kept
-    assert not torch.equal(state["model.fc.weight"], torch.zeros_like(state["model.fc.weight"]))
+            assert torch.equal(first.state[k], v), k  # frozen epoch: weights and BN statistics kept
+    assert not torch.equal(first.state["fc.weight"], torch.zeros_like(first.state["fc.weight"]))
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    changed = [k for k, v in src.state_dict().items()
+               if not k.startswith("fc.") and v.is_floating_point() and not torch.equal(state[f"model.{k}"], v)]
+    assert "stem.0.weight" in changed and "stem.1.running_mean" in changed  # epoch 2 trains the backbone
 
 
 def test_bad_init_is_one_line_naming_the_key(tmp_path):

@@ -90,6 +90,7 @@ class AugmentConfig:
 @dataclass
 class TrainerConfig:
     max_epochs: int = 10
+    min_steps: int = 0  # a small set trains more epochs than max_epochs until it has made this many optimiser steps
     batch_size: int = 16
     eval_batch_size: int | None = None  # default: 2 x batch_size
     precision: str = "auto"  # auto: bf16-mixed on a bf16-capable CPU or GPU, else 16-mixed (GPU) / 32
@@ -332,6 +333,8 @@ def validate_config(cfg: TrainConfig, source: str = "<config>") -> None:
     for key in ("max_epochs", "batch_size", "num_nodes", "accumulate_grad_batches", "check_val_every_n_epoch"):
         if getattr(t, key) < 1:
             raise UserError(f"{source}: trainer.{key} must be >= 1, got {getattr(t, key)}")
+    if not isinstance(t.min_steps, int) or t.min_steps < 0:
+        raise UserError(f"{source}: trainer.min_steps must be an integer >= 0, got {t.min_steps!r}")
     if isinstance(t.devices, str) and t.devices != "auto" and not t.devices.replace(",", "").isdigit():
         raise UserError(f"{source}: trainer.devices={t.devices!r} must be an integer, 'auto' or a list like '0,1'")
     if cfg.optim.lr <= 0:

@@ -26,20 +26,20 @@ class FreezeBackbone(L.Callback):
     def __init__(self, epochs: int):
         self.epochs = int(epochs)
 
-    def _set(self, pl_module, frozen: bool) -> None:
+    def _set(self, pl_module, frozen: bool, norms: bool = True) -> None:
         model = pl_module.model
         for p in backbone_parameters(model):
             p.requires_grad_(not frozen)
             if frozen:
                 p.grad = None  # AdamW / SGD skip parameters without a gradient
-        if frozen:
+        if norms:  # Lightning restores each module's own mode after validation: set it back explicitly
             head = set(model.get_classifier().modules())
             for m in model.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m not in head:
-                    m.eval()
+                    m.train(not frozen)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._set(pl_module, trainer.current_epoch < self.epochs)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._set(pl_module, False)
+        self._set(pl_module, False, norms=False)

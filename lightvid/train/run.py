@@ -16,6 +16,7 @@ atomic, code-free checkpoint I/O, per-epoch seeding and the video-level metrics.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -113,6 +114,22 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
             lock.release()
 
 
+def _steps_per_epoch(t, clips: int, world_size: int) -> int:
+    """Optimiser steps in one epoch of ``clips`` training clips (the sampler drops a last partial batch)."""
+    per_rank = math.ceil(clips / world_size)
+    batches = per_rank // t.batch_size if per_rank > t.batch_size else 1
+    if t.limit_train_batches < 1.0:
+        batches = max(1, int(batches * t.limit_train_batches))
+    return max(1, batches // t.accumulate_grad_batches)
+
+
+def epochs_for_min_steps(t, clips: int, world_size: int = 1) -> int:
+    """``trainer.max_epochs``, raised so that a small set still makes ``trainer.min_steps`` optimiser steps."""
+    if not t.min_steps:
+        return t.max_epochs
+    return max(t.max_epochs, math.ceil(t.min_steps / _steps_per_epoch(t, clips, world_size)))
+
+
 def _train(cfg: TrainConfig, ref, out: Path, resume: bool, rank: int, module_cls, module_kwargs, callbacks,
            t_start: float) -> dict:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -202,6 +219,13 @@ def _train(cfg: TrainConfig, ref, out: Path, resume: bool, rank: int, module_cls
             default_root_dir=out, num_sanity_val_steps=0, enable_progress_bar=t.progress_bar,
             enable_model_summary=False, use_distributed_sampler=False,
         )
+        epochs = epochs_for_min_steps(t, len(dm.train_dataset), trainer.world_size)
+        if epochs != t.max_epochs:
+            trainer.fit_loop.max_epochs = epochs  # the cosine schedule reads the Trainer's epochs and steps
+            if rank == 0:
+                print(f"trainer.min_steps={t.min_steps}: {len(dm.train_dataset)} training clips make "
+                      f"{_steps_per_epoch(t, len(dm.train_dataset), trainer.world_size)} steps per epoch; "
+                      f"training {epochs} epochs instead of trainer.max_epochs={t.max_epochs}")
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
         except NonFiniteLossError as e:
