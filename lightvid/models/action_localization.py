@@ -12,8 +12,8 @@ A detection of action ``a`` in box ``b`` scores ``sigmoid(object_b) * sigmoid(ac
 pool over time (the SlowFast head), ``"keep"`` flattens every time step into fc6 so the head sees
 where in the box the object is at each moment (the order of time, i.e. the direction of a motion,
 survives). ``frame_diff=True`` feeds the backbone the frame differences next to the frames (6 input
-channels): the temporal residual input of the light-weight 3D networks document (Tao et al.,
-"Rethinking Motion Representation: Residual Frames with 3D ConvNets"), which makes motion explicit.
+channels): the "temporal residual gradient" input of the light-weight 3D networks review (Wang, Lin
+and Wang, "Design Light-Weight 3D Convolutional Networks", 2019), which makes motion explicit.
 """
 from __future__ import annotations
 
