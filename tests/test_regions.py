@@ -92,6 +92,14 @@ def test_action_localizer_keeps_time_and_takes_frame_differences():
     losses = model.train()(clips, targets)
     sum(losses.values()).backward()
     assert model.taps.backbone.stem[0].weight.grad[:, 3:].abs().sum() > 0  # the difference channels learn
+    model.action_loss_weight = 3.0  # scales the action loss only
+    torch.manual_seed(1)
+    weighted = model(clips, targets)
+    model.action_loss_weight = 1.0
+    torch.manual_seed(1)
+    plain = model(clips, targets)
+    assert torch.allclose(weighted["loss_actions"], 3 * plain["loss_actions"])
+    assert torch.allclose(weighted["loss_object"], plain["loss_object"])
     with pytest.raises(ValueError, match="temporal_pool"):
         build_region_model("localize", "r3d_10", 6, {"width_mult": 0.25}, temporal_pool="mean")
 

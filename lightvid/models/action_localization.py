@@ -37,7 +37,8 @@ class ActionLocalizer(nn.Module):
     def __init__(self, backbone: nn.Module, num_actions: int, feature_stride: int = 16, anchor_sizes=(16, 32, 64),
                  aspect_ratios=(0.5, 1.0, 2.0), output_size: int = 7, hidden: int = 256, dropout: float = 0.0,
                  rois_per_image: int = 32, box_nms: float = 0.5, boxes_per_clip: int = 20,
-                 temporal_pool: str = "avg", frame_diff: bool = False, clip_len: int = 8, **rpn_kwargs):
+                 temporal_pool: str = "avg", frame_diff: bool = False, clip_len: int = 8,
+                 action_loss_weight: float = 1.0, **rpn_kwargs):
         super().__init__()
         if temporal_pool not in ("avg", "max", "keep"):
             raise ValueError(f"temporal_pool must be 'avg', 'max' or 'keep', got {temporal_pool!r}")
@@ -48,7 +49,7 @@ class ActionLocalizer(nn.Module):
             raise ValueError(f"{type(backbone).__name__} is not a video backbone; action localisation needs "
                              "(B, C, T, H, W) feature maps")
         c = self.taps.channels[0]
-        self.temporal_pool, self.frame_diff = temporal_pool, frame_diff
+        self.temporal_pool, self.frame_diff, self.action_loss_weight = temporal_pool, frame_diff, action_loss_weight
         steps = 1
         if temporal_pool == "keep":  # the map's time steps for a clip of clip_len frames
             was_training = backbone.training
@@ -117,7 +118,8 @@ class ActionLocalizer(nn.Module):
             if fg.any():
                 reg = encode_boxes(gt_boxes[fg], torch.cat(sampled)[fg], BOX_WEIGHTS)
                 losses["loss_box_reg"] = F.smooth_l1_loss(deltas[fg], reg, reduction="sum") / max(len(m), 1)
-                losses["loss_actions"] = F.binary_cross_entropy_with_logits(actions[fg], gt_actions[fg].to(obj.dtype))
+                losses["loss_actions"] = self.action_loss_weight * F.binary_cross_entropy_with_logits(
+                    actions[fg], gt_actions[fg].to(obj.dtype))  # weight: the backbone's share of motion learning
             else:
                 losses["loss_box_reg"] = losses["loss_actions"] = deltas.sum() * 0
             return losses
