@@ -73,6 +73,37 @@ def test_region_models_train_and_predict(task, backbone, shape, stride):
     assert dets[0]["labels"].min() >= 1 and dets[0]["labels"].max() <= n
 
 
+def test_action_localizer_keeps_time_and_takes_frame_differences():
+    torch.manual_seed(0)
+    model = build_region_model("localize", "r3d_10", 6, {"width_mult": 0.25}, feature_stride=8, anchor_sizes=(16, 32),
+                               temporal_pool="keep", frame_diff=True, clip_len=4)
+    assert model.taps.backbone.stem[0].in_channels == 6  # frames and their differences
+    clips = torch.randn(2, 3, 4, 64, 64)
+    steps = model.features(clips).shape[2]
+    assert model.fc6.in_features == model.taps.channels[0] * steps * 7 * 7
+    # the order of time reaches fc6: reversing the clip changes the action scores of the same box
+    boxes = [torch.tensor([[8.0, 8, 40, 40]]), torch.tensor([[4.0, 10, 30, 50], [20, 20, 60, 60]])]
+    scores = model.eval().action_scores(clips, boxes)
+    assert [s.shape for s in scores] == [(1, 6), (2, 6)] and all(((s >= 0) & (s <= 1)).all() for s in scores)
+    with torch.no_grad():
+        fwd, rev = (model.head(model.features(c), boxes)[2] for c in (clips, clips.flip(2)))  # action logits
+    assert (fwd - rev).abs().max() > 1e-3 * fwd.abs().max()
+    targets = [{"boxes": boxes[0], "actions": torch.eye(6)[[2]]}, {"boxes": boxes[1], "actions": torch.eye(6)[[0, 5]]}]
+    losses = model.train()(clips, targets)
+    sum(losses.values()).backward()
+    assert model.taps.backbone.stem[0].weight.grad[:, 3:].abs().sum() > 0  # the difference channels learn
+    model.action_loss_weight = 3.0  # scales the action loss only
+    torch.manual_seed(1)
+    weighted = model(clips, targets)
+    model.action_loss_weight = 1.0
+    torch.manual_seed(1)
+    plain = model(clips, targets)
+    assert torch.allclose(weighted["loss_actions"], 3 * plain["loss_actions"])
+    assert torch.allclose(weighted["loss_object"], plain["loss_object"])
+    with pytest.raises(ValueError, match="temporal_pool"):
+        build_region_model("localize", "r3d_10", 6, {"width_mult": 0.25}, temporal_pool="mean")
+
+
 def test_fast_rcnn_on_given_proposals():
     model = build_region_model("fast_rcnn", "resnet18", 5, {"width_mult": 0.25}, feature_stride=16)
     props = [torch.tensor([[0.0, 0, 30, 30], [10, 10, 50, 40]])]
@@ -117,6 +148,9 @@ def test_objects_dataset_items(objects_root):
 
 @pytest.mark.parametrize("task,backbone,extra", [("detect", "resnet18", []),
                                                  ("localize", "r3d_10", ["regions.clip_len=3"]),
+                                                 ("localize", "r3d_10", ["regions.clip_len=4",
+                                                                         "regions.head.temporal_pool=keep",
+                                                                         "regions.head.frame_diff=true"]),
                                                  ("segment", "resnet18", [])])
 def test_train_two_steps(task, backbone, extra, objects_root, tmp_path):
     cfg = load_config(None, [f"task={task}", f"model.name={backbone}", "model.kwargs.width_mult=0.25",
@@ -130,6 +164,8 @@ def test_train_two_steps(task, backbone, extra, objects_root, tmp_path):
     assert saved["task"] == task
     key = "miou" if task == "segment" else "map_50"
     assert 0.0 <= report["best"][key] <= 1.0
+    if task == "localize":  # the action head on ground-truth boxes, next to the proposals' figure
+        assert 0.0 <= report["best"]["map_50_gt_boxes"] <= 1.0
     assert (tmp_path / "run" / "pictures" / "predictions.png").stat().st_size > 0
     assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
 

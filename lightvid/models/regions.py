@@ -32,5 +32,7 @@ def build_region_model(task: str, backbone: str, num_classes: int, backbone_kwar
         bkw.setdefault("num_classes", num_classes)  # FCN turns the classifier into the stride-32 score layer
     else:
         bkw.setdefault("num_classes", 0)
+    if task == "localize" and head_kwargs.get("frame_diff"):
+        bkw.setdefault("in_chans", 6)  # frames and their differences
     net = create_model(backbone, **bkw)
     return REGION_MODELS[task](net, num_classes, **head_kwargs)

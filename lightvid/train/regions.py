@@ -106,6 +106,14 @@ class RegionsDataModule(L.LightningDataModule):
                           num_workers=self.rc.num_workers)
 
 
+def head_kwargs(task: str, rc: RegionsConfig) -> dict:
+    """The model's keyword arguments: ``regions.head``, plus the clip length for the action localiser."""
+    head = dict(rc.head)
+    if task == "localize":
+        head.setdefault("clip_len", rc.clip_len)
+    return head
+
+
 def _train_targets(task: str, targets: list[dict]) -> list[dict]:
     out = []
     for t in targets:
@@ -241,8 +249,8 @@ def _train_regions(cfg: TrainConfig, out: Path, resume: bool) -> dict:
     mean, std = ref.default_cfg.get("mean"), ref.default_cfg.get("std")
     dm = RegionsDataModule(rc, t.batch_size, t.eval_batch_size, mean, std, cfg.seed)
     dm.setup("fit")
-    module = RegionsModule(cfg.task, cfg.model.name, dict(cfg.model.kwargs), dict(rc.head), cfg.to_dict()["optim"],
-                           cfg.to_dict()["schedule"], cfg.to_dict())
+    module = RegionsModule(cfg.task, cfg.model.name, dict(cfg.model.kwargs), head_kwargs(cfg.task, rc),
+                           cfg.to_dict()["optim"], cfg.to_dict()["schedule"], cfg.to_dict())
     monitor = MONITOR[cfg.task]
     best_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="max", save_top_k=1,
                               auto_insert_metric_name=False, enable_version_counter=False)
@@ -296,8 +304,8 @@ def finish_run(cfg: TrainConfig, out: Path, checkpoint: Path, dm: RegionsDataMod
                                ref.default_cfg.get("std"), cfg.seed)
         dm.setup("fit")
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    module = RegionsModule(cfg.task, cfg.model.name, dict(cfg.model.kwargs), dict(rc.head), cfg.to_dict()["optim"],
-                           cfg.to_dict()["schedule"], cfg.to_dict())
+    module = RegionsModule(cfg.task, cfg.model.name, dict(cfg.model.kwargs), head_kwargs(cfg.task, rc),
+                           cfg.to_dict()["optim"], cfg.to_dict()["schedule"], cfg.to_dict())
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
     final = evaluate_regions(module, dm.val_dataloader())
@@ -326,5 +334,19 @@ def evaluate_regions(module: RegionsModule, loader) -> dict:
         return {"miou": float(module.val_miou.compute()),
                 "iou_per_class": dict(zip(["background", *module.class_names], [round(v, 4) for v in per_class]))}
     r = module.val_map.compute()
-    return {"map_50": r["map_50"], "map": r["map"],
-            "ap50_per_class": dict(zip(module.class_names, [round(v, 4) for v in r["ap50_per_class"]]))}
+    out = {"map_50": r["map_50"], "map": r["map"],
+           "ap50_per_class": dict(zip(module.class_names, [round(v, 4) for v in r["ap50_per_class"]]))}
+    if module.task == "localize":  # the action head alone: ground-truth boxes in, no proposals
+        gt_map = CocoBoxMAP(len(module.class_names), "actions")
+        for x, targets in loader:
+            scores = module.model.action_scores(x, [t["boxes"] for t in targets])
+            preds = []
+            for s, t in zip(scores, targets):
+                n, a = s.shape
+                preds.append({"boxes": t["boxes"][:, None].expand(-1, a, -1).reshape(-1, 4), "scores": s.reshape(-1),
+                              "labels": torch.arange(1, a + 1).expand(n, -1).reshape(-1)})
+            gt_map.update(preds, targets)
+        g = gt_map.compute()
+        out.update({"map_50_gt_boxes": g["map_50"], "ap50_per_class_gt_boxes":
+                    dict(zip(module.class_names, [round(v, 4) for v in g["ap50_per_class"]]))})
+    return out
