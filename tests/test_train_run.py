@@ -23,7 +23,7 @@ def tiny_overrides(root: Path, epochs: int = 2) -> list[str]:
     return [f"data.root={root}", "data.format=list", "data.synth={}", "data.clip_len=8", "data.stride=1",
             "data.num_workers=0", "data.pad=2", "model.name=r3d_10", "model.kwargs={width_mult: 0.0625}",
             f"trainer.max_epochs={epochs}", "trainer.batch_size=4", "trainer.precision=32",
-            "trainer.progress_bar=false", "trainer.log_every_n_steps=1", "trainer.num_threads=1",
+            "trainer.progress_bar=false", "trainer.log_every_n_steps=1", "trainer.num_threads=1", "trainer.min_steps=0",
             "optim.lr=0.003", "schedule.warmup_epochs=0.5"]
 
 
