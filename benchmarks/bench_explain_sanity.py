@@ -1,13 +1,16 @@
 """Do Grad-CAM maps mean something? Mass on the moving object, per layer and region, and the randomisation test.
 
     python benchmarks/bench_explain_sanity.py --ckpt runs/quickstart/checkpoints/best.ckpt \
-        [--synth .cache/synth-motion10] [--clips 60] [--layers all] [--surrogate 10] [--json out.json]
+        [--synth .cache/synth-motion10] [--clips 60] [--layers all] [--cams gradcam hirescam] \
+        [--surrogate 10] [--json out.json]
 
 For the first ``--clips`` validation clips of the synthetic motion set (they cycle through
 the classes) the generator's object alpha is recomputed for every frame
 (:func:`lightvid.data.synth.object_masks`, the same random draws as the clip) and taken at
 the frames the model sees. For each Grad-CAM layer (``all``: the output of every stage's
-ReLU) the share of the map's mass (Grad-CAM of the true class, Captum's ``LayerGradCam``,
+ReLU; ``default``: the layer ``explain`` picks) and each ``--cams`` method (``gradcam``: Captum's
+``LayerGradCam``; ``hirescam``: gradient times activation summed over channels, see
+:func:`lightvid.analysis.explain.grad_cam`) the share of the map's mass (of the true class,
 ReLU'd, upsampled trilinearly to the clip) inside four regions is printed beside the
 share of the clip's pixels the region covers (what a uniform map would put there):
 
@@ -53,6 +56,7 @@ from long_video import DEMO_SYNTH, demo_synth_set  # noqa: E402
 
 from lightvid.accel.runtime import load_inference_model  # noqa: E402
 from lightvid.analysis.explain import (  # noqa: E402
+    CAM_METHODS,
     deepvid_surrogate,
     grad_cam,
     load_input,
@@ -140,6 +144,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=60)
     ap.add_argument("--layers", nargs="+", default=["all"], help="module names, 'default' or 'all' (stage outputs)")
     ap.add_argument("--margin", type=int, default=2, help="pixels added around the object's boxes")
+    ap.add_argument("--cams", nargs="+", default=["gradcam"], choices=CAM_METHODS, help="map methods per layer")
     ap.add_argument("--guided", nargs="*", default=[], help="also Guided Grad-CAM at these layers")
     ap.add_argument("--surrogate", type=int, default=0, help="also fit the surrogate on this many clips")
     ap.add_argument("--json", default=None)
@@ -158,7 +163,8 @@ def main() -> None:
                                                                              else name)]
     shapes = dict(spatial_layers(model, x0))
     fields = {name: temporal_field(model, name, x0) for name in layers}
-    methods = [("grad-cam", name) for name in layers] + [("guided", name) for name in args.guided]
+    layers = list(dict.fromkeys(layers))
+    methods = [(cam, name) for cam in args.cams for name in layers] + [("guided", name) for name in args.guided]
     rows = {m: {"mass": {r: [] for r in REGIONS}, "area": {r: [] for r in REGIONS}, "rand": [], "rho": [],
                 "cls": [], "ceiling": []} for m in methods}
     inter = {"correct": [], "track_only": [], "track_hidden": [], "track_area": []}
@@ -182,13 +188,15 @@ def main() -> None:
         inter["track_hidden"].append(pred[2] == target)
         inter["track_area"].append(float(track.mean()))
         for kind, name in methods:
-            cam = grad_cam(model, x, target, name) if kind == "grad-cam" else guided_grad_cam(model, x, target, name)
+            cam = guided_grad_cam(model, x, target, name) if kind == "guided" else grad_cam(model, x, target, name,
+                                                                                            method=kind)
             regs = regions(alpha, shapes[name][2], fields[name], args.margin)
             r = rows[(kind, name)]
             for k, mask in regs.items():
                 r["mass"][k].append(mass_on_mask(cam, mask))
                 r["area"][k].append(float(mask.mean()))
-            cam_r = grad_cam(rand, x, target, name) if kind == "grad-cam" else guided_grad_cam(rand, x, target, name)
+            cam_r = guided_grad_cam(rand, x, target, name) if kind == "guided" else grad_cam(rand, x, target, name,
+                                                                                              method=kind)
             r["rand"].append(mass_on_mask(cam_r, regs["field"]))
             r["rho"].append(rank_correlation(cam, cam_r))
             r["cls"].append(cls)
