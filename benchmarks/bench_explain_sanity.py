@@ -12,7 +12,8 @@ ReLU; ``default``: the layer ``explain`` picks) and each ``--cams`` method (``gr
 ``LayerGradCam``; ``hirescam``: gradient times activation summed over channels, see
 :func:`lightvid.analysis.explain.grad_cam`) the share of the map's mass (of the true class,
 ReLU'd, upsampled trilinearly to the clip) inside four regions is printed beside the
-share of the clip's pixels the region covers (what a uniform map would put there):
+share of the clip's pixels the region covers (what a uniform map would put there); ``side`` is
+the map's height over the input's (the quantity :func:`~lightvid.analysis.explain.pick_layer`'s rule reads):
 
 * ``object``: the object's pixels (alpha > 0.5) in each frame;
 * ``box``: the object's bounding box in each frame, grown by ``--margin`` pixels;
@@ -215,16 +216,17 @@ def main() -> None:
           f"({np.mean(inter['track_area']):.3f} of the frame) {np.mean(inter['track_only']):.3f}; "
           f"track hidden {np.mean(inter['track_hidden']):.3f}")
     head = "  ".join(f"{r + ' mass/area':>17}" for r in REGIONS)
-    print(f"{'method':<9} {'layer':<12} {'map':>8}  {head}  {'ceiling':>7} {'rand(field)':>11} {'rho':>6}")
+    print(f"{'method':<9} {'layer':<12} {'map':>8} {'side':>5}  {head}  {'ceiling':>7} {'rand(field)':>11} {'rho':>6}")
     for (kind, name), r in rows.items():
         shape = "x".join(map(str, shapes[name][2:]))
+        side = min(shapes[name][-2] / x0.shape[-2], shapes[name][-1] / x0.shape[-1])  # the map's share of the side
         mass = {k: float(np.mean(v)) for k, v in r["mass"].items()}
         area = {k: float(np.mean(v)) for k, v in r["area"].items()}
         per_class = {}
         for c in dict.fromkeys(r["cls"]):
             sel = [i for i, cc in enumerate(r["cls"]) if cc == c]
             per_class[c] = {k: round(float(np.mean([r["mass"][k][i] for i in sel])), 4) for k in REGIONS}
-        out["methods"].append({"method": kind, "layer": name, "map": shape,
+        out["methods"].append({"method": kind, "layer": name, "map": shape, "side": round(side, 4),
                                "mass": {k: round(v, 4) for k, v in mass.items()},
                                "area": {k: round(v, 4) for k, v in area.items()},
                                "rand_field": round(float(np.mean(r["rand"])), 4),
@@ -232,8 +234,8 @@ def main() -> None:
                                "rho": round(float(np.mean(r["rho"])), 4), "rho_std": round(float(np.std(r["rho"])), 4),
                                "temporal_field": fields.get(name), "per_class": per_class})
         cells = "  ".join(f"{mass[k]:8.3f}/{area[k]:.3f}" for k in REGIONS)
-        print(f"{kind:<9} {name:<12} {shape:>8}  {cells}  {np.mean(r['ceiling']):7.3f} {np.mean(r['rand']):11.3f} "
-              f"{np.mean(r['rho']):6.3f}")
+        print(f"{kind:<9} {name:<12} {shape:>8} {side:5.3f}  {cells}  {np.mean(r['ceiling']):7.3f} "
+              f"{np.mean(r['rand']):11.3f} {np.mean(r['rho']):6.3f}")
     if sur["r2"]:
         out["surrogate"] = {k: round(float(np.mean(v)), 4) for k, v in sur.items()} | {"clips": len(sur["r2"])}
         print(f"surrogate on {len(sur['r2'])} clips: held-out R2 {np.mean(sur['r2']):.3f}, positive weight on "
