@@ -52,7 +52,7 @@ def test_grad_cam_equals_the_hand_computation():
     cam = F.relu((g.mean((2, 3, 4), keepdim=True) * a).sum(1, keepdim=True))  # (1, 1, t, h, w)
     cam = F.interpolate(cam, size=(8, 32, 32), mode="trilinear", align_corners=False)[0, 0].clamp_min(0)
     want = (cam / cam.max()).detach().numpy() if cam.max() > 0 else cam.detach().numpy()
-    got = grad_cam(model, x, 2, name)
+    got = grad_cam(model, x, 2, name, method="gradcam")
     assert got.shape == (8, 32, 32)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
@@ -73,10 +73,11 @@ def test_hirescam_equals_the_hand_computation_and_gradcam_before_a_global_pool()
     want = (cam / cam.max()).detach().numpy()
     hires = grad_cam(model, x, 1, "layer2", method="hirescam")
     np.testing.assert_allclose(hires, want, atol=1e-5)
-    assert np.abs(hires - grad_cam(model, x, 1, "layer2")).max() > 0.05  # mid-network the two maps differ
+    assert np.abs(hires - grad_cam(model, x, 1, "layer2", method="gradcam")).max() > 0.05  # mid-network: differ
     # layer4 feeds a global average pool and a linear layer: the gradient is the same at every position,
     # so HiResCAM and Grad-CAM coincide there (Draelos and Carin's equivalence)
-    np.testing.assert_allclose(grad_cam(model, x, 1, "layer4", method="hirescam"), grad_cam(model, x, 1, "layer4"),
+    np.testing.assert_allclose(grad_cam(model, x, 1, "layer4", method="hirescam"),
+                               grad_cam(model, x, 1, "layer4", method="gradcam"),
                                atol=1e-5)
     with pytest.raises(lightvid.errors.UserError, match="--cam"):
         grad_cam(model, x, 1, "layer4", method="scorecam")
@@ -179,9 +180,14 @@ def test_explain_cli_writes_overlay_strip_and_json(tiny_synth, tmp_path, capsys)
     assert (out / f"{stem}.gradcam.gif").read_bytes()[:3] == b"GIF"
     assert (out / f"{stem}.explain.png").read_bytes()[:4] == b"\x89PNG"
     doc = json.loads((out / f"{stem}.explain.json").read_text())
-    assert doc["layer"] == "layer4" and doc["surrogate"]["samples"] == 40 and len(doc["frames"]) == 8
+    # the default: HiResCAM at the deepest layer keeping half the input's side (r3d_10 at 32 px: layer1, 16x16)
+    assert doc["layer"] == "layer1" and doc["cam"] == "hirescam"
+    assert doc["surrogate"]["samples"] == 40 and len(doc["frames"]) == 8
     assert main(args) == 2 and "exists" in capsys.readouterr().err
-    assert main(args + ["--force", "--overlay", "mp4", "--no-surrogate", "--class", "up", "--layer", "layer2"]) == 0
+    assert main(args + ["--force", "--overlay", "mp4", "--no-surrogate", "--class", "up", "--layer", "layer2",
+                        "--cam", "gradcam"]) == 0
+    doc = json.loads((out / f"{stem}.explain.json").read_text())
+    assert doc["layer"] == "layer2" and doc["cam"] == "gradcam" and "surrogate" not in doc
     from lightvid.data.video import probe
 
     assert probe(out / f"{stem}.gradcam.mp4").frames == 8

@@ -1,11 +1,14 @@
 """``lightvid explain``: what a video (or image) classifier looks at.
 
-* **Grad-CAM** (Selvaraju et al., ICCV 2017) through Captum's ``LayerGradCam``: the
-  gradient of the class score, averaged over a layer's time and space, weights that
-  layer's channels; the ReLU of the weighted sum is the class-discriminative map over
-  ``(t, h, w)``, upsampled (trilinear) to the clip's frames. The default layer is the last
-  module whose output still has time/space axes. A 2D image model given a clip is
-  explained frame by frame.
+* **Class activation maps** over ``(t, h, w)``, upsampled (trilinear) to the clip's frames:
+  Grad-CAM (Selvaraju et al., ICCV 2017, Captum's ``LayerGradCam``: the class score's
+  gradient, averaged over a layer's time and space, weights that layer's channels) or, the
+  default, HiResCAM (Draelos and Carin, "Use HiResCAM instead of Grad-CAM for faithful
+  explanations of convolutional neural networks", 2020: gradient times activation at each
+  position, summed over channels, Captum's ``LayerGradientXActivation``); the ReLU of either.
+  The default layer is the deepest one whose map keeps half the input's height and width
+  (:func:`pick_layer`). Both defaults were chosen by measuring the mass on the moving object
+  (docs/video_tools.md). A 2D image model given a clip is explained frame by frame.
 * **Local surrogate after DeepVID** (Wang, Gou, Zhang, Yang, Shen, "DeepVID: Deep Visual
   Interpretation and Diagnosis for Image Classifiers via Knowledge Distillation", IEEE
   TVCG 2019): sample perturbations in the neighbourhood of the clip (here: hiding random
@@ -33,8 +36,8 @@ import torch.nn.functional as F
 from lightvid.errors import UserError
 
 CAM_METHODS = ("gradcam", "hirescam")
-DEFAULT_CAM = "gradcam"
-DEFAULT_MIN_SCALE = 0.0  # the default layer keeps >= this share of the input's side (pick_layer)
+DEFAULT_CAM = "hirescam"  # measured: more of the mass on the moving object (docs/video_tools.md)
+DEFAULT_MIN_SCALE = 0.5  # the default layer keeps >= this share of the input's side (pick_layer; measured)
 
 
 def spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple]]:
