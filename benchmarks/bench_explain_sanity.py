@@ -1,15 +1,19 @@
 """Do Grad-CAM maps mean something? Mass on the moving object, per layer and region, and the randomisation test.
 
     python benchmarks/bench_explain_sanity.py --ckpt runs/quickstart/checkpoints/best.ckpt \
-        [--synth .cache/synth-motion10] [--clips 60] [--layers all] [--surrogate 10] [--json out.json]
+        [--synth .cache/synth-motion10] [--clips 60] [--layers all] [--cams gradcam hirescam] \
+        [--surrogate 10] [--json out.json]
 
 For the first ``--clips`` validation clips of the synthetic motion set (they cycle through
 the classes) the generator's object alpha is recomputed for every frame
 (:func:`lightvid.data.synth.object_masks`, the same random draws as the clip) and taken at
 the frames the model sees. For each Grad-CAM layer (``all``: the output of every stage's
-ReLU) the share of the map's mass (Grad-CAM of the true class, Captum's ``LayerGradCam``,
+ReLU; ``default``: the layer ``explain`` picks) and each ``--cams`` method (``gradcam``: Captum's
+``LayerGradCam``; ``hirescam``: gradient times activation summed over channels, see
+:func:`lightvid.analysis.explain.grad_cam`) the share of the map's mass (of the true class,
 ReLU'd, upsampled trilinearly to the clip) inside four regions is printed beside the
-share of the clip's pixels the region covers (what a uniform map would put there):
+share of the clip's pixels the region covers (what a uniform map would put there); ``side`` is
+the map's height over the input's (the quantity :func:`~lightvid.analysis.explain.pick_layer`'s rule reads):
 
 * ``object``: the object's pixels (alpha > 0.5) in each frame;
 * ``box``: the object's bounding box in each frame, grown by ``--margin`` pixels;
@@ -53,6 +57,7 @@ from long_video import DEMO_SYNTH, demo_synth_set  # noqa: E402
 
 from lightvid.accel.runtime import load_inference_model  # noqa: E402
 from lightvid.analysis.explain import (  # noqa: E402
+    CAM_METHODS,
     deepvid_surrogate,
     grad_cam,
     load_input,
@@ -140,6 +145,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=60)
     ap.add_argument("--layers", nargs="+", default=["all"], help="module names, 'default' or 'all' (stage outputs)")
     ap.add_argument("--margin", type=int, default=2, help="pixels added around the object's boxes")
+    ap.add_argument("--cams", nargs="+", default=["gradcam"], choices=CAM_METHODS, help="map methods per layer")
     ap.add_argument("--guided", nargs="*", default=[], help="also Guided Grad-CAM at these layers")
     ap.add_argument("--surrogate", type=int, default=0, help="also fit the surrogate on this many clips")
     ap.add_argument("--json", default=None)
@@ -158,7 +164,8 @@ def main() -> None:
                                                                              else name)]
     shapes = dict(spatial_layers(model, x0))
     fields = {name: temporal_field(model, name, x0) for name in layers}
-    methods = [("grad-cam", name) for name in layers] + [("guided", name) for name in args.guided]
+    layers = list(dict.fromkeys(layers))
+    methods = [(cam, name) for cam in args.cams for name in layers] + [("guided", name) for name in args.guided]
     rows = {m: {"mass": {r: [] for r in REGIONS}, "area": {r: [] for r in REGIONS}, "rand": [], "rho": [],
                 "cls": [], "ceiling": []} for m in methods}
     inter = {"correct": [], "track_only": [], "track_hidden": [], "track_area": []}
@@ -182,13 +189,15 @@ def main() -> None:
         inter["track_hidden"].append(pred[2] == target)
         inter["track_area"].append(float(track.mean()))
         for kind, name in methods:
-            cam = grad_cam(model, x, target, name) if kind == "grad-cam" else guided_grad_cam(model, x, target, name)
+            cam = guided_grad_cam(model, x, target, name) if kind == "guided" else grad_cam(model, x, target, name,
+                                                                                            method=kind)
             regs = regions(alpha, shapes[name][2], fields[name], args.margin)
             r = rows[(kind, name)]
             for k, mask in regs.items():
                 r["mass"][k].append(mass_on_mask(cam, mask))
                 r["area"][k].append(float(mask.mean()))
-            cam_r = grad_cam(rand, x, target, name) if kind == "grad-cam" else guided_grad_cam(rand, x, target, name)
+            cam_r = guided_grad_cam(rand, x, target, name) if kind == "guided" else grad_cam(rand, x, target, name,
+                                                                                              method=kind)
             r["rand"].append(mass_on_mask(cam_r, regs["field"]))
             r["rho"].append(rank_correlation(cam, cam_r))
             r["cls"].append(cls)
@@ -207,16 +216,17 @@ def main() -> None:
           f"({np.mean(inter['track_area']):.3f} of the frame) {np.mean(inter['track_only']):.3f}; "
           f"track hidden {np.mean(inter['track_hidden']):.3f}")
     head = "  ".join(f"{r + ' mass/area':>17}" for r in REGIONS)
-    print(f"{'method':<9} {'layer':<12} {'map':>8}  {head}  {'ceiling':>7} {'rand(field)':>11} {'rho':>6}")
+    print(f"{'method':<9} {'layer':<12} {'map':>8} {'side':>5}  {head}  {'ceiling':>7} {'rand(field)':>11} {'rho':>6}")
     for (kind, name), r in rows.items():
         shape = "x".join(map(str, shapes[name][2:]))
+        side = min(shapes[name][-2] / x0.shape[-2], shapes[name][-1] / x0.shape[-1])  # the map's share of the side
         mass = {k: float(np.mean(v)) for k, v in r["mass"].items()}
         area = {k: float(np.mean(v)) for k, v in r["area"].items()}
         per_class = {}
         for c in dict.fromkeys(r["cls"]):
             sel = [i for i, cc in enumerate(r["cls"]) if cc == c]
             per_class[c] = {k: round(float(np.mean([r["mass"][k][i] for i in sel])), 4) for k in REGIONS}
-        out["methods"].append({"method": kind, "layer": name, "map": shape,
+        out["methods"].append({"method": kind, "layer": name, "map": shape, "side": round(side, 4),
                                "mass": {k: round(v, 4) for k, v in mass.items()},
                                "area": {k: round(v, 4) for k, v in area.items()},
                                "rand_field": round(float(np.mean(r["rand"])), 4),
@@ -224,8 +234,8 @@ def main() -> None:
                                "rho": round(float(np.mean(r["rho"])), 4), "rho_std": round(float(np.std(r["rho"])), 4),
                                "temporal_field": fields.get(name), "per_class": per_class})
         cells = "  ".join(f"{mass[k]:8.3f}/{area[k]:.3f}" for k in REGIONS)
-        print(f"{kind:<9} {name:<12} {shape:>8}  {cells}  {np.mean(r['ceiling']):7.3f} {np.mean(r['rand']):11.3f} "
-              f"{np.mean(r['rho']):6.3f}")
+        print(f"{kind:<9} {name:<12} {shape:>8} {side:5.3f}  {cells}  {np.mean(r['ceiling']):7.3f} "
+              f"{np.mean(r['rand']):11.3f} {np.mean(r['rho']):6.3f}")
     if sur["r2"]:
         out["surrogate"] = {k: round(float(np.mean(v)), 4) for k, v in sur.items()} | {"clips": len(sur["r2"])}
         print(f"surrogate on {len(sur['r2'])} clips: held-out R2 {np.mean(sur['r2']):.3f}, positive weight on "

@@ -10,12 +10,14 @@ from test_timeline import make_checkpoint
 
 import lightvid
 from lightvid.analysis.explain import (
+    DEFAULT_MIN_SCALE,
     deepvid_surrogate,
     grad_cam,
     mass_on_mask,
     pick_layer,
     randomized_copy,
     rank_correlation,
+    spatial_layers,
 )
 from lightvid.cli import main
 from lightvid.data.synth import object_masks, render_clip
@@ -39,7 +41,7 @@ def test_grad_cam_equals_the_hand_computation():
     torch.manual_seed(0)
     model = lightvid.create_model("r3d_10", width_mult=0.125, num_classes=4).eval()
     x = torch.randn(1, 3, 8, 32, 32)
-    name = pick_layer(model, x)
+    name = pick_layer(model, x, min_scale=0.0)
     assert name == "layer4"  # the last module whose output still has space (global_pool is 1x1x1)
     acts = {}
     h = dict(model.named_modules())[name].register_forward_hook(lambda m, i, o: acts.setdefault("a", o))
@@ -50,9 +52,87 @@ def test_grad_cam_equals_the_hand_computation():
     cam = F.relu((g.mean((2, 3, 4), keepdim=True) * a).sum(1, keepdim=True))  # (1, 1, t, h, w)
     cam = F.interpolate(cam, size=(8, 32, 32), mode="trilinear", align_corners=False)[0, 0].clamp_min(0)
     want = (cam / cam.max()).detach().numpy() if cam.max() > 0 else cam.detach().numpy()
-    got = grad_cam(model, x, 2, name)
+    got = grad_cam(model, x, 2, name, method="gradcam")
     assert got.shape == (8, 32, 32)
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_hirescam_equals_the_hand_computation_and_gradcam_before_a_global_pool():
+    torch.manual_seed(0)
+    model = lightvid.create_model("r3d_10", width_mult=0.125, num_classes=4).eval()
+    x = torch.randn(1, 3, 8, 32, 32)
+    mods = dict(model.named_modules())
+    acts = {}
+    hooks = [mods[n].register_forward_hook(lambda m, i, o, n=n: acts.setdefault(n, o)) for n in ("layer2", "layer4")]
+    out = model(x)
+    for h in hooks:
+        h.remove()
+    (g,) = torch.autograd.grad(out[0, 1], acts["layer2"])
+    cam = F.relu((g * acts["layer2"]).sum(1, keepdim=True))  # (1, 1, t, h, w): each position its own gradient
+    cam = F.interpolate(cam, size=(8, 32, 32), mode="trilinear", align_corners=False)[0, 0].clamp_min(0)
+    want = (cam / cam.max()).detach().numpy()
+    hires = grad_cam(model, x, 1, "layer2", method="hirescam")
+    np.testing.assert_allclose(hires, want, atol=1e-5)
+    assert np.abs(hires - grad_cam(model, x, 1, "layer2", method="gradcam")).max() > 0.05  # mid-network: differ
+    # layer4 feeds a global average pool and a linear layer: the gradient is the same at every position,
+    # so HiResCAM and Grad-CAM coincide there (Draelos and Carin's equivalence)
+    np.testing.assert_allclose(grad_cam(model, x, 1, "layer4", method="hirescam"),
+                               grad_cam(model, x, 1, "layer4", method="gradcam"),
+                               atol=1e-5)
+    with pytest.raises(lightvid.errors.UserError, match="--cam"):
+        grad_cam(model, x, 1, "layer4", method="scorecam")
+
+
+def side_ratio(model, x, name):
+    shape = dict(spatial_layers(model, x))[name]
+    return min(shape[-2] / x.shape[-2], shape[-1] / x.shape[-1])
+
+
+@pytest.mark.parametrize("model_name, shape, kwargs, scale, want", [
+    ("plain3d_4", (1, 3, 8, 32, 32), {}, 0.25, "features.10"),  # 4x8x8: the deepest map with >= 1/4 of the side
+    ("plain3d_4", (1, 3, 8, 64, 64), {"img_size": 64}, 0.25, "features.10"),  # the rule is relative: same layer
+    ("plain3d_4", (1, 3, 8, 32, 32), {}, 0.5, "features.6"),
+    ("plain3d_4", (1, 3, 8, 32, 32), {}, 0.0, "features"),  # Grad-CAM's original choice: the last spatial map
+    ("r3d_10", (1, 3, 8, 32, 32), {"width_mult": 0.125}, 0.25, "layer2"),
+    ("r2plus1d_18", (1, 3, 8, 64, 64), {"width_mult": 0.25}, 0.25, "layer2"),
+    ("resnet18", (1, 3, 64, 64), {"width_mult": 0.25}, 0.25, "layer1"),  # 2D: the stem pools to 1/4
+    ("resnet18", (1, 3, 64, 64), {"width_mult": 0.25}, 0.125, "layer2"),
+])
+def test_default_layer_is_the_deepest_keeping_a_share_of_the_input_side(model_name, shape, kwargs, scale, want):
+    torch.manual_seed(0)
+    model = lightvid.create_model(model_name, num_classes=3, **kwargs).eval()
+    x = torch.randn(shape)
+    assert pick_layer(model, x, min_scale=scale) == want
+    assert side_ratio(model, x, want) >= scale
+    names = [n for n, _ in spatial_layers(model, x)]
+    deeper = names[len(names) - 1 - names[::-1].index(want) + 1:]  # every module that runs after it
+    assert all(side_ratio(model, x, n) < scale or dict(spatial_layers(model, x))[n][2:] == (1,) * (len(shape) - 2)
+               or names.count(n) > 1 for n in deeper if n != want)
+    default = pick_layer(model, x)
+    assert default == pick_layer(model, x, min_scale=DEFAULT_MIN_SCALE) and side_ratio(model, x, default) >= min(
+        DEFAULT_MIN_SCALE, max(side_ratio(model, x, n) for n in names))
+
+
+class SharedReLU(nn.Module):
+    """One ReLU module called after both convolutions (its output is not one tensor); strides as given."""
+
+    def __init__(self, stride1=1, stride2=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, stride=stride1, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, stride=stride2, padding=1)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv2(self.act(self.conv1(x)))).mean((2, 3)))
+
+
+def test_default_layer_skips_modules_called_twice_and_falls_back_to_the_finest_map():
+    x = torch.randn(1, 3, 32, 32)
+    assert pick_layer(SharedReLU(), x, min_scale=0.5) == "conv2"  # act runs last but twice
+    coarse = SharedReLU(stride1=8, stride2=2)  # maps 4x4 then 2x2: none keeps half the side, the finest wins
+    assert pick_layer(coarse, x, min_scale=0.5) == "conv1" and pick_layer(coarse, x, min_scale=0.0) == "conv2"
+    assert grad_cam(coarse, x, 0, "conv1").shape == (1, 32, 32)
 
 
 def test_grad_cam_2d_model_frames_and_sanity_helpers():
@@ -100,9 +180,14 @@ def test_explain_cli_writes_overlay_strip_and_json(tiny_synth, tmp_path, capsys)
     assert (out / f"{stem}.gradcam.gif").read_bytes()[:3] == b"GIF"
     assert (out / f"{stem}.explain.png").read_bytes()[:4] == b"\x89PNG"
     doc = json.loads((out / f"{stem}.explain.json").read_text())
-    assert doc["layer"] == "layer4" and doc["surrogate"]["samples"] == 40 and len(doc["frames"]) == 8
+    # the default: HiResCAM at the deepest layer keeping half the input's side (r3d_10 at 32 px: layer1, 16x16)
+    assert doc["layer"] == "layer1" and doc["cam"] == "hirescam"
+    assert doc["surrogate"]["samples"] == 40 and len(doc["frames"]) == 8
     assert main(args) == 2 and "exists" in capsys.readouterr().err
-    assert main(args + ["--force", "--overlay", "mp4", "--no-surrogate", "--class", "up", "--layer", "layer2"]) == 0
+    assert main(args + ["--force", "--overlay", "mp4", "--no-surrogate", "--class", "up", "--layer", "layer2",
+                        "--cam", "gradcam"]) == 0
+    doc = json.loads((out / f"{stem}.explain.json").read_text())
+    assert doc["layer"] == "layer2" and doc["cam"] == "gradcam" and "surrogate" not in doc
     from lightvid.data.video import probe
 
     assert probe(out / f"{stem}.gradcam.mp4").frames == 8

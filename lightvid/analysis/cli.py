@@ -57,7 +57,14 @@ def explain_command(argv: list[str], prog: str = "lightvid explain") -> int:
 
     from lightvid.accel.runtime import load_inference_model
     from lightvid.accel.timeline import write_atomic
-    from lightvid.analysis.explain import animation_bytes, explain, pictures
+    from lightvid.analysis.explain import (
+        CAM_METHODS,
+        DEFAULT_CAM,
+        DEFAULT_MIN_SCALE,
+        animation_bytes,
+        explain,
+        pictures,
+    )
 
     p = argparse.ArgumentParser(prog=prog, description="Grad-CAM over time and space (Captum) and a DeepVID-style "
                                 "local linear surrogate for one video (or image, for an image model).")
@@ -65,7 +72,11 @@ def explain_command(argv: list[str], prog: str = "lightvid explain") -> int:
     p.add_argument("video", help="video file (an image file for a 2D image model)")
     p.add_argument("--out", required=True, help="folder for <video>.gradcam.gif/.mp4, .explain.png and .explain.json")
     p.add_argument("--class", dest="cls", default=None, help="class name or index to explain (default: top-1)")
-    p.add_argument("--layer", default=None, help="module Grad-CAM reads (default: the last with time/space axes)")
+    p.add_argument("--layer", default=None, help="module Grad-CAM reads (default: the deepest whose map keeps "
+                   f"at least {DEFAULT_MIN_SCALE:g} of the input's height and width)")
+    p.add_argument("--cam", default=DEFAULT_CAM, choices=CAM_METHODS, help="gradcam: channel weights averaged over "
+                   "the layer (Selvaraju et al.); hirescam: gradient x activation per position (Draelos and Carin) "
+                   f"(default {DEFAULT_CAM})")
     p.add_argument("--start", type=float, default=None, help="clip start in seconds (default: the centre clip)")
     p.add_argument("--overlay", default="gif", choices=("gif", "mp4"), help="Grad-CAM overlay animation format")
     p.add_argument("--grid", type=_grid, default=(4, 4, 4), help="surrogate cells TxHxW (default 4x4x4)")
@@ -101,14 +112,14 @@ def explain_command(argv: list[str], prog: str = "lightvid explain") -> int:
                               model_kwargs=model_kwargs(args), backend=args.backend, calib=args.calib)
     e = explain(im, args.video, target=args.cls, layer=args.layer, start=args.start,
                 surrogate=not args.no_surrogate, grid=args.grid, samples=args.samples, keep=args.keep, seed=args.seed,
-                temperature=args.temperature)
+                temperature=args.temperature, cam=args.cam)
     scale = args.scale or max(1, -(-96 // e.frames.shape[1]))
     cam_frames, png = pictures(e, scale=scale)
     write_atomic(paths["anim"], animation_bytes(cam_frames, "." + args.overlay, scale=scale))
     write_atomic(paths["png"], png)
     write_atomic(paths["json"], json.dumps(e.to_dict(), indent=1) + "\n")
     sur = e.surrogate
-    print(f"{args.video}: {e.target_name} ({e.prob:.3f}); Grad-CAM at {e.layer}"
+    print(f"{args.video}: {e.target_name} ({e.prob:.3f}); {e.cam_method} at {e.layer}"
           + (f"; surrogate fidelity R2 {sur.r2_heldout:.3f} held out ({sur.r2_train:.3f} fitted)" if sur else ""))
     print(f"wrote {', '.join(map(str, paths.values()))}", file=sys.stderr)
     return 0

@@ -1,11 +1,14 @@
 """``lightvid explain``: what a video (or image) classifier looks at.
 
-* **Grad-CAM** (Selvaraju et al., ICCV 2017) through Captum's ``LayerGradCam``: the
-  gradient of the class score, averaged over a layer's time and space, weights that
-  layer's channels; the ReLU of the weighted sum is the class-discriminative map over
-  ``(t, h, w)``, upsampled (trilinear) to the clip's frames. The default layer is the last
-  module whose output still has time/space axes. A 2D image model given a clip is
-  explained frame by frame.
+* **Class activation maps** over ``(t, h, w)``, upsampled (trilinear) to the clip's frames:
+  Grad-CAM (Selvaraju et al., ICCV 2017, Captum's ``LayerGradCam``: the class score's
+  gradient, averaged over a layer's time and space, weights that layer's channels) or, the
+  default, HiResCAM (Draelos and Carin, "Use HiResCAM instead of Grad-CAM for faithful
+  explanations of convolutional neural networks", 2020: gradient times activation at each
+  position, summed over channels, Captum's ``LayerGradientXActivation``); the ReLU of either.
+  The default layer is the deepest one whose map keeps half the input's height and width
+  (:func:`pick_layer`). Both defaults were chosen by measuring the mass on the moving object
+  (docs/video_tools.md). A 2D image model given a clip is explained frame by frame.
 * **Local surrogate after DeepVID** (Wang, Gou, Zhang, Yang, Shen, "DeepVID: Deep Visual
   Interpretation and Diagnosis for Image Classifiers via Knowledge Distillation", IEEE
   TVCG 2019): sample perturbations in the neighbourhood of the clip (here: hiding random
@@ -32,6 +35,10 @@ import torch.nn.functional as F
 
 from lightvid.errors import UserError
 
+CAM_METHODS = ("gradcam", "hirescam")
+DEFAULT_CAM = "hirescam"  # measured: more of the mass on the moving object (docs/video_tools.md)
+DEFAULT_MIN_SCALE = 0.5  # the default layer keeps >= this share of the input's side (pick_layer; measured)
+
 
 def spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple]]:
     """``(name, output shape)`` of every module with a 4D/5D tensor output, in execution order."""
@@ -51,8 +58,16 @@ def spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple]]
     return seen
 
 
-def pick_layer(model: nn.Module, x: torch.Tensor, name: str | None = None) -> str:
-    """The module Grad-CAM reads: ``name``, else the last one whose output has time/space axes."""
+def pick_layer(model: nn.Module, x: torch.Tensor, name: str | None = None,
+               min_scale: float = DEFAULT_MIN_SCALE) -> str:
+    """The module Grad-CAM reads: ``name``, else the default rule (docs/video_tools.md, measured there).
+
+    The default is the deepest module (in execution order) whose map keeps at least ``min_scale``
+    of the input's height and of its width, i.e. a spatial stride of at most ``1 / min_scale``
+    (``min_scale=0``: the last module with more than one position, Grad-CAM's original choice).
+    Modules called more than once per forward (a shared ReLU) are skipped: their map is not one
+    tensor. When no module keeps that much, the deepest one with the finest map is taken.
+    """
     layers = spatial_layers(model, x)
     names = [n for n, _ in layers]
     if name is not None:
@@ -63,23 +78,38 @@ def pick_layer(model: nn.Module, x: torch.Tensor, name: str | None = None) -> st
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UserError(f"--layer {name!r}: no such module{hint}")
         return name
-    spread = [n for n, shape in layers if int(np.prod(shape[2:])) > 1]  # a global pool's 1x1x1 map says nothing
+    calls = {n: names.count(n) for n in names}
+    # a global pool's 1x1(x1) map says nothing
+    spread = [(n, shape[-2:]) for n, shape in layers if int(np.prod(shape[2:])) > 1 and calls[n] == 1]
     if not spread:
         raise UserError("no module with a (B, C, [T,] H, W) output: Grad-CAM needs a convolutional layer")
-    return spread[-1]
+    h, w = x.shape[-2:]
+    fine = [n for n, (mh, mw) in spread if mh >= min_scale * h and mw >= min_scale * w]
+    if fine:
+        return fine[-1]
+    finest = max(mh * mw for _, (mh, mw) in spread)
+    return [n for n, (mh, mw) in spread if mh * mw == finest][-1]
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str, frames_2d: bool = False) -> np.ndarray:
+def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str, frames_2d: bool = False,
+             method: str = DEFAULT_CAM) -> np.ndarray:
     """Grad-CAM of class ``target`` for one clip ``x`` ``(1, C, T, H, W)`` (or an image ``(1, C, H, W)``).
 
-    Returns ``(T, H, W)`` (``(1, H, W)`` for an image) in ``[0, 1]`` (divided by its max; all
-    zeros when the class has no positive evidence). ``frames_2d``: a 2D model explained on
-    each frame of the clip.
+    ``method``: ``"gradcam"`` (Selvaraju et al.: channels weighted by their gradient averaged
+    over the layer's positions, Captum's ``LayerGradCam``) or ``"hirescam"`` (Draelos and Carin,
+    2020: the element-wise product of gradient and activation summed over channels, Captum's
+    ``LayerGradientXActivation``; each position keeps its own gradient, so the map is exactly the
+    first-order contribution of that position's activations to the class score).
+    Returns ``(T, H, W)`` (``(1, H, W)`` for an image) in ``[0, 1]``: the ReLU'd map upsampled
+    (trilinear/bilinear) to the input and divided by its max (all zeros when the class has no
+    positive evidence). ``frames_2d``: a 2D model explained on each frame of the clip.
     """
     try:
-        from captum.attr import LayerGradCam
+        from captum.attr import LayerGradCam, LayerGradientXActivation
     except ImportError:
         raise UserError("Grad-CAM needs Captum: pip install 'lightvid[explain]' (or pip install captum)") from None
+    if method not in CAM_METHODS:
+        raise UserError(f"--cam {method!r}: not one of {', '.join(CAM_METHODS)}")
     module = dict(model.named_modules())[layer]
     if frames_2d:
         b, c, t, h, w = x.shape
@@ -88,7 +118,11 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str, frames_
         inp = x
     inp = inp.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        cam = LayerGradCam(model, module).attribute(inp, target=int(target), relu_attributions=True)
+        if method == "gradcam":
+            cam = LayerGradCam(model, module).attribute(inp, target=int(target), relu_attributions=True)
+        else:
+            gxa = LayerGradientXActivation(model, module).attribute(inp, target=int(target))  # (N, C, [t,] h, w)
+            cam = F.relu(gxa.sum(1, keepdim=True))  # (N, 1, [t,] h, w)
     cam = cam.detach().float()
     size = inp.shape[2:]
     if cam.dim() == 5:  # (1, 1, t, h, w)
@@ -304,10 +338,11 @@ class Explanation:
     surrogate: Surrogate | None
     frame_indices: list[int]
     backend: dict | None = None  # what ran the surrogate's forward passes (InferenceModel.backend)
+    cam_method: str = DEFAULT_CAM  # "gradcam" or "hirescam" (grad_cam)
 
     def to_dict(self) -> dict:
         d = {"path": self.path, "class": self.target_name, "class_index": self.target, "prob": round(self.prob, 6),
-             "layer": self.layer, "frames": self.frame_indices,
+             "layer": self.layer, "cam": self.cam_method, "frames": self.frame_indices,
              "gradcam_backend": {"backend": "torch", "precision": "fp32"}}
         if self.surrogate is not None:
             s = self.surrogate
@@ -345,7 +380,7 @@ def load_input(im, path: str, start: float | None = None) -> tuple[torch.Tensor,
 
 def explain(im, path: str, target: int | str | None = None, layer: str | None = None, start: float | None = None,
             surrogate: bool = True, grid: tuple[int, int, int] = (4, 4, 4), samples: int = 256, keep: float = 0.7,
-            seed: int = 0, temperature: float = 4.0) -> Explanation:
+            seed: int = 0, temperature: float = 4.0, cam: str = DEFAULT_CAM) -> Explanation:
     """Grad-CAM and (optionally) the DeepVID-style surrogate for one video or image.
 
     Grad-CAM needs gradients, so it always runs ``im.model`` (plain PyTorch, fp32); the
@@ -369,23 +404,24 @@ def explain(im, path: str, target: int | str | None = None, layer: str | None = 
     if image_model and x.shape[2] == 1:  # an image for an image model
         xi = x[:, :, 0]  # (1, C, H, W)
         name = pick_layer(im.model, xi, layer)
-        cam = grad_cam(im.model, xi, t, name)  # (1, H, W)
+        heat = grad_cam(im.model, xi, t, name, method=cam)  # (1, H, W)
         predict = lambda xb: im.run(xb[:, :, 0])  # noqa: E731  (N, C, 1, H, W) -> logits
     else:
         probe_in = x[:, :, 0] if image_model else x
         name = pick_layer(im.model, probe_in, layer)
-        cam = grad_cam(im.model, x, t, name, frames_2d=image_model)  # (T, H, W)
+        heat = grad_cam(im.model, x, t, name, frames_2d=image_model, method=cam)  # (T, H, W)
         predict = im.logits
     sur = deepvid_surrogate(predict, x, t, grid, samples, keep, temperature, seed=seed) if surrogate else None
     frames = display_frames(x[0], im.transform.mean, im.transform.std)
-    return Explanation(str(path), t, im.class_name(t), float(probs[t]), name, frames, cam, sur, list(map(int, idx)),
-                       im.backend if surrogate else None)
+    return Explanation(str(path), t, im.class_name(t), float(probs[t]), name, frames, heat, sur, list(map(int, idx)),
+                       im.backend if surrogate else None, cam)
 
 
 def pictures(e: Explanation, scale: int = 1) -> tuple[np.ndarray, bytes]:
     """``(Grad-CAM overlay frames, PNG strip bytes)``: rows clip, Grad-CAM and surrogate weights."""
     cam_frames = overlay(e.frames, e.cam)
-    rows = [("clip", e.frames), (f"Grad-CAM: {e.target_name} ({e.prob:.2f}), layer {e.layer}", cam_frames)]
+    title = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM"}[e.cam_method]
+    rows = [("clip", e.frames), (f"{title}: {e.target_name} ({e.prob:.2f}), layer {e.layer}", cam_frames)]
     if e.surrogate is not None:
         heat = e.surrogate.heatmap(e.cam.shape)
         rows.append((f"DeepVID-style surrogate weights, fidelity R2 {e.surrogate.r2_heldout:.2f} (held out)",
