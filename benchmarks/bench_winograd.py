@@ -20,7 +20,9 @@ Speed figures depend on the machine's load; ratios of interleaved runs are what 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import os
 import time
 
@@ -88,13 +90,16 @@ def model_layers(args) -> int:
             errs = {k: ((w(xcl[:1]).double() - ref).abs().max() / ref.abs().max()).item() for k, w in winos.items()}
         # inputs already in each format: in the optimized model a layer's input arrives channels-last
         fns = {"direct": lambda _, c=conv, t=xc: c(t), "direct_cl": lambda _, c=conv, t=xcl: c(t), **winos}
+        if torch.get_num_threads() > 1:  # each tile also with each op split over the threads (THREADED off)
+            fns.update((k + " op-threaded", functools.partial(op_threaded, w)) for k, w in winos.items())
         tm = median_times(fns, xcl, args.repeats)
         direct = min(tm["direct"], tm["direct_cl"])
         best = min(winos, key=tm.get)
         rows.append(dict(layers=names, kernel="x".join(map(str, conv.kernel_size)),
                          shape="x".join(map(str, xin.shape)), c_out=conv.out_channels, direct_ms=1e3 * direct,
                          direct_fmt="cl" if tm["direct_cl"] <= tm["direct"] else "contig", best_tile=best,
-                         tiles={k: dict(ms=1e3 * tm[k], speedup=direct / tm[k], rel_err=errs[k]) for k in winos}))
+                         tiles={k: dict(ms=1e3 * tm[k], speedup=direct / tm[k], rel_err=errs[k],
+                                        op_threaded_ms=1e3 * tm.get(k + " op-threaded", math.nan)) for k in winos}))
     if rows:
         print(f"{'layer (xN same shape)':<28} {'kernel':<6} {'input':<18} {'Cout':>4} {'direct ms':>10}   "
               "Winograd ms (speedup over direct) per tile")
@@ -113,6 +118,10 @@ def model_layers(args) -> int:
         for k, (d, h) in per_kernel.items():
             print(f"sum over all {k} layers: direct {d:.0f} ms, best of direct/Winograd per layer {h:.0f} ms "
                   f"({d / h:.2f}x)")
+        if torch.get_num_threads() > 1:
+            best = [(r["layers"][0], r["tiles"][r["best_tile"]]) for r in rows]
+            print("op-threaded (THREADED off) / chunk-threaded time, best tile: " + ", ".join(
+                f"{name} {t['op_threaded_ms'] / t['ms']:.2f}" for name, t in best))
         print("relative max error vs float64 (worst layer): " + ", ".join(
             f"{k} {max(r['tiles'][k]['rel_err'] for r in rows if k in r['tiles']):.1e}"
             for k in dict.fromkeys(k for r in rows for k in r["tiles"])), flush=True)
@@ -148,6 +157,15 @@ def model_layers(args) -> int:
     if args.json:
         print(json.dumps(result))
     return 0
+
+
+def op_threaded(wino: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``wino(x)`` with ``THREADED`` off: the chunks in turn, each torch op on all threads."""
+    before, W.THREADED = W.THREADED, False
+    try:
+        return wino(x)
+    finally:
+        W.THREADED = before
 
 
 def cpu_name() -> str:
