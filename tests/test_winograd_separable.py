@@ -160,3 +160,16 @@ def test_bench_backends_offers_winograd_for_r2plus1d():
 
     model = lightvid.create_model("r2plus1d_18", num_classes=5, width_mult=0.125)
     assert "lightvid torch fp32 + Winograd" in [p[0] for p in paths_for(model, int8=False, compile=False)]
+
+
+@pytest.mark.parametrize("kernel,tile,padding", [((1, 3), (1, 4), (0, 1)), ((3, 1), (2, 1), (1, 0))])
+def test_separable_conv2d(kernel, tile, padding):
+    torch.manual_seed(2)
+    conv = nn.Conv2d(5, 6, kernel, padding=padding)
+    x = torch.randn(2, 5, 9, 7)
+    assert W.supports(conv)
+    with torch.no_grad():
+        ref = conv.double()(x.double())
+        out = W.from_conv(conv.float(), tile)(x)
+    assert isinstance(W.from_conv(conv, tile), W.WinogradConv2d) and out.shape == ref.shape
+    assert _rel_err(out, ref) <= 1e-4
