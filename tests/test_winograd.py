@@ -81,7 +81,9 @@ def test_grad_and_autocast_fall_back_to_direct():
 def test_unsupported_layers_rejected():
     assert not W.supports(nn.Conv2d(3, 3, 3, stride=2))
     assert not W.supports(nn.Conv3d(4, 4, 3, groups=2))
-    assert not W.supports(nn.Conv3d(3, 3, (1, 3, 3)))
+    assert not W.supports(nn.Conv3d(3, 3, (1, 3, 5)))  # 5 taps
+    assert not W.supports(nn.Conv3d(3, 3, 1))  # no 3-tap dimension
+    assert not W.supports(nn.Conv3d(3, 3, (1, 3, 3), stride=(1, 2, 2)))
     with pytest.raises(UserError):
         W.from_conv(nn.Conv2d(3, 3, 5))
     with pytest.raises(UserError):

@@ -8,6 +8,14 @@ per dimension: F(4x2x2, 3x3x3) (4.5x), F(2x4x4, 3x3x3) (6x), F(4x4x4, 3x3x3) (8x
 tiles trade accuracy (larger transform coefficients) for fewer multiplications and less
 memory traffic per output, and :func:`accelerate` picks per layer among them.
 
+A kernel dimension of size 1 is the trivial F(1, 1) (``m = a = 1``, every matrix ``[[1]]``),
+so the same nesting covers the (2+1)D-separable convolutions of R(2+1)D (Tran et al., CVPR
+2018) with Winograd along their 3-tap dimensions only: F(1x2x2, 1x3x3) (2.25x) and
+F(1x4x4, 1x3x3) (4x) for the 1x3x3 spatial convolution, F(2x1x1, 3x1x1) (1.5x) and
+F(4x1x1, 3x1x1) (2x) for the 3x1x1 temporal one (the Winograd fast algorithm on separable
+3D blocks that the light-weight 3D networks document proposes). The input and output
+transforms skip the trivial dimensions (no pass over the data for them).
+
 Implementation (all batched tensor ops, CPU or GPU):
 
 * the filter transform ``U = G g G^T`` (per dimension, each with its own ``G``) is computed
@@ -41,8 +49,10 @@ import torch.nn as nn
 from lightvid.accel.timing import median_times
 from lightvid.errors import UserError
 
-# Lavin & Gray's matrices (rational, exact). B^T: (a, a), G: (a, 3), A^T: (m, a), a = m + 2.
+# Lavin & Gray's matrices (rational, exact). B^T: (a, a), G: (a, r), A^T: (m, a), a = m + r - 1;
+# F(m, 3) for m = 2, 4 and the trivial F(1, 1) of a kernel-1 dimension.
 _MATRICES = {
+    1: ([[1]], [[1]], [[1]]),
     2: (
         [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
         [[1, 0, 0], [Fr(1, 2), Fr(1, 2), Fr(1, 2)], [Fr(1, 2), Fr(-1, 2), Fr(1, 2)], [0, 0, 1]],
@@ -63,44 +73,65 @@ THREADED = True
 _POOL: dict = {}
 
 
-def winograd_matrices(m: int):
-    """``(B^T, G, A^T)`` of F(m, 3) as float64 tensors."""
-    if m not in _MATRICES:
-        raise UserError(f"Winograd tile size m must be 2 or 4, got {m}")
+def winograd_matrices(m: int, r: int = 3):
+    """``(B^T, G, A^T)`` of F(m, r) as float64 tensors: F(2, 3), F(4, 3) or the trivial F(1, 1)."""
+    if (r == 3 and m not in (2, 4)) or (r == 1 and m != 1) or r not in (1, 3):
+        raise UserError(f"Winograd tile size m must be 2 or 4 for a 3-tap kernel (1 for a 1-tap one), "
+                        f"got m={m}, kernel {r}")
     return tuple(torch.tensor([[float(v) for v in row] for row in mat], dtype=torch.float64)
                  for mat in _MATRICES[m])
+
+
+def kernel_of(ms) -> tuple[int, ...]:
+    """The kernel a tile is for: 1 where the tile size is 1 (trivial dimension), else 3."""
+    return tuple(1 if m == 1 else 3 for m in ms)
 
 
 @functools.lru_cache(maxsize=None)
 def _data_transforms(ms: tuple[int, ...], device: torch.device, dtype: torch.dtype):
     """Per tile, once: ``B^T`` of each dimension as lists of coefficients, and the output
     transform ``kron(A1^T, .., Ad^T)`` ``(prod m, prod a)`` (small exact integers) on ``device``."""
-    BT = [winograd_matrices(m)[0].tolist() for m in ms]
-    AT_kron = winograd_matrices(ms[0])[2]
-    for m in ms[1:]:
-        AT_kron = torch.kron(AT_kron, winograd_matrices(m)[2])
+    BT = [winograd_matrices(m, r)[0].tolist() for m, r in zip(ms, kernel_of(ms))]
+    AT_kron = torch.ones(1, 1, dtype=torch.float64)
+    for m, r in zip(ms, kernel_of(ms)):
+        AT_kron = torch.kron(AT_kron, winograd_matrices(m, r)[2])
     return BT, AT_kron.to(device=device, dtype=dtype)
 
 
-def tile_sizes(tile, d: int) -> tuple[int, ...]:
-    """``tile`` (an int, or one int per spatial dimension) as a ``d``-tuple of output tile sizes."""
-    ms = (tile,) * d if isinstance(tile, int) else tuple(tile)
-    if len(ms) != d or any(m not in _MATRICES for m in ms):
-        raise UserError(f"Winograd tile must be 2 or 4, or a {d}-tuple of them, got {tile!r}")
+def _kernel(kernel) -> tuple[int, ...]:
+    return (3,) * kernel if isinstance(kernel, int) else tuple(kernel)
+
+
+def tile_sizes(tile, kernel) -> tuple[int, ...]:
+    """``tile`` as one output tile size per dimension of ``kernel``.
+
+    ``kernel``: the kernel size, e.g. ``(1, 3, 3)``, or an int ``d`` for a 3x..x3 kernel of
+    ``d`` dimensions. ``tile``: an int (2 or 4) for every 3-tap dimension (kernel-1 dimensions
+    get the trivial 1), or a tuple with one size per dimension, 1 exactly where the kernel is 1.
+    """
+    ks = _kernel(kernel)
+    ms = tuple(1 if k == 1 else tile for k in ks) if isinstance(tile, int) else tuple(tile)
+    if len(ms) != len(ks) or any((k == 3 and m not in (2, 4)) or (k == 1 and m != 1) for m, k in zip(ms, ks)):
+        want = "x".join("{2,4}" if k == 3 else "1" for k in ks)
+        raise UserError(f"Winograd tile for kernel {'x'.join(map(str, ks))} must be 2 or 4, or a "
+                        f"{len(ks)}-tuple {want}, got {tile!r}")
     return ms
 
 
 def tile_name(ms) -> str:
-    """``F(2x4x4,3x3x3)`` for tile sizes ``(2, 4, 4)``."""
-    return f"F({'x'.join(map(str, ms))},{'x'.join(['3'] * len(ms))})"
+    """``F(2x4x4,3x3x3)`` for tile sizes ``(2, 4, 4)``, ``F(1x4x4,1x3x3)`` for ``(1, 4, 4)``."""
+    return f"F({'x'.join(map(str, ms))},{'x'.join(map(str, kernel_of(ms)))})"
 
 
 def supports(conv: nn.Module) -> bool:
-    """True for a 3x3(x3), stride-1, dilation-1, groups-1, zero-padded ``nn.Conv2d``/``nn.Conv3d``."""
+    """True for a stride-1, dilation-1, groups-1, zero-padded ``nn.Conv2d``/``nn.Conv3d`` whose kernel
+    is 3 or 1 in every dimension and 3 in at least one: 3x3(x3), and the (2+1)D-separable 1x3x3
+    and 3x1x1 (also 1x3, 3x1, 3x3x1, ..)."""
     if not isinstance(conv, (nn.Conv2d, nn.Conv3d)):
         return False
     d = 2 if isinstance(conv, nn.Conv2d) else 3
-    return (tuple(conv.kernel_size) == (3,) * d and tuple(conv.stride) == (1,) * d
+    ks = tuple(conv.kernel_size)
+    return (all(k in (1, 3) for k in ks) and 3 in ks and tuple(conv.stride) == (1,) * d
             and tuple(conv.dilation) == (1,) * d and conv.groups == 1 and not conv.transposed
             and conv.padding_mode == "zeros" and not isinstance(conv.padding, str))
 
@@ -111,7 +142,7 @@ class _WinogradMixin:
     tile: tuple = (2, 2)
 
     def _setup(self, tile) -> None:
-        self.tile = tile_sizes(tile, len(self.kernel_size))
+        self.tile = tile_sizes(tile, self.kernel_size)
         self._u = None  # (P, C_in, C_out) transformed filter
         self._u_key = None
         self._ws = {}  # padded-input workspaces by shape
@@ -124,11 +155,11 @@ class _WinogradMixin:
         w = self.weight
         key = (w._version, w.data_ptr(), w.dtype, w.device)
         if self._u is None or self._u_key != key:
-            u = w.detach().to(torch.float64)  # (C_out, C_in, 3, .., 3)
-            for m in self.tile:
+            u = w.detach().to(torch.float64)  # (C_out, C_in, r1, .., rd)
+            for m, r in zip(self.tile, self.kernel_size):
                 # contract the first remaining kernel axis (index 2) and append the new one last
-                G = winograd_matrices(m)[1].to(w.device)
-                u = torch.tensordot(u, G, dims=([2], [1]))  # (C_out, C_in, 3.., a)
+                G = winograd_matrices(m, r)[1].to(w.device)
+                u = torch.tensordot(u, G, dims=([2], [1]))  # (C_out, C_in, r.., a)
             d = len(self.kernel_size)
             u = u.permute(*range(2, 2 + d), 1, 0)  # (a, .., a, C_in, C_out)
             self._u = u.reshape(-1, w.shape[1], w.shape[0]).to(w.dtype).contiguous()
@@ -147,7 +178,7 @@ class _WinogradMixin:
 
 
 class WinogradConv2d(_WinogradMixin, nn.Conv2d):
-    """``nn.Conv2d`` (3x3, stride 1, groups 1) computed by F(2x2, 3x3) or F(4x4, 3x3) (or mixed)."""
+    """``nn.Conv2d`` (3x3, or 1x3 / 3x1; stride 1, groups 1) by F(2x2, 3x3) or F(4x4, 3x3) (or mixed)."""
 
     def __init__(self, *args, tile=2, **kwargs):
         super().__init__(*args, **kwargs)
@@ -155,7 +186,8 @@ class WinogradConv2d(_WinogradMixin, nn.Conv2d):
 
 
 class WinogradConv3d(_WinogradMixin, nn.Conv3d):
-    """``nn.Conv3d`` (3x3x3, stride 1, groups 1) by F(2x2x2, 3x3x3) or a larger tile (:func:`candidate_tiles`)."""
+    """``nn.Conv3d`` (3x3x3, 1x3x3, 3x1x1, ..; stride 1, groups 1) by F(2x2x2, 3x3x3), F(1x4x4, 1x3x3),
+    F(4x1x1, 3x1x1) etc. (:func:`candidate_tiles`)."""
 
     def __init__(self, *args, tile=2, **kwargs):
         super().__init__(*args, **kwargs)
@@ -208,7 +240,8 @@ def _direct_from_conv(conv: nn.Module, memory_format) -> nn.Module:
 def from_conv(conv: nn.Module, tile=2) -> nn.Module:
     """A Winograd module sharing ``conv``'s parameters (no copy)."""
     if not supports(conv):
-        raise UserError(f"{conv}: Winograd needs a 3x3(x3), stride-1, groups-1, zero-padded convolution")
+        raise UserError(f"{conv}: Winograd needs a stride-1, groups-1, zero-padded convolution with kernel 3 or 1 "
+                        "in every dimension (3x3, 3x3x3, 1x3x3, 3x1x1, ..)")
     return _rebuild(conv, WinogradConv2d, WinogradConv3d, tile=tile)
 
 
@@ -296,29 +329,32 @@ def _run_threaded(fn, chunks, workers: int) -> None:
 
 def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, padding, tile,
                   ws: dict | None = None) -> torch.Tensor:
-    """Stride-1 3x3(x3) convolution of ``x`` (B, C, *S) by transformed filter ``u`` (P, C, K).
+    """Stride-1 convolution of ``x`` (B, C, *S) by transformed filter ``u`` (P, C, K).
 
     ``tile``: F(m, 3)'s ``m``, one for every spatial dimension or one per dimension (``u`` must
-    have been transformed with the same tiles).
+    have been transformed with the same tiles); an int means a 3x..x3 kernel, and a tile size 1
+    marks a kernel-1 dimension (trivial transform), e.g. ``(1, 4, 4)`` for a 1x3x3 kernel.
     """
     d = x.dim() - 2
     B, C = x.shape[:2]
     S = x.shape[2:]
-    ms = tile_sizes(tile, d)
+    ms = tile_sizes(tile, d) if isinstance(tile, int) else tuple(tile)
+    ks = kernel_of(ms)
     pad = (padding,) * d if isinstance(padding, int) else tuple(padding)
-    a = [m + 2 for m in ms]
+    a = [m + k - 1 for m, k in zip(ms, ks)]
     P, K = math.prod(a), u.shape[2]
-    out_size = [s + 2 * p - 2 for s, p in zip(S, pad)]
+    out_size = [s + 2 * p - k + 1 for s, p, k in zip(S, pad, ks)]
     if min(out_size) < 1:
-        raise ValueError(f"input {tuple(x.shape)} is too small for a 3-tap convolution with padding {pad}")
+        raise ValueError(f"input {tuple(x.shape)} is too small for a {'x'.join(map(str, ks))} convolution "
+                         f"with padding {pad}")
     n = [math.ceil(o / m) for o, m in zip(out_size, ms)]  # tiles per dimension
     BT, AT_kron = _data_transforms(ms, x.device, x.dtype)
-    # channels-last padded input: (B, m1*n1+2, .., md*nd+2, C), zero border
-    xp = _workspace({} if ws is None else ws, [B] + [m * k + 2 for m, k in zip(ms, n)] + [C], x)
+    # channels-last padded input: (B, m1*n1+r1-1, .., md*nd+rd-1, C), zero border
+    xp = _workspace({} if ws is None else ws, [B] + [m * j + k - 1 for m, j, k in zip(ms, n, ks)] + [C], x)
     inner = xp[(slice(None),) + tuple(slice(p, p + s) for p, s in zip(pad, S))]
     inner.copy_(x.permute(0, *range(2, 2 + d), 1))  # (B, *S, C)
     # output with whole tiles, (B, m1*n1, .., md*nd, K); cropped at the end
-    y = x.new_empty([B] + [m * k for m, k in zip(ms, n)] + [K])
+    y = x.new_empty([B] + [m * j for m, j in zip(ms, n)] + [K])
     per_row = P * math.prod(n[1:]) * (C + K) * x.element_size()  # bytes of V + M per row of tiles
     workers = max(1, torch.get_num_threads()) if x.device.type == "cpu" else 1
     # chunks of (samples, rows of tiles): cache-sized, and at least one per worker thread
@@ -327,14 +363,17 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, p
     per_b = max(1, budget // (per_row * n[0])) if rows == n[0] else 1
     chunks = [(b0, min(B, b0 + per_b), r0, min(n[0], r0 + rows))
               for b0 in range(0, B, per_b) for r0 in range(0, n[0], rows)]
-    m0 = ms[0]
+    m0, k0 = ms[0], ks[0]
 
     def run(chunk):
         b0, b1, r0, r1 = chunk
         nc = [b1 - b0, r1 - r0] + n[1:]  # samples, then tiles per dimension
-        v = xp[b0:b1, m0 * r0: m0 * r1 + 2]  # (Bc, rows*m1+2, S2.., C)
+        v = xp[b0:b1, m0 * r0: m0 * r1 + k0 - 1]  # (Bc, rows*m1+r1-1, S2.., C)
         for i in range(d):  # v: a1..ai + (Bc, n1, .., ni, S(i+1).., C)
-            v = _in_transform(v, BT[i], ms[i], nc[i + 1], dim=2 * i + 1, pos=i)
+            if ms[i] == 1:  # kernel-1 dimension: B^T = [[1]], a = 1 and n = S, a new axis only
+                v = v.unsqueeze(i)
+            else:
+                v = _in_transform(v, BT[i], ms[i], nc[i + 1], dim=2 * i + 1, pos=i)
         v = v.reshape(P, -1, C)  # (P, tiles, C)
         mm = torch.bmm(v, u, out=_scratch("mm", (P, v.shape[1], K), v))  # (P, tiles, K)
         del v
@@ -343,7 +382,7 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, p
         o = torch.mm(AT_kron, mm.view(P, -1), out=_scratch("out", (AT_kron.shape[0], mm.shape[1] * K), mm))
         del mm
         # scatter into y viewed (m1, .., md) + (Bc, n1, .., nd) + (K,)
-        yc = y[b0:b1, m0 * r0: m0 * r1].view([nc[0]] + sum(([k, m] for k, m in zip(nc[1:], ms)), []) + [K])
+        yc = y[b0:b1, m0 * r0: m0 * r1].view([nc[0]] + sum(([j, m] for j, m in zip(nc[1:], ms)), []) + [K])
         yc = yc.permute(*range(2, 2 * d + 1, 2), 0, *range(1, 2 * d, 2), 2 * d + 1)
         if bias is None:
             yc.copy_(o.view(list(ms) + nc + [K]))
@@ -357,7 +396,7 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, p
             run(chunk)
     y = y[(slice(None),) + tuple(slice(0, o) for o in out_size)]  # crop whole tiles
     y = y.permute(0, d + 1, *range(1, d + 1))  # (B, K, *S_out) in channels-last memory
-    if out_size != [m * k for m, k in zip(ms, n)]:
+    if out_size != [m * j for m, j in zip(ms, n)]:
         fmt = torch.channels_last_3d if d == 3 else torch.channels_last
         y = y.contiguous(memory_format=fmt)
     return y
@@ -372,17 +411,28 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, attr, new)
 
 
-def candidate_tiles(d: int) -> list[tuple[int, ...]]:
-    """Tiles ``algo="auto"`` tries on a ``d``-dimensional layer.
+def candidate_tiles(kernel) -> list[tuple[int, ...]]:
+    """Tiles ``algo="auto"`` tries on a layer with ``kernel`` (a kernel size, or an int ``d`` for 3x..x3).
 
-    All-2 and all-4, and for 3D the two mixed ones, F(4x2x2) (big temporal tiles) and F(2x4x4)
-    (big spatial tiles): a tile that divides the layer's output size wastes nothing on padding,
-    and a larger tile needs fewer multiplications and less memory traffic per output.
+    All-2 and all-4 over the 3-tap dimensions (1 on kernel-1 ones: F(1x2x2,1x3x3) and
+    F(1x4x4,1x3x3) for 1x3x3, F(2x1x1,3x1x1) and F(4x1x1,3x1x1) for 3x1x1), and for 3x3x3 the two
+    mixed ones, F(4x2x2) (big temporal tiles) and F(2x4x4) (big spatial tiles): a tile that
+    divides the layer's output size wastes nothing on padding, and a larger tile needs fewer
+    multiplications and less memory traffic per output.
     """
-    tiles = [(2,) * d, (4,) * d]
-    if d == 3:
+    ks = _kernel(kernel)
+    tiles = [tile_sizes(2, ks), tile_sizes(4, ks)]
+    if ks == (3, 3, 3):
         tiles[1:1] = [(4, 2, 2), (2, 4, 4)]
     return tiles
+
+
+def _fits(tile, kernel) -> bool:
+    try:
+        tile_sizes(tile, kernel)
+        return True
+    except UserError:
+        return False
 
 
 def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto", tile=None,
@@ -399,12 +449,25 @@ def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto"
     replaces every eligible layer (``tile``, default 2) and ``"direct"`` none. Returns the model
     (in eval mode); ``model.winograd_choices`` lists ``(layer, choice, direct_ms, winograd_ms)``
     with ``winograd_ms`` the best accurate-enough tile's time.
+
+    Eligible layers (:func:`supports`): 3x3(x3) and the (2+1)D-separable 1x3x3 / 3x1x1 ones.
+    An int ``tile`` applies to every one of them; a tuple such as ``(1, 4, 4)`` only to the
+    layers whose kernel it fits (the others are left as they are).
     """
     if algo not in ("auto", "winograd", "direct"):
         raise UserError(f"algo must be 'auto', 'winograd' or 'direct', got {algo!r}")
     model.eval()
     eligible = [(n, mod) for n, mod in model.named_modules()
                 if supports(mod) and not isinstance(mod, (_WinogradMixin, _DirectMixin))]
+    if tile is not None and not isinstance(tile, int):
+        fits = [(n, mod) for n, mod in eligible if _fits(tile, mod.kernel_size)]
+        if eligible and not fits:
+            kernels = sorted({"x".join(map(str, mod.kernel_size)) for _, mod in eligible})
+            raise UserError(f"Winograd tile {tile!r} fits none of the eligible layers' kernels {kernels} "
+                            "(a tuple tile has 2 or 4 where the kernel is 3, and 1 where it is 1)")
+        eligible = fits
+    elif tile is not None:
+        tile_sizes(tile, 3)  # an int must be 2 or 4
     choices = []
     if algo == "direct" or not eligible:
         model.winograd_choices = choices
@@ -429,13 +492,14 @@ def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto"
         if name not in inputs:  # not reached by the example input
             continue
         d = len(conv.kernel_size)
+        ks = tuple(conv.kernel_size)
         xin = inputs[name]
         fmt = torch.channels_last_3d if d == 3 else torch.channels_last
         with torch.no_grad():
             ref = conv(xin)
             scale = ref.abs().max().clamp_min(torch.finfo(ref.dtype).tiny)
         winos, errors = {}, {}
-        for ms in [tile_sizes(tile, d)] if tile is not None else candidate_tiles(d):
+        for ms in [tile_sizes(tile, ks)] if tile is not None else candidate_tiles(ks):
             winos[ms] = from_conv(conv, ms)
             with torch.no_grad():
                 errors[ms] = ((winos[ms](xin) - ref).abs().max() / scale).item()
