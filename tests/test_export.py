@@ -7,7 +7,7 @@ import torch
 
 import lightvid
 from lightvid.accel.bench import bench, onnx_macs
-from lightvid.accel.export import export, onnx_session, verify_onnx
+from lightvid.accel.export import AdaptiveAvgPoolAsMatmul, export, onnx_session, verify_onnx
 from lightvid.analysis.summary import summarize
 from lightvid.cli import main
 from lightvid.errors import UserError
@@ -48,6 +48,22 @@ def test_resnet_with_bn_onnx(tmp_path):
     model = lightvid.create_model("r2plus1d_18", num_classes=4, width_mult=0.25).eval()
     info = export(model, tmp_path / "r.onnx", "onnx", (3, 4, 32, 32))
     assert info["max_abs_err"] <= 1e-4
+
+
+@pytest.mark.parametrize("in_size,out_size", [((1, 1, 1), (1, 4, 4)), ((2, 2, 2), (1, 4, 4)), ((3, 7, 5), (2, 3, 4)),
+                                               ((5, 6), (4, 4))])
+def test_adaptive_pool_as_matmul_equals_the_pool(in_size, out_size):
+    x = torch.randn(2, 3, *in_size)
+    pool = (torch.nn.AdaptiveAvgPool3d if len(in_size) == 3 else torch.nn.AdaptiveAvgPool2d)(out_size)
+    torch.testing.assert_close(AdaptiveAvgPoolAsMatmul(in_size, out_size)(x), pool(x), rtol=0, atol=1e-6)
+
+
+def test_c3d_on_small_clips_exports_to_onnx(tmp_path):
+    # at 48 px C3D's (1, 4, 4) head pool upsamples a 1x1 map: no ONNX adaptive pool does that
+    model = lightvid.create_model("c3d", num_classes=4, width_mult=0.125).eval()
+    info = export(model, tmp_path / "c3d48.onnx", "onnx", (3, 16, 48, 48))
+    assert info["max_abs_err"] <= 1e-4
+    assert verify_onnx(model, tmp_path / "c3d48.onnx", torch.randn(3, 3, 16, 48, 48)) <= 1e-4
 
 
 def test_program_and_safetensors(tmp_path):

@@ -66,9 +66,35 @@ def _batch_dim() -> tuple[dict, ...]:
     return ({0: torch.export.Dim("batch")},)
 
 
+class AdaptiveAvgPoolAsMatmul(nn.Module):
+    """``AdaptiveAvgPool{2,3}d`` at one fixed input size, as one averaging matrix per spatial
+    dimension (``(out, in)``, PyTorch's bins ``[floor(i*n/m), ceil((i+1)*n/m))``), applied by matmul.
+
+    Exact at that size, and exportable where the pool itself is not: ONNX has no adaptive pool
+    whose output size does not divide the input (e.g. C3D's ``(1, 4, 4)`` head pool on 48-px or
+    64-px clips, which upsamples a 1x1 or 2x2 map)."""
+
+    def __init__(self, in_size: tuple[int, ...], out_size: tuple[int, ...]):
+        super().__init__()
+        for d, (n, m) in enumerate(zip(in_size, out_size)):
+            mat = torch.zeros(m, n)
+            for i in range(m):
+                lo, hi = (i * n) // m, -((-(i + 1) * n) // m)
+                mat[i, lo:hi] = 1.0 / (hi - lo)
+            self.register_buffer(f"avg{d}", mat, persistent=False)
+        self.dims = len(in_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, *in_size) -> (B, C, *out_size)
+        for d in range(self.dims):
+            axis = x.dim() - self.dims + d
+            x = (x.transpose(axis, -1) @ getattr(self, f"avg{d}").T).transpose(axis, -1)
+        return x
+
+
 def fixed_pools(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """A copy of ``model`` whose adaptive average pools are fixed ``AvgPool``s at ``example``'s size
-    (where the output size divides the input; others are kept). Same outputs at that input size."""
+    """A copy of ``model`` whose adaptive average pools are fixed at ``example``'s size: an
+    ``AvgPool`` where the output size divides the input, else :class:`AdaptiveAvgPoolAsMatmul`.
+    Same outputs at that input size."""
     pools = (nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
     sizes: dict[str, tuple[int, ...]] = {}
     hooks = [m.register_forward_pre_hook(lambda mod, inp, n=n: sizes.__setitem__(n, tuple(inp[0].shape[2:])))
@@ -84,10 +110,13 @@ def fixed_pools(model: nn.Module, example: torch.Tensor) -> nn.Module:
         pool = model.get_submodule(name)
         out = pool.output_size if isinstance(pool.output_size, tuple) else (pool.output_size,) * len(size)
         out = tuple(s if o is None else o for s, o in zip(size, out))
+        parent, _, attr = name.rpartition(".")
         if all(s % o == 0 for s, o in zip(size, out)):
             k = tuple(s // o for s, o in zip(size, out))
-            parent, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent), attr, (nn.AvgPool3d if len(size) == 3 else nn.AvgPool2d)(k, k))
+            fixed = (nn.AvgPool3d if len(size) == 3 else nn.AvgPool2d)(k, k)
+        else:
+            fixed = AdaptiveAvgPoolAsMatmul(size, out)
+        setattr(model.get_submodule(parent) if parent else model, attr, fixed)
     return model
 
 
