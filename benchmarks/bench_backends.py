@@ -32,18 +32,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 import lightvid  # noqa: E402
-from lightvid.accel.compare import best_of, compare, cpu_header, cpu_info, format_rows
+from lightvid.accel.compare import best_of, compare, cpu_header, cpu_info, format_rows, loadavg
 
 MODELS = "c3d,r2plus1d_18,x3d_s,ir_csn_50"
-
-
-def loadavg() -> str:
-    """The 1-minute load average (how busy the machine was while timing), or "?" where unknown."""
-    try:
-        with open("/proc/loadavg") as f:
-            return f.read().split()[0]
-    except OSError:
-        return "?"
 
 
 def calibration(args, size) -> tuple[list[torch.Tensor], str]:

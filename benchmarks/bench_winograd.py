@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 import lightvid
 from lightvid.accel import winograd as W
+from lightvid.accel.compare import loadavg
 from lightvid.accel.timing import median_times
 
 # name: (C_in, C_out, T, H=W) of C3D at 16x112x112
@@ -42,15 +43,6 @@ C3D_LAYERS = {
     "conv5b": (512, 512, 2, 7),
 }
 
-
-
-def loadavg() -> str:
-    """The 1-minute load average (how busy the machine was), or "?" where unknown."""
-    try:
-        with open("/proc/loadavg") as f:
-            return f.read().split()[0]
-    except OSError:
-        return "?"
 
 
 def separable_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[list[str], nn.Conv3d, torch.Tensor]]:

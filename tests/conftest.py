@@ -35,3 +35,12 @@ def tiny_synth(tmp_path_factory) -> Path:
 
     return ensure_synth(tmp_path_factory.mktemp("tiny_synth") / "synth", workers=1, progress=False,
                         classes=4, train=16, val=8, frames=8, size=32)
+
+
+@pytest.fixture
+def two_threads():
+    """Two torch threads for the test (xdist workers get one): the chunk-threaded Winograd path needs more."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

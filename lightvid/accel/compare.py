@@ -42,6 +42,15 @@ def cpu_info() -> dict:
             "torch_capability": torch.backends.cpu.get_cpu_capability()}
 
 
+def loadavg() -> str:
+    """The 1-minute load average (how busy the machine was while timing), or "?" where unknown."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"
+
+
 def cpu_header() -> str:
     info = cpu_info()
     feats = " ".join(f"{k}{'+' if v else '-'}" for k, v in info["features"].items()) or "flags unknown"
