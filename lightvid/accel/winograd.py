@@ -73,9 +73,14 @@ THREADED = True
 _POOL: dict = {}
 
 
+def _tile_fits(m: int, r: int) -> bool:
+    """F(m, r) is one this module has: m = 2 or 4 for a 3-tap kernel dimension, m = 1 for a 1-tap one."""
+    return m in (2, 4) if r == 3 else (r == 1 and m == 1)
+
+
 def winograd_matrices(m: int, r: int = 3):
     """``(B^T, G, A^T)`` of F(m, r) as float64 tensors: F(2, 3), F(4, 3) or the trivial F(1, 1)."""
-    if (r == 3 and m not in (2, 4)) or (r == 1 and m != 1) or r not in (1, 3):
+    if not _tile_fits(m, r):
         raise UserError(f"Winograd tile size m must be 2 or 4 for a 3-tap kernel (1 for a 1-tap one), "
                         f"got m={m}, kernel {r}")
     return tuple(torch.tensor([[float(v) for v in row] for row in mat], dtype=torch.float64)
@@ -111,7 +116,7 @@ def tile_sizes(tile, kernel) -> tuple[int, ...]:
     """
     ks = _kernel(kernel)
     ms = tuple(1 if k == 1 else tile for k in ks) if isinstance(tile, int) else tuple(tile)
-    if len(ms) != len(ks) or any((k == 3 and m not in (2, 4)) or (k == 1 and m != 1) for m, k in zip(ms, ks)):
+    if len(ms) != len(ks) or not all(_tile_fits(m, k) for m, k in zip(ms, ks)):
         want = "x".join("{2,4}" if k == 3 else "1" for k in ks)
         raise UserError(f"Winograd tile for kernel {'x'.join(map(str, ks))} must be 2 or 4, or a "
                         f"{len(ks)}-tuple {want}, got {tile!r}")
