@@ -122,9 +122,7 @@ def markdown(files: list[str]) -> str:
         lv = best_of(rows, "fp32", "lightvid")
         vs = " / ".join(f"{o.ms / lv.ms:.2f}x" if (o := best_of(rows, "fp32", b)) and lv else "-"
                         for b in ("openvino", "onnxruntime"))
-        has_int8 = any("int8" in r.path for r in rows)  # a --no-int8 run has no int8 candidate to pick
-        auto = " / ".join((r.path if r else "-") if prec == "fp32" or has_int8 else "n/a"
-                          for prec, r in (("fp32", choose_row(rows, "fp32")), ("int8", choose_row(rows, "int8"))))
+        auto = " / ".join(r.path if (r := choose_row(rows, prec)) else "n/a" for prec in ("fp32", "int8"))
         tag = f"| {run['model']} | {run['batch']} | "
         speed.append(tag + " | ".join(cells) + f" | {fast.path if fast else '-'} | {vs} ({lv.path if lv else '-'}) "
                      f"| {auto} | {run.get('loadavg', '?')} |")

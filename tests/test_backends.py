@@ -107,6 +107,8 @@ def test_compare_rows_auto_rule_uses_choose():
             Row("openvino fp32", ms=50.0, top1=0.0), Row("onnxruntime int8 (QDQ)", ms=40.0, top1=1.0)]
     assert choose_row(rows, "fp32").path == "eager fp32"
     assert choose_row(rows, "int8").path == "onnxruntime int8 (QDQ)"
+    no_int8 = rows[:3]  # a run without int8 paths: nothing for the int8 rule to pick, not eager
+    assert choose_row(no_int8, "int8") is None and choose_row(no_int8, "fp32").path == "eager fp32"
 
 
 @pytest.mark.slow  # inductor compiles the model (C++ with gcc), ~20-60 s

@@ -332,19 +332,7 @@ def candidates_for(precision: str) -> list[str]:
 
 def _keep_if_faster(model: nn.Module, out: nn.Module, example: torch.Tensor, verbose: bool) -> nn.Module:
     """``precision="auto"`` with an ``example_input``: the optimised copy, unless eager timed faster on it."""
-    eager = EagerModel(model.eval())
-    with torch.inference_mode():
-        agree = {"eager": 1.0, "torch": _top1_agree(out(example), eager(example))}
-    times = median_times({"eager": eager, "torch": out}, example, repeats=3, warmup=1)
-    best = choose(times, agree)
-    chosen = out if best == "torch" else eager
-    chosen.report["auto"] = {"times_ms": {k: round(1e3 * v, 3) for k, v in times.items()},
-                             "top1_agreement": agree, "skipped": {}, "chosen": best,
-                             "native_bf16": has_native_bf16()}
-    if verbose:
-        print(f"optimize(precision='auto'): eager {1e3 * times['eager']:.1f} ms, optimised "
-              f"{1e3 * times['torch']:.1f} ms -> {best}", flush=True)
-    return chosen
+    return _pick({"eager": EagerModel(model.eval()), "torch": out}, example, {}, "precision='auto'", verbose)
 
 
 def choose(times: dict[str, float], agree: dict[str, float]) -> str:
@@ -365,16 +353,21 @@ def choose(times: dict[str, float], agree: dict[str, float]) -> str:
 
 
 def _auto(model: nn.Module, precision: str, example: torch.Tensor, calib, tmp: Path, winograd, verbose) -> nn.Module:
-    eager = EagerModel(model)
-    with torch.inference_mode():
-        ref = eager(example)
-    cands: dict[str, nn.Module] = {"eager": eager}
+    cands: dict[str, nn.Module] = {"eager": EagerModel(model)}
     skipped = {}
     for name in candidates_for(precision):
         try:
             cands[name] = _build(model, name, precision, example, calib, tmp, winograd, verbose)
         except Exception as e:  # noqa: BLE001 (a backend that cannot take this model is skipped, not fatal)
             skipped[name] = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    return _pick(cands, example, skipped, "backend='auto'", verbose)
+
+
+def _pick(cands: dict[str, nn.Module], example: torch.Tensor, skipped: dict, what: str, verbose: bool) -> nn.Module:
+    """Time the candidates (``"eager"`` among them) that agree with eager on ``example`` and keep
+    :func:`choose`'s pick, its ``report["auto"]`` saying why."""
+    with torch.inference_mode():
+        ref = cands["eager"](example)
     agree = {}
     for name, m in cands.items():
         with torch.inference_mode():
@@ -390,7 +383,7 @@ def _auto(model: nn.Module, precision: str, example: torch.Tensor, calib, tmp: P
                              "top1_agreement": agree, "skipped": skipped, "chosen": best,
                              "native_bf16": has_native_bf16()}
     if verbose:
-        print("optimize(backend='auto'): " + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in times.items())
+        print(f"optimize({what}): " + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in times.items())
               + f" -> {best}" + "".join(f"; {k} rejected (top-1 agreement {a:.0%})"
                                         for k, a in agree.items() if a < 1.0), flush=True)
     return chosen

@@ -137,10 +137,11 @@ def best_of(rows: list[Row], precision: str = "fp32", prefix: str = "") -> Row |
 
 
 def choose_row(rows: list[Row], precision: str = "fp32") -> Row | None:
-    """The row ``optimize(precision=..., backend="auto")``'s rule would keep: :func:`backends.choose`."""
+    """The row ``optimize(precision=..., backend="auto")``'s rule would keep: :func:`backends.choose`;
+    None when eager or every path of that precision went untimed (e.g. a run without int8)."""
     timed = {"eager" if r.path == "eager fp32" else r.path: r for r in rows
              if r.ms is not None and (r.path == "eager fp32" or precision in r.path)}
-    if "eager" not in timed:
+    if "eager" not in timed or (precision != "fp32" and len(timed) == 1):  # fp32: eager is itself a path
         return None
     best = B.choose({k: r.ms for k, r in timed.items()}, {k: r.top1 or 0.0 for k, r in timed.items()})
     return timed[best]
@@ -157,8 +158,6 @@ def format_rows(rows: list[Row], title: str) -> str:
     eager = rows[0] if rows and rows[0].path == "eager fp32" else None
     for prec in ("fp32", "int8"):
         auto = choose_row(rows, prec)
-        if prec == "int8" and not any(r.ms is not None and "int8" in r.path for r in rows):
-            continue  # no int8 path was timed
         if auto is not None and eager is not None and eager.ms:
             lines.append(f"backend='auto' rule at {prec} (the fastest path agreeing with eager on top-1, eager "
                          f"itself a candidate): {auto.path}, {eager.ms / auto.ms:.2f}x eager fp32")
