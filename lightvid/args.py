@@ -42,22 +42,6 @@ def add_model_args(parser: argparse.ArgumentParser, num_classes_default=None) ->
                         help="extra model keyword argument (repeatable; Python literal or string)")
 
 
-def add_backend_args(parser: argparse.ArgumentParser, what: str = "the model") -> None:
-    """``--backend``, ``--precision`` and ``--calib`` of the video tools (lightvid.optimize's switches:
-    its backends, and its precisions less fp16, which only the torch backend runs)."""
-    from lightvid.accel.backends import BACKENDS
-    from lightvid.precision import QUANTIZED_INFERENCE_PRECISIONS
-
-    parser.add_argument("--backend", default=None, choices=BACKENDS,
-                        help=f"run {what} with this lightvid.optimize backend ('auto': the fastest that agrees "
-                             "with eager on an example batch; default: plain PyTorch, or torch with --precision)")
-    parser.add_argument("--precision", default=None, choices=[p for p in QUANTIZED_INFERENCE_PRECISIONS if p != "fp16"],
-                        help="lightvid.optimize precision (bf16 the CPU lacks warns and runs fp32; int8 calibrates "
-                             "on --calib, default the checkpoint's training clips)")
-    parser.add_argument("--calib", default=None, metavar="CONFIG_OR_DATA",
-                        help="int8 calibration clips: a training config .yaml or a dataset folder")
-
-
 def model_kwargs(args: argparse.Namespace) -> dict:
     kwargs = parse_kw(args.kw)
     if getattr(args, "width_mult", None) is not None:

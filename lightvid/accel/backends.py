@@ -26,6 +26,7 @@ measurement is in docs/inference.md). ``backend="torch"`` with int8 is therefore
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import importlib.util
 import os
@@ -387,3 +388,16 @@ def _pick(cands: dict[str, nn.Module], example: torch.Tensor, skipped: dict, wha
               + f" -> {best}" + "".join(f"; {k} rejected (top-1 agreement {a:.0%})"
                                         for k, a in agree.items() if a < 1.0), flush=True)
     return chosen
+
+
+def add_backend_args(parser: argparse.ArgumentParser, what: str = "the model") -> None:
+    """``--backend``, ``--precision`` and ``--calib`` of the video tools (lightvid.optimize's switches:
+    its backends, and its precisions less fp16, which only the torch backend runs)."""
+    parser.add_argument("--backend", default=None, choices=BACKENDS,
+                        help=f"run {what} with this lightvid.optimize backend ('auto': the fastest that agrees "
+                             "with eager on an example batch; default: plain PyTorch, or torch with --precision)")
+    parser.add_argument("--precision", default=None, choices=[p for p in QUANTIZED_INFERENCE_PRECISIONS if p != "fp16"],
+                        help="lightvid.optimize precision (bf16 the CPU lacks warns and runs fp32; int8 calibrates "
+                             "on --calib, default the checkpoint's training clips)")
+    parser.add_argument("--calib", default=None, metavar="CONFIG_OR_DATA",
+                        help="int8 calibration clips: a training config .yaml or a dataset folder")

@@ -5,11 +5,12 @@ import argparse
 import json
 import sys
 
-from lightvid.args import add_backend_args, add_model_args, model_kwargs, parse_input_size
+from lightvid.args import add_model_args, model_kwargs, parse_input_size
 from lightvid.errors import UserError
 
 
 def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
+    from lightvid.accel.backends import BACKENDS
     from lightvid.accel.bench import bench, format_bench
 
     p = argparse.ArgumentParser(prog=prog, description="Latency, clips/s, peak memory and GFLOP/s (vs the "
@@ -21,7 +22,7 @@ def bench_command(argv: list[str], prog: str = "lightvid bench") -> int:
                    help="bf16 on a CPU without AVX512-BF16/AMX warns and runs fp32; int8: static post-training "
                         "quantisation calibrated on --calib (backend default auto)")
     p.add_argument("--optimize", action="store_true", help="run lightvid.optimize first (BN fold, channels-last)")
-    p.add_argument("--backend", default=None, choices=("auto", "torch", "onnxruntime", "openvino"),
+    p.add_argument("--backend", default=None, choices=BACKENDS,
                    help="run lightvid.optimize(backend=...) on the benchmark input ('auto': fastest agreeing)")
     p.add_argument("--calib", default=None, metavar="CONFIG_OR_DATA",
                    help="int8 calibration clips: a training config .yaml or a dataset folder")
@@ -105,6 +106,7 @@ def export_command(argv: list[str], prog: str = "lightvid export") -> int:
 
 
 def predict_command(argv: list[str], prog: str = "lightvid predict") -> int:
+    from lightvid.accel.backends import BACKENDS
     from lightvid.accel.predict import Predictor
 
     p = argparse.ArgumentParser(prog=prog, description="Top-k classes of video files with a trained checkpoint "
@@ -114,7 +116,7 @@ def predict_command(argv: list[str], prog: str = "lightvid predict") -> int:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--clips", type=int, default=None, help="clips per video (default: the run's eval_clips)")
     p.add_argument("--optimize", action="store_true", help="lightvid.optimize the model (bf16 where native)")
-    p.add_argument("--backend", default=None, choices=("auto", "torch", "onnxruntime", "openvino"),
+    p.add_argument("--backend", default=None, choices=BACKENDS,
                    help="run the model with this lightvid.optimize backend ('auto': fastest agreeing on a clip batch)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16", "int8"),
                    help="with --backend/--optimize (implied by fp32/bf16/fp16); a bf16 the CPU lacks warns and runs "
@@ -199,6 +201,7 @@ def timeline_command(args: argparse.Namespace) -> int:
 
 
 def stream_command(argv: list[str], prog: str = "lightvid stream") -> int:
+    from lightvid.accel.backends import add_backend_args
     from lightvid.accel.runtime import load_inference_model
     from lightvid.accel.stream import format_result, jsonl_line, run_stream
     from lightvid.args import parse_kw

@@ -8,9 +8,10 @@ from lightvid.errors import UserError
 
 
 def features_command(argv: list[str], prog: str = "lightvid features") -> int:
+    from lightvid.accel.backends import add_backend_args
     from lightvid.accel.runtime import load_inference_model
     from lightvid.analysis.features import FORMATS, extract_features, list_videos
-    from lightvid.args import add_backend_args, add_model_args, model_kwargs
+    from lightvid.args import add_model_args, model_kwargs
 
     p = argparse.ArgumentParser(prog=prog, description="Pooled embeddings (the classifier's input, pre_logits) "
                                 "per clip and per video, in resumable shards with an index CSV.")
@@ -89,7 +90,8 @@ def explain_command(argv: list[str], prog: str = "lightvid explain") -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--weights", default=None, help="weights file for a model name")
-    from lightvid.args import add_backend_args, add_model_args, model_kwargs
+    from lightvid.accel.backends import add_backend_args
+    from lightvid.args import add_model_args, model_kwargs
 
     add_model_args(p)
     add_backend_args(p, "the surrogate's forward passes (Grad-CAM needs gradients: it always runs the plain "
