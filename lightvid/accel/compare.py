@@ -114,12 +114,16 @@ def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] |
         row.build_s = run.report.get("build_s")
         if progress:
             print(f"  built {label} ({row.build_s or 0:.0f} s)", flush=True)
+        notes = []
         if run.report.get("compile_s") is not None:
-            row.note = f"compiled in {run.report['compile_s']:.0f} s"
-        elif run.report.get("winograd_layers"):
-            row.note = f"{run.report['winograd_layers']} Winograd layers"
+            notes.append(f"compiled in {run.report['compile_s']:.0f} s")
+        if run.report.get("winograd_layers"):
+            notes.append(f"{run.report['winograd_layers']} Winograd layers")
         elif kw.get("winograd"):
-            row.note = "hybrid choice kept every layer direct"
+            notes.append("hybrid choice kept every layer direct")
+        if run.report.get("lowered_layers"):
+            notes.append(f"{run.report['lowered_layers']} 3D convs as 2D")
+        row.note = "; ".join(notes)
         fns[label] = run
     times = time_calls(fns, x, repeats=rounds, warmup=warmup, progress=progress, desc="compare")
     base = statistics.median(times["eager fp32"])

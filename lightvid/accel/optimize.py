@@ -1,4 +1,4 @@
-"""The optimised inference path: BN folding, channels-last, bf16, torch.compile, Winograd.
+"""The optimised inference path: BN folding, channels-last, bf16, Winograd, 3D convs as 2D, torch.compile.
 
 ``optimize(model, precision="auto")`` returns an :class:`OptimizedModel` wrapping a copy of
 ``model`` (the original is untouched):
@@ -15,7 +15,10 @@
    it; :mod:`lightvid.precision`). Outputs come back as fp32;
 4. ``winograd=True`` (fp32 only, needs ``example_input``) runs :func:`lightvid.accelerate`'s
    hybrid per-layer choice;
-5. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc) with inductor's
+5. with an ``example_input`` (and ``lower=True``, the default), every ``1 x kh x kw`` or
+   ``kt x 1 x 1`` 3D convolution is timed on its real input as a 3D and as a 2D convolution
+   and runs as whichever is faster (:func:`lightvid.accel.lowering.lower_convs`);
+6. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc) with inductor's
    *freezing*: the weights become constants, so inductor prepacks them into oneDNN's blocked
    layout once and fuses each convolution with its bias, residual add and activation
    (oneDNN post-ops) instead of running them as separate memory-bound passes. It costs a long
@@ -135,7 +138,7 @@ class OptimizedModel(nn.Module):
 
 
 def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = False, winograd: bool = False,
-             example_input: torch.Tensor | None = None, channels_last: bool = True,
+             example_input: torch.Tensor | None = None, channels_last: bool = True, lower: bool = True,
              verbose: bool = False, allow_slow: bool = False) -> OptimizedModel:
     """An inference-only copy of ``model``: BN folded, channels-last, bf16/fp32, optionally compiled.
 
@@ -150,8 +153,8 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
     for p in m.parameters():
         p.requires_grad_(False)
     report = {"precision": prec, "requested_precision": precision, "native_bf16": has_native_bf16(device),
-              "folded_bn": fold_batchnorms(m),
-              "channels_last": channels_last, "winograd_layers": 0, "compiled": False, "compile_s": None}
+              "folded_bn": fold_batchnorms(m), "channels_last": channels_last, "winograd_layers": 0,
+              "lowered_layers": 0, "compiled": False, "compile_s": None}
     if channels_last:
         to_channels_last(m)
     if winograd:
@@ -166,6 +169,11 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec, torch.float32)
     m = m.to(dtype)
     opt = OptimizedModel(m, dtype, channels_last, report)
+    if lower and example_input is not None:
+        from lightvid.accel.lowering import lower_convs
+
+        m.lowering_choices = lower_convs(m, opt.prepare(example_input.to(device)), verbose=verbose)
+        report["lowered_layers"] = sum(c[1] != "direct" for c in m.lowering_choices)
     if compile:
         if compile == "auto" and example_input is None:
             raise UserError("compile='auto' needs an example_input to time on")

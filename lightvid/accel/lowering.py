@@ -1,0 +1,119 @@
+"""Factorised 3D convolutions run as 2D ones, chosen per layer by measurement.
+
+A ``Conv3d`` whose kernel spans one frame (``1 x kh x kw``: the spatial half of a (2+1)D block,
+X3D's and CSN's stems, every pointwise ``1x1x1``) is a ``Conv2d`` over the ``N*T`` frames; one
+whose kernel is ``kt x 1 x 1`` (the temporal half, X3D's depthwise ``5x1x1``) is a ``Conv2d``
+with a ``kt x 1`` kernel over ``(N, C, T, H*W)``. In channels-last(-3d) memory both reshapes are
+views (no copy), and PyTorch's CPU convolution is often much faster in 2D than in 3D for the
+same work: oneDNN has tuned 2D kernels where a 3D factorised shape may fall to a generic path,
+and PyTorch sends some 3D shapes (channels-last lost, a grouped temporal kernel) to its slow
+reference ``slow_conv3d``. The size of the win depends on the shape and the CPU, so
+:func:`lower_convs` times both forms on each layer's real input and keeps the faster.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from lightvid.accel.timing import median_times
+from lightvid.accel.winograd import DirectConv3d
+
+
+def lowering_mode(conv: nn.Module) -> str | None:
+    """``"frames"`` (kernel ``1 x kh x kw``), ``"time"`` (``kt x 1 x 1``) or None (neither, or not a
+    plain zero-padded ``nn.Conv3d``, or one the hybrid Winograd choice kept direct). A ``1x1x1``
+    kernel is ``"frames"``."""
+    if type(conv) not in (nn.Conv3d, DirectConv3d) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return None
+    (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = conv.kernel_size, conv.stride, conv.padding
+    if kt == 1 and st == 1 and pt == 0:
+        return "frames"
+    if kh == kw == 1 and sh == sw == 1 and ph == pw == 0:
+        return "time"
+    return None
+
+
+class Conv3dAsConv2d(nn.Module):
+    """A ``1 x kh x kw`` or ``kt x 1 x 1`` ``Conv3d`` computed by one ``Conv2d`` (same weights)."""
+
+    def __init__(self, conv: nn.Conv3d):
+        super().__init__()
+        self.mode = lowering_mode(conv)
+        if self.mode is None:
+            raise ValueError(f"{conv}: not a 1xkxk or kx1x1 zero-padded Conv3d")
+        frames = self.mode == "frames"
+        w = conv.weight.detach()
+        w = w[:, :, 0] if frames else w[..., 0]  # (Co, Ci/g, kh, kw) or (Co, Ci/g, kt, 1)
+        pick = (lambda t, _: tuple(t[1:])) if frames else (lambda t, rest: (t[0], rest))  # (kh, kw) or (kt, 1)
+        self.conv2d = nn.Conv2d(conv.in_channels, conv.out_channels, tuple(w.shape[2:]), stride=pick(conv.stride, 1),
+                                padding=pick(conv.padding, 0), dilation=pick(conv.dilation, 1), groups=conv.groups,
+                                bias=conv.bias is not None, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            self.conv2d.weight.copy_(w)
+            self.conv2d.weight.data = self.conv2d.weight.data.contiguous(memory_format=torch.channels_last)
+            if conv.bias is not None:
+                self.conv2d.bias.copy_(conv.bias)
+        self.conv2d.requires_grad_(conv.weight.requires_grad)  # optimize() freezes every parameter
+        # what lightvid summary and the FLOP counters read off a Conv3d
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size = conv.kernel_size
+        self.train(conv.training)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, kernel_size={self.kernel_size}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        N, C, T, H, W = x.shape
+        if self.mode == "frames":
+            x2 = x.transpose(1, 2).reshape(N * T, C, H, W)  # (N*T, C, H, W); a view in channels-last-3d
+            y = self.conv2d(x2)  # (N*T, Co, Ho, Wo)
+            y = y.unflatten(0, (N, T)).transpose(1, 2)  # (N, Co, T, Ho, Wo)
+        else:
+            y = self.conv2d(x.reshape(N, C, T, H * W)).unflatten(3, (H, W))  # (N, Co, To, H*W) -> (N, Co, To, H, W)
+        # oneDNN returns some shapes (few input channels, depthwise) in NCHW order: give the next
+        # layer channels-last-3d, the layout optimize() runs every layer in (a no-op when it is already)
+        return y.contiguous(memory_format=torch.channels_last_3d)
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, new)
+
+
+def lower_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3, verbose: bool = False) -> list:
+    """Swap each ``1 x kh x kw`` / ``kt x 1 x 1`` ``Conv3d`` of ``model`` (in place) for a
+    :class:`Conv3dAsConv2d` where that times faster on the layer's real input.
+
+    ``example_input`` is run once to record every eligible layer's input; each layer is then
+    timed both ways on it (interleaved, median of ``repeats``). Returns ``[(layer, mode or
+    "direct", conv3d_ms, conv2d_ms)]``; the chosen forms agree with the 3D convolution to float
+    rounding (checked: a relative error over 1e-4 keeps the 3D form).
+    """
+    eligible = [(n, m) for n, m in model.named_modules() if lowering_mode(m) is not None]
+    inputs: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, name=n: inputs.setdefault(name, args[0].detach()))
+             for n, m in eligible]
+    try:
+        with torch.inference_mode():
+            model(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+    choices = []
+    for name, conv in eligible:
+        if name not in inputs:  # not reached by the example input
+            continue
+        x = inputs[name]
+        lowered = Conv3dAsConv2d(conv)
+        with torch.inference_mode():
+            ref = conv(x)
+            err = ((lowered(x) - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+            t = median_times({"3d": conv, "2d": lowered}, x, repeats) if err <= 1e-4 else {"3d": 0.0, "2d": 1.0}
+        keep = t["2d"] < t["3d"]
+        if keep:
+            _set_module(model, name, lowered)
+        choices.append((name, lowered.mode if keep else "direct", 1e3 * t["3d"], 1e3 * t["2d"]))
+        if verbose:
+            print(f"{name:<28} {'x'.join(map(str, x.shape)):<20} {'x'.join(map(str, conv.kernel_size)):<6} "
+                  f"3d {1e3 * t['3d']:7.2f} ms  2d {1e3 * t['2d']:7.2f} ms -> {choices[-1][1]}", flush=True)
+    return choices

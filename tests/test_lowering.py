@@ -1,0 +1,82 @@
+"""Factorised 3D convolutions as 2D ones: exact on every eligible shape, chosen per layer, used by optimize()."""
+import pytest
+import torch
+import torch.nn as nn
+
+import lightvid
+from lightvid.accel.lowering import Conv3dAsConv2d, lower_convs, lowering_mode
+from lightvid.accel.winograd import DirectConv3d
+
+CASES = [  # (in, out, kernel, stride, padding, dilation, groups)
+    (3, 8, (1, 3, 3), (1, 2, 2), (0, 1, 1), 1, 1),  # a stem
+    (6, 6, (1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 2, 2), 6),  # depthwise, dilated
+    (8, 4, (3, 1, 1), (1, 1, 1), (1, 0, 0), 1, 1),  # the temporal half of (2+1)D
+    (6, 6, (5, 1, 1), (1, 1, 1), (2, 0, 0), 1, 6),  # X3D's depthwise temporal stem
+    (4, 8, (3, 1, 1), (2, 1, 1), (1, 0, 0), (2, 1, 1), 2),  # strided, dilated, grouped in time
+    (8, 5, (1, 1, 1), (1, 1, 1), (0, 0, 0), 1, 1),  # pointwise
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[2])) + f"-s{c[3][0]}{c[3][1]}-g{c[6]}")
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_lowered_equals_the_3d_convolution(case, layout, bias):
+    ci, co, k, s, p, d, g = case
+    torch.manual_seed(0)
+    conv = nn.Conv3d(ci, co, k, s, p, d, groups=g, bias=bias).eval()
+    x = torch.randn(2, ci, 7, 9, 11)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    lowered = Conv3dAsConv2d(conv)
+    with torch.no_grad():
+        ref, out = conv(x), lowered(x)
+    assert out.shape == ref.shape
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_lowering_mode_says_which_convolutions_are_eligible():
+    assert lowering_mode(nn.Conv3d(4, 4, (1, 3, 3), padding=(0, 1, 1))) == "frames"
+    assert lowering_mode(nn.Conv3d(4, 4, 1)) == "frames"
+    assert lowering_mode(DirectConv3d(4, 4, (3, 1, 1), padding=(1, 0, 0))) == "time"
+    assert lowering_mode(nn.Conv3d(4, 4, 3, padding=1)) is None  # 3x3x3 spans both
+    assert lowering_mode(nn.Conv3d(4, 4, (1, 3, 3), stride=(2, 1, 1))) is None  # strided across frames
+    assert lowering_mode(nn.Conv3d(4, 4, (1, 3, 3), padding=(1, 1, 1))) is None  # padded across frames
+    assert lowering_mode(nn.Conv3d(4, 4, (3, 1, 1), padding=(1, 0, 0), padding_mode="reflect")) is None
+    assert lowering_mode(nn.Conv2d(4, 4, 3)) is None
+    with pytest.raises(ValueError, match="not a 1xkxk or kx1x1"):
+        Conv3dAsConv2d(nn.Conv3d(4, 4, 3))
+
+
+def test_lower_convs_keeps_the_model_output_and_reports_every_eligible_layer():
+    torch.manual_seed(0)
+    model = lightvid.create_model("r2plus1d_18", num_classes=5, width_mult=0.25).eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    eligible = {n for n, m in model.named_modules() if lowering_mode(m) is not None}
+    choices = lower_convs(model, x, repeats=1)
+    assert {c[0] for c in choices} == eligible
+    for name, choice, ms3d, ms2d in choices:
+        module = model.get_submodule(name)
+        assert isinstance(module, Conv3dAsConv2d) == (choice != "direct")
+        assert choice == "direct" or (choice == module.mode and ms2d < ms3d)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_optimize_lowers_with_an_example_input_and_not_without():
+    torch.manual_seed(0)
+    model = lightvid.create_model("x3d_xs", num_classes=5, width_mult=0.5).eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    plain = lightvid.optimize(model, precision="fp32")
+    assert plain.report["lowered_layers"] == 0
+    assert not hasattr(plain.model, "lowering_choices")
+    timed = lightvid.optimize(model, precision="fp32", example_input=x)
+    choices = timed.model.lowering_choices
+    assert choices and timed.report["lowered_layers"] == sum(c[1] != "direct" for c in choices)
+    torch.testing.assert_close(timed(x), ref, atol=1e-4, rtol=1e-4)
+    off = lightvid.optimize(model, precision="fp32", example_input=x, lower=False)
+    assert off.report["lowered_layers"] == 0
