@@ -33,6 +33,8 @@ def test_lowered_equals_the_3d_convolution(case, layout, bias):
     assert out.shape == ref.shape
     assert out.is_contiguous(memory_format=torch.channels_last_3d)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # unbatched (C, T, H, W), as nn.Conv3d takes it
+        torch.testing.assert_close(lowered(x[0]), conv(x[0]), atol=1e-5, rtol=1e-5)
 
 
 def test_lowering_mode_says_which_convolutions_are_eligible():

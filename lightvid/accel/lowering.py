@@ -63,6 +63,8 @@ class Conv3dAsConv2d(nn.Module):
         return f"mode={self.mode}, kernel_size={self.kernel_size}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:  # unbatched (C, T, H, W), as nn.Conv3d accepts
+            return self(x.unsqueeze(0)).squeeze(0)
         N, C, T, H, W = x.shape
         if self.mode == "frames":
             x2 = x.transpose(1, 2).reshape(N * T, C, H, W)  # (N*T, C, H, W); a view in channels-last-3d
