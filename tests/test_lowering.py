@@ -82,3 +82,26 @@ def test_optimize_lowers_with_an_example_input_and_not_without():
     torch.testing.assert_close(timed(x), ref, atol=1e-4, rtol=1e-4)
     off = lightvid.optimize(model, precision="fp32", example_input=x, lower=False)
     assert off.report["lowered_layers"] == 0
+
+
+def test_optimize_keeps_the_3d_model_when_the_lowered_whole_is_not_faster(monkeypatch):
+    """Per layer the 2D form wins (forced here), but the whole lowered model times slower: 3D kept."""
+    from lightvid.accel import lowering, optimize
+
+    monkeypatch.setattr(lowering, "median_times", lambda fns, x, repeats=3: {"3d": 2.0, "2d": 1.0})
+    model = lightvid.create_model("r2plus1d_18", num_classes=5, width_mult=0.25).eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    n_eligible = sum(lowering_mode(m) is not None for m in model.modules())
+
+    monkeypatch.setattr(optimize, "median_times", lambda fns, x, repeats=3: {"3d": 1.0, "lowered": 1.5})
+    kept_3d = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
+    assert kept_3d.report["lowered_layers"] == 0 and kept_3d.report["lowering_ms"] == {"3d": 1e3, "lowered": 1.5e3}
+    assert not any(isinstance(m, Conv3dAsConv2d) for m in kept_3d.model.modules())
+    assert {c[1] for c in kept_3d.model.lowering_choices} == {"direct"}
+
+    monkeypatch.setattr(optimize, "median_times", lambda fns, x, repeats=3: {"3d": 1.5, "lowered": 1.0})
+    lowered = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
+    assert lowered.report["lowered_layers"] == n_eligible
+    assert sum(isinstance(m, Conv3dAsConv2d) for m in lowered.model.modules()) == n_eligible
+    with torch.no_grad():
+        torch.testing.assert_close(lowered(x), kept_3d(x), atol=1e-4, rtol=1e-4)

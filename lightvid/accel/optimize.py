@@ -17,7 +17,8 @@
    hybrid per-layer choice;
 5. with an ``example_input`` (and ``lower=True``, the default), every ``1 x kh x kw`` or
    ``kt x 1 x 1`` 3D convolution is timed on its real input as a 3D and as a 2D convolution
-   and runs as whichever is faster (:func:`lightvid.accel.lowering.lower_convs`);
+   and runs as whichever is faster (:func:`lightvid.accel.lowering.lower_convs`), and the
+   lowered model is kept only if the whole of it also times faster on ``example_input``;
 6. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc) with inductor's
    *freezing*: the weights become constants, so inductor prepacks them into oneDNN's blocked
    layout once and fuses each convolution with its bias, residual add and activation
@@ -172,8 +173,21 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
     if lower and example_input is not None:
         from lightvid.accel.lowering import lower_convs
 
-        m.lowering_choices = lower_convs(m, opt.prepare(example_input.to(device)), verbose=verbose)
+        x = opt.prepare(example_input.to(device))
+        before = copy.deepcopy(m)
+        m.lowering_choices = lower_convs(m, x, verbose=verbose)
         report["lowered_layers"] = sum(c[1] != "direct" for c in m.lowering_choices)
+        if report["lowered_layers"]:
+            # each layer was faster alone; keep the whole only if it is faster too (a layout
+            # change can slow the layers after it), so lowering never costs speed on example_input
+            with torch.inference_mode():
+                t = median_times({"3d": before, "lowered": m}, x)
+            report.update(lowering_ms={k: round(1e3 * v, 2) for k, v in t.items()})
+            if t["lowered"] >= t["3d"]:
+                before.lowering_choices = [(n, "direct", a, b) for n, _, a, b in m.lowering_choices]
+                m = opt.model = before
+                report["lowered_layers"] = 0
+        del before
     if compile:
         if compile == "auto" and example_input is None:
             raise UserError("compile='auto' needs an example_input to time on")
