@@ -105,3 +105,17 @@ def test_optimize_keeps_the_3d_model_when_the_lowered_whole_is_not_faster(monkey
     assert sum(isinstance(m, Conv3dAsConv2d) for m in lowered.model.modules()) == n_eligible
     with torch.no_grad():
         torch.testing.assert_close(lowered(x), kept_3d(x), atol=1e-4, rtol=1e-4)
+
+
+def test_bench_lowering_runs_and_reports_the_ab(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_lowering.py"
+    spec = importlib.util.spec_from_file_location("bench_lowering", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--models", "x3d_xs", "--input", "3x2x32x32", "--rounds", "1", "--force-cl"]) == 0
+    out = capsys.readouterr().out
+    for line in ("x3d_xs batch 1:", "optimize (3D)", "optimize (lowered)", "lowered + channels-last forced", "stem_t"):
+        assert line in out
