@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from lightvid.accel.per_layer import record_inputs, set_module
 from lightvid.accel.timing import median_times
 from lightvid.accel.winograd import DirectConv3d
 
@@ -77,11 +78,6 @@ class Conv3dAsConv2d(nn.Module):
         return y.contiguous(memory_format=torch.channels_last_3d)
 
 
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, new)
-
-
 def lower_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3, verbose: bool = False) -> list:
     """Swap each ``1 x kh x kw`` / ``kt x 1 x 1`` ``Conv3d`` of ``model`` (in place) for a
     :class:`Conv3dAsConv2d` where that times faster on the layer's real input.
@@ -92,15 +88,7 @@ def lower_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3,
     rounding (checked: a relative error over 1e-4 keeps the 3D form).
     """
     eligible = [(n, m) for n, m in model.named_modules() if lowering_mode(m) is not None]
-    inputs: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, name=n: inputs.setdefault(name, args[0].detach()))
-             for n, m in eligible]
-    try:
-        with torch.inference_mode():
-            model(example_input)
-    finally:
-        for h in hooks:
-            h.remove()
+    inputs = record_inputs(model, eligible, example_input)
     choices = []
     for name, conv in eligible:
         if name not in inputs:  # not reached by the example input
@@ -113,7 +101,7 @@ def lower_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3,
             t = median_times({"3d": conv, "2d": lowered}, x, repeats) if err <= 1e-4 else {"3d": 0.0, "2d": 1.0}
         keep = t["2d"] < t["3d"]
         if keep:
-            _set_module(model, name, lowered)
+            set_module(model, name, lowered)
         choices.append((name, lowered.mode if keep else "direct", 1e3 * t["3d"], 1e3 * t["2d"]))
         if verbose:
             print(f"{name:<28} {'x'.join(map(str, x.shape)):<20} {'x'.join(map(str, conv.kernel_size)):<6} "

@@ -46,6 +46,7 @@ from fractions import Fraction as Fr
 import torch
 import torch.nn as nn
 
+from lightvid.accel.per_layer import record_inputs, set_module
 from lightvid.accel.timing import median_times
 from lightvid.errors import UserError
 
@@ -411,11 +412,6 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, p
 
 
 
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, new)
-
-
 def candidate_tiles(kernel) -> list[tuple[int, ...]]:
     """Tiles ``algo="auto"`` tries on a layer with ``kernel`` (a kernel size, or an int ``d`` for 3x..x3).
 
@@ -480,19 +476,11 @@ def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto"
     if algo == "winograd":
         for name, conv in eligible:
             new = from_conv(conv, 2 if tile is None else tile)
-            _set_module(model, name, new)
+            set_module(model, name, new)
             choices.append((name, f"winograd {tile_name(new.tile)}", float("nan"), float("nan")))
         model.winograd_choices = choices
         return model
-    inputs: dict[str, torch.Tensor] = {}
-    hooks = [mod.register_forward_pre_hook(lambda mod, args, name=n: inputs.setdefault(name, args[0].detach()))
-             for n, mod in eligible]
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for h in hooks:
-            h.remove()
+    inputs = record_inputs(model, eligible, example_input)
     for name, conv in eligible:
         if name not in inputs:  # not reached by the example input
             continue
@@ -519,7 +507,7 @@ def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto"
         trials = [(ms_by.get(ms, float("inf")), errors[ms], w) for ms, w in winos.items()]  # (ms, error, module)
         wino_ms, _, wino = min(trials, key=lambda t: t[0])
         best = wino if wino_ms < direct_ms else None
-        _set_module(model, name, best if best is not None else _direct_from_conv(conv, direct_fmt))
+        set_module(model, name, best if best is not None else _direct_from_conv(conv, direct_fmt))
         label = f"winograd {tile_name(best.tile)}" if best is not None else "direct"
         choices.append((name, label, direct_ms, wino_ms))
         if verbose:
