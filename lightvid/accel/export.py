@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from lightvid.accel.per_layer import record_inputs
 from lightvid.errors import UserError
 
 FORMATS = ("onnx", "pt2", "safetensors")
@@ -96,15 +97,8 @@ def fixed_pools(model: nn.Module, example: torch.Tensor) -> nn.Module:
     ``AvgPool`` where the output size divides the input, else :class:`AdaptiveAvgPoolAsMatmul`.
     Same outputs at that input size."""
     pools = (nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
-    sizes: dict[str, tuple[int, ...]] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, inp, n=n: sizes.__setitem__(n, tuple(inp[0].shape[2:])))
-             for n, m in model.named_modules() if isinstance(m, pools)]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in hooks:
-            h.remove()
+    inputs = record_inputs(model, [(n, m) for n, m in model.named_modules() if isinstance(m, pools)], example)
+    sizes = {n: tuple(x.shape[2:]) for n, x in inputs.items()}
     model = copy.deepcopy(model)
     for name, size in sizes.items():
         pool = model.get_submodule(name)
