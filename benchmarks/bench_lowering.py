@@ -1,12 +1,13 @@
-"""Factorised 3D convolutions as 2D ones: per-layer choice and whole-model A/B.
+"""Factorised 3D convolutions as 2D ones, and channels-last inputs: per-layer and whole-model A/B.
 
-For each model and batch size: ``lightvid.optimize(model, "fp32", example_input=x)`` with the
-2D lowering (``lower=True``, the default) prints every eligible layer's 3D and 2D time on its
-real input and which it kept; then the whole forward is timed interleaved, median of
-``--rounds``: eager, ``optimize`` without the lowering, with it, and (``--force-cl``) the
-lowered model with every remaining ``Conv3d``'s input converted to channels-last-3d (the
-experiment for squeeze-excitation models, whose gate multiply returns contiguous memory).
-Winograd is off in all of them so the lowering is what differs. Random weights, 400 classes.
+For each model and batch size, ``lightvid.optimize(model, "fp32", example_input=x)`` (Winograd
+off, so the layout is what differs) prints each eligible layer's 3D and 2D time on its real
+input and which it kept, and the whole-model times of the variants it chose among (the model
+before the lowering, the lowered one, the lowered one with every ``Conv3d``'s input converted to
+channels-last-3d). Then the forward is timed interleaved, median of ``--rounds``: eager,
+``optimize(lower=False)``, ``optimize`` as chosen, and with ``--force-cl``
+``optimize(lower=False)`` with channels-last inputs forced (that step alone). Random weights,
+400 classes.
 
     python benchmarks/bench_lowering.py                                   # x3d_s, r2plus1d_18, ir_csn_50 at batch 1
     python benchmarks/bench_lowering.py --models x3d_s --batches 1,8 --force-cl
@@ -22,17 +23,8 @@ import torch  # noqa: E402
 
 import lightvid  # noqa: E402
 from lightvid.accel.compare import cpu_header, loadavg  # noqa: E402
+from lightvid.accel.lowering import channels_last_inputs  # noqa: E402
 from lightvid.accel.timing import median_times  # noqa: E402
-
-
-def force_channels_last(model: torch.nn.Module) -> int:
-    """Convert the input of every ``nn.Conv3d`` of ``model`` to channels-last-3d (forward pre-hooks)."""
-    n = 0
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.Conv3d):
-            mod.register_forward_pre_hook(lambda _, args: (args[0].contiguous(memory_format=torch.channels_last_3d),))
-            n += 1
-    return n
 
 
 def main(argv=None) -> int:
@@ -54,27 +46,28 @@ def main(argv=None) -> int:
         for batch in (int(b) for b in args.batches.split(",")):
             x = torch.randn(batch, *size)
             print(f"\n{name} batch {batch}: per-layer choice (ms on the layer's recorded input)", flush=True)
-            lowered = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False, verbose=False)
-            for layer, choice, ms3d, ms2d in getattr(lowered.model, "lowering_choices", []):
+            chosen = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
+            for layer, choice, ms3d, ms2d in getattr(chosen.model, "lowering_choices", []):
                 if not args.quiet:
                     print(f"  {layer:<28} 3d {ms3d:8.2f}  2d {ms2d:8.2f}  -> {choice}")
             plain = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False, lower=False)
-            fns = {"eager": model, "optimize (3D)": plain, "optimize (lowered)": lowered}
+            fns = {"eager": model, "optimize (lower=False)": plain, "optimize (chosen)": chosen}
             if args.force_cl:
-                forced = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
-                force_channels_last(forced.model)
-                fns["lowered + channels-last forced"] = forced
+                forced = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False, lower=False)
+                channels_last_inputs(forced.model)
+                fns["lower=False + channels-last inputs"] = forced
             load0 = loadavg()
             with torch.inference_mode():
                 ref = model(x)
                 diff = max((f(x) - ref).abs().max().item() for k, f in fns.items() if k != "eager")
                 times = median_times(fns, x, args.rounds)
-            rep = lowered.report
-            print(f"{name} batch {batch}: {rep['lowered_layers']} layers lowered (whole-model check "
-                  f"{rep.get('lowering_ms')}); max |logit diff| {diff:.1e}; load {load0} -> {loadavg()}")
-            base = times["optimize (3D)"]
+            rep = chosen.report
+            print(f"{name} batch {batch}: whole-model ms of the variants {rep.get('layout_ms')} -> "
+                  f"{rep['lowered_layers']} layers lowered, channels-last inputs {rep['channels_last_inputs']}; "
+                  f"max |logit diff| {diff:.1e}; load {load0} -> {loadavg()}")
+            base = times["optimize (lower=False)"]
             for k, t in times.items():
-                print(f"  {k:<32} {1e3 * t:9.1f} ms  {base / t:5.2f}x optimize (3D)", flush=True)
+                print(f"  {k:<36} {1e3 * t:9.1f} ms  {base / t:5.2f}x lower=False", flush=True)
     return 0
 
 

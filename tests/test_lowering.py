@@ -84,27 +84,44 @@ def test_optimize_lowers_with_an_example_input_and_not_without():
     assert off.report["lowered_layers"] == 0
 
 
-def test_optimize_keeps_the_3d_model_when_the_lowered_whole_is_not_faster(monkeypatch):
-    """Per layer the 2D form wins (forced here), but the whole lowered model times slower: 3D kept."""
-    from lightvid.accel import lowering, optimize
+def _whole_model_times(monkeypatch, **ms):
+    """optimize()'s whole-model timing returns ``ms`` (by variant name; absent ones 9 s)."""
+    from lightvid.accel import optimize
+
+    monkeypatch.setattr(optimize, "median_times", lambda fns, x, repeats=3: {k: ms.get(k, 9e3) / 1e3 for k in fns})
+
+
+@pytest.mark.parametrize("fastest", ["3d", "lowered", "lowered, channels-last inputs"])
+def test_optimize_keeps_the_fastest_whole_model(monkeypatch, fastest):
+    """Per layer the 2D form wins (forced here); the whole-model timing decides what is kept."""
+    from lightvid.accel import lowering
 
     monkeypatch.setattr(lowering, "median_times", lambda fns, x, repeats=3: {"3d": 2.0, "2d": 1.0})
+    _whole_model_times(monkeypatch, **{fastest: 1.0})
     model = lightvid.create_model("r2plus1d_18", num_classes=5, width_mult=0.25).eval()
     x = torch.randn(1, 3, 4, 32, 32)
     n_eligible = sum(lowering_mode(m) is not None for m in model.modules())
-
-    monkeypatch.setattr(optimize, "median_times", lambda fns, x, repeats=3: {"3d": 1.0, "lowered": 1.5})
-    kept_3d = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
-    assert kept_3d.report["lowered_layers"] == 0 and kept_3d.report["lowering_ms"] == {"3d": 1e3, "lowered": 1.5e3}
-    assert not any(isinstance(m, Conv3dAsConv2d) for m in kept_3d.model.modules())
-    assert {c[1] for c in kept_3d.model.lowering_choices} == {"direct"}
-
-    monkeypatch.setattr(optimize, "median_times", lambda fns, x, repeats=3: {"3d": 1.5, "lowered": 1.0})
-    lowered = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
-    assert lowered.report["lowered_layers"] == n_eligible
-    assert sum(isinstance(m, Conv3dAsConv2d) for m in lowered.model.modules()) == n_eligible
     with torch.no_grad():
-        torch.testing.assert_close(lowered(x), kept_3d(x), atol=1e-4, rtol=1e-4)
+        ref = model(x)
+    opt = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
+    assert set(opt.report["layout_ms"]) == {"3d", "lowered", "lowered, channels-last inputs"}
+    n_lowered = sum(isinstance(m, Conv3dAsConv2d) for m in opt.model.modules())
+    n_forced = sum(isinstance(m, DirectConv3d) for m in opt.model.modules())
+    if fastest == "3d":
+        assert n_lowered == opt.report["lowered_layers"] == 0 and n_forced == 0
+        assert {c[1] for c in opt.model.lowering_choices} == {"direct"}
+    else:
+        assert n_lowered == opt.report["lowered_layers"] == n_eligible
+    assert opt.report["channels_last_inputs"] == (n_forced > 0) == ("channels-last" in fastest)
+    torch.testing.assert_close(opt(x), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_ties_keep_the_model_as_it_was(monkeypatch):
+    _whole_model_times(monkeypatch, **{"3d": 1.0, "channels-last inputs": 1.0})
+    model = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.ReLU()).eval()  # nothing to lower
+    opt = lightvid.optimize(model, precision="fp32", example_input=torch.randn(1, 3, 4, 8, 8), winograd=False)
+    assert set(opt.report["layout_ms"]) == {"3d", "channels-last inputs"}
+    assert type(opt.model[0]) is nn.Conv3d and not opt.report["channels_last_inputs"]
 
 
 def test_bench_lowering_runs_and_reports_the_ab(capsys):
@@ -117,5 +134,6 @@ def test_bench_lowering_runs_and_reports_the_ab(capsys):
     spec.loader.exec_module(bench)
     assert bench.main(["--models", "x3d_xs", "--input", "3x2x32x32", "--rounds", "1", "--force-cl"]) == 0
     out = capsys.readouterr().out
-    for line in ("x3d_xs batch 1:", "optimize (3D)", "optimize (lowered)", "lowered + channels-last forced", "stem_t"):
+    for line in ("x3d_xs batch 1:", "optimize (lower=False)", "optimize (chosen)", "lower=False + channels-last inputs",
+                 "stem_t", "whole-model ms of the variants"):
         assert line in out

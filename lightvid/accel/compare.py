@@ -123,6 +123,8 @@ def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] |
             notes.append("hybrid choice kept every layer direct")
         if run.report.get("lowered_layers"):
             notes.append(f"{run.report['lowered_layers']} 3D convs as 2D")
+        if run.report.get("channels_last_inputs"):
+            notes.append("channels-last conv inputs")
         row.note = "; ".join(notes)
         fns[label] = run
     times = time_calls(fns, x, repeats=rounds, warmup=warmup, progress=progress, desc="compare")

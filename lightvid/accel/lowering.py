@@ -9,6 +9,7 @@ same work: oneDNN has tuned 2D kernels where a 3D factorised shape may fall to a
 and PyTorch sends some 3D shapes (channels-last lost, a grouped temporal kernel) to its slow
 reference ``slow_conv3d``. The size of the win depends on the shape and the CPU, so
 :func:`lower_convs` times both forms on each layer's real input and keeps the faster.
+:func:`channels_last_inputs` is the other layout fix ``optimize`` times whole-model against it.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch.nn as nn
 
 from lightvid.accel.per_layer import record_inputs, set_module
 from lightvid.accel.timing import median_times
-from lightvid.accel.winograd import DirectConv3d
+from lightvid.accel.winograd import DirectConv3d, direct_from_conv
 
 
 def lowering_mode(conv: nn.Module) -> str | None:
@@ -107,3 +108,17 @@ def lower_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3,
             print(f"{name:<28} {'x'.join(map(str, x.shape)):<20} {'x'.join(map(str, conv.kernel_size)):<6} "
                   f"3d {1e3 * t['3d']:7.2f} ms  2d {1e3 * t['2d']:7.2f} ms -> {choices[-1][1]}", flush=True)
     return choices
+
+
+def channels_last_inputs(model: nn.Module) -> int:
+    """Make every plain ``nn.Conv3d`` of ``model`` (in place) convert its input to channels-last-3d
+    first (a :class:`~lightvid.accel.winograd.DirectConv3d`); returns how many.
+
+    ``optimize`` runs the whole model in channels-last-3d, but an element-wise op can hand the
+    next convolution contiguous memory (X3D's squeeze-excitation gate, a ``(B, C, T, H, W)``
+    tensor times a ``(B, C, 1, 1, 1)`` one, at batch 1), which sends it to a slower kernel.
+    """
+    convs = [(n, m) for n, m in model.named_modules() if type(m) is nn.Conv3d]
+    for name, conv in convs:
+        set_module(model, name, direct_from_conv(conv, torch.channels_last_3d))
+    return len(convs)

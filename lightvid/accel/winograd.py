@@ -237,7 +237,9 @@ def _rebuild(conv: nn.Module, cls2d: type, cls3d: type, **extra) -> nn.Module:
     return new
 
 
-def _direct_from_conv(conv: nn.Module, memory_format) -> nn.Module:
+def direct_from_conv(conv: nn.Module, memory_format) -> nn.Module:
+    """A :class:`DirectConv2d`/:class:`DirectConv3d` sharing ``conv``'s parameters that first puts
+    its input in ``memory_format``."""
     new = _rebuild(conv, DirectConv2d, DirectConv3d)
     new.memory_format = memory_format
     return new
@@ -507,7 +509,7 @@ def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto"
         trials = [(ms_by.get(ms, float("inf")), errors[ms], w) for ms, w in winos.items()]  # (ms, error, module)
         wino_ms, _, wino = min(trials, key=lambda t: t[0])
         best = wino if wino_ms < direct_ms else None
-        set_module(model, name, best if best is not None else _direct_from_conv(conv, direct_fmt))
+        set_module(model, name, best if best is not None else direct_from_conv(conv, direct_fmt))
         label = f"winograd {tile_name(best.tile)}" if best is not None else "direct"
         choices.append((name, label, direct_ms, wino_ms))
         if verbose:
