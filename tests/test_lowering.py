@@ -137,3 +137,13 @@ def test_bench_lowering_runs_and_reports_the_ab(capsys):
     for line in ("x3d_xs batch 1:", "optimize (lower=False)", "optimize (chosen)", "lower=False + channels-last inputs",
                  "stem_t", "whole-model ms of the variants"):
         assert line in out
+
+
+def test_a_2d_form_that_disagrees_is_never_used(monkeypatch):
+    from lightvid.accel import lowering
+
+    monkeypatch.setattr(lowering.Conv3dAsConv2d, "forward", lambda self, x: torch.zeros(1))  # broken on purpose
+    model = nn.Sequential(nn.Conv3d(3, 4, (1, 3, 3), padding=(0, 1, 1))).eval()
+    choices = lower_convs(model, torch.randn(1, 3, 2, 8, 8))
+    assert [c[1] for c in choices] == ["direct"] and type(model[0]) is nn.Conv3d
+    assert all(t != t for t in choices[0][2:])  # NaN: not timed
