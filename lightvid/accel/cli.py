@@ -108,6 +108,7 @@ def export_command(argv: list[str], prog: str = "lightvid export") -> int:
 def predict_command(argv: list[str], prog: str = "lightvid predict") -> int:
     from lightvid.accel.backends import BACKENDS
     from lightvid.accel.predict import Predictor
+    from lightvid.precision import QUANTIZED_INFERENCE_PRECISIONS
 
     p = argparse.ArgumentParser(prog=prog, description="Top-k classes of video files with a trained checkpoint "
                                 "(K clips averaged).")
@@ -118,7 +119,7 @@ def predict_command(argv: list[str], prog: str = "lightvid predict") -> int:
     p.add_argument("--optimize", action="store_true", help="lightvid.optimize the model (bf16 where native)")
     p.add_argument("--backend", default=None, choices=BACKENDS,
                    help="run the model with this lightvid.optimize backend ('auto': fastest agreeing on a clip batch)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16", "int8"),
+    p.add_argument("--precision", default="auto", choices=QUANTIZED_INFERENCE_PRECISIONS,
                    help="with --backend/--optimize (implied by fp32/bf16/fp16); a bf16 the CPU lacks warns and runs "
                         "fp32; int8 calibrates on --calib (default: the run's training clips)")
     p.add_argument("--calib", default=None, metavar="CONFIG_OR_DATA",
