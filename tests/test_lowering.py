@@ -104,8 +104,7 @@ def test_optimize_keeps_the_fastest_whole_model(monkeypatch, fastest):
     with torch.no_grad():
         ref = model(x)
     opt = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
-    assert {"3d", "lowered", "lowered, channels-last inputs"} <= set(opt.report["layout_ms"])
-    assert opt.report["fused_relus"] == 0  # its whole-model time is the 9 s default here
+    assert set(opt.report["layout_ms"]) == {"3d", "lowered", "lowered, channels-last inputs"}
     n_lowered = sum(isinstance(m, Conv3dAsConv2d) for m in opt.model.modules())
     n_forced = sum(isinstance(m, DirectConv3d) for m in opt.model.modules())
     if fastest == "3d":
@@ -121,7 +120,7 @@ def test_ties_keep_the_model_as_it_was(monkeypatch):
     _whole_model_times(monkeypatch, **{"3d": 1.0, "channels-last inputs": 1.0})
     model = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.ReLU()).eval()  # nothing to lower
     opt = lightvid.optimize(model, precision="fp32", example_input=torch.randn(1, 3, 4, 8, 8), winograd=False)
-    assert set(opt.report["layout_ms"]) == {"3d", "channels-last inputs", "3d, fused ReLU"}
+    assert set(opt.report["layout_ms"]) == {"3d", "channels-last inputs"}
     assert type(opt.model[0]) is nn.Conv3d and not opt.report["channels_last_inputs"]
 
 

@@ -125,8 +125,6 @@ def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] |
             notes.append(f"{run.report['lowered_layers']} 3D convs as 2D")
         if run.report.get("channels_last_inputs"):
             notes.append("channels-last conv inputs")
-        if run.report.get("fused_relus"):
-            notes.append(f"{run.report['fused_relus']} ReLUs fused")
         row.note = "; ".join(notes)
         fns[label] = run
     times = time_calls(fns, x, repeats=rounds, warmup=warmup, progress=progress, desc="compare")

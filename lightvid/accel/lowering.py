@@ -19,10 +19,9 @@ from math import nan
 import torch
 import torch.nn as nn
 
-from lightvid.accel.fusion import ConvReLU, conv_relu
 from lightvid.accel.per_layer import record_inputs, set_module
 from lightvid.accel.timing import median_times
-from lightvid.accel.winograd import DirectConv2d, DirectConv3d, direct_from_conv
+from lightvid.accel.winograd import DirectConv3d, direct_from_conv
 
 
 def lowering_mode(conv: nn.Module) -> str | None:
@@ -63,14 +62,10 @@ class Conv3dAsConv2d(nn.Module):
         # what lightvid summary and the FLOP counters read off a Conv3d
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.kernel_size = conv.kernel_size
-        self.relu = False  # set by lightvid.accel.fusion.fuse_relus: the ReLU after it runs in the 2D call
         self.train(conv.training)
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode}, kernel_size={self.kernel_size}" + (", relu" if self.relu else "")
-
-    def _conv(self, x2: torch.Tensor) -> torch.Tensor:
-        return conv_relu(x2, self.conv2d) if self.relu else self.conv2d(x2)
+        return f"mode={self.mode}, kernel_size={self.kernel_size}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:  # unbatched (C, T, H, W), as nn.Conv3d accepts
@@ -78,10 +73,10 @@ class Conv3dAsConv2d(nn.Module):
         N, C, T, H, W = x.shape
         if self.mode == "frames":
             x2 = x.transpose(1, 2).reshape(N * T, C, H, W)  # (N*T, C, H, W); a view in channels-last-3d
-            y = self._conv(x2)  # (N*T, Co, Ho, Wo)
+            y = self.conv2d(x2)  # (N*T, Co, Ho, Wo)
             y = y.unflatten(0, (N, T)).transpose(1, 2)  # (N, Co, T, Ho, Wo)
         else:
-            y = self._conv(x.reshape(N, C, T, H * W)).unflatten(3, (H, W))  # (N, Co, To, H*W) -> (N, Co, To, H, W)
+            y = self.conv2d(x.reshape(N, C, T, H * W)).unflatten(3, (H, W))  # (N, Co, To, H*W) -> (N, Co, To, H, W)
         # oneDNN returns some shapes (few input channels, depthwise) in NCHW order: give the next
         # layer channels-last-3d, the layout optimize() runs every layer in (a no-op when it is already)
         return y.contiguous(memory_format=torch.channels_last_3d)
@@ -131,20 +126,3 @@ def channels_last_inputs(model: nn.Module) -> int:
     for name, conv in convs:
         set_module(model, name, direct_from_conv(conv, torch.channels_last_3d))
     return len(convs)
-
-
-def fuse_relus(model: nn.Module, pairs: list[tuple[str, str]]) -> int:
-    """Fuse each ``(conv, relu)`` of ``pairs`` in ``model`` (in place); returns how many. A
-    convolution since replaced by one that cannot take the ReLU (a Winograd one) is left as is."""
-    done = 0
-    for conv_name, relu_name in pairs:
-        conv = model.get_submodule(conv_name)
-        if isinstance(conv, Conv3dAsConv2d):
-            conv.relu = True
-        elif type(conv) in (nn.Conv2d, nn.Conv3d, DirectConv2d, DirectConv3d):
-            set_module(model, conv_name, ConvReLU(conv))
-        else:
-            continue
-        set_module(model, relu_name, nn.Identity())
-        done += 1
-    return done

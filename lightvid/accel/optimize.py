@@ -157,13 +157,7 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
         p.requires_grad_(False)
     report = {"precision": prec, "requested_precision": precision, "native_bf16": has_native_bf16(device),
               "folded_bn": fold_batchnorms(m), "channels_last": channels_last, "winograd_layers": 0,
-              "lowered_layers": 0, "channels_last_inputs": False, "fused_relus": 0, "compiled": False,
-              "compile_s": None}
-    relus = []
-    if lower and example_input is not None:
-        from lightvid.accel import fusion
-
-        relus = fusion.relu_pairs(m) if fusion.available() else []  # before other modules are swapped in
+              "lowered_layers": 0, "channels_last_inputs": False, "compiled": False, "compile_s": None}
     if channels_last:
         to_channels_last(m)
     if winograd:
@@ -179,7 +173,7 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
     m = m.to(dtype)
     opt = OptimizedModel(m, dtype, channels_last, report)
     if lower and example_input is not None:
-        from lightvid.accel.lowering import channels_last_inputs, fuse_relus, lower_convs
+        from lightvid.accel.lowering import channels_last_inputs, lower_convs
 
         x = opt.prepare(example_input.to(device))
         variants = {"3d": copy.deepcopy(m)}
@@ -206,18 +200,6 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
         report["channels_last_inputs"] = "channels-last" in best
         m = opt.model = chosen
         del variants, forced
-        fused = copy.deepcopy(m) if relus else None
-        if relus and fuse_relus(fused, relus):
-            # the ReLUs that read only a convolution, run in its oneDNN call, if the whole is faster
-            with torch.inference_mode():
-                t = median_times({best: m, f"{best}, fused ReLU": fused}, x)
-            report.setdefault("layout_ms", {}).update({k: round(1e3 * v, 2) for k, v in t.items()})
-            if t[f"{best}, fused ReLU"] < t[best]:
-                fused.lowering_choices = m.lowering_choices
-                report["fused_relus"] = sum(isinstance(mod, fusion.ConvReLU) or getattr(mod, "relu", False) is True
-                                            for mod in fused.modules())
-                m = opt.model = fused
-        del fused
     if compile:
         if compile == "auto" and example_input is None:
             raise UserError("compile='auto' needs an example_input to time on")
