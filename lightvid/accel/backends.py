@@ -278,8 +278,9 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
     ``backend="torch"`` with no int8 keeps :func:`lightvid.accel.optimize.optimize`'s options
     (``compile``, ``winograd``, ``channels_last``, ``lower``); ``winograd=None`` means "hybrid
     Winograd when fp32 and an ``example_input`` is given", and ``lower`` (with an ``example_input``)
-    runs each factorised 3D convolution as a 2D one where that times faster. The original model
-    is not modified.
+    runs each factorised 3D convolution as a 2D one where that times faster, then keeps whichever
+    of the model before, the lowered one and the lowered one with channels-last convolution
+    inputs times fastest whole. The original model is not modified.
     """
     if backend not in BACKENDS:
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

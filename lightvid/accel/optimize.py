@@ -181,8 +181,8 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
         lowered = sum(c[1] != "direct" for c in m.lowering_choices)
         if lowered:
             variants["lowered"] = m
-        forced = copy.deepcopy(m)
-        if channels_last and channels_last_inputs(forced):
+        forced = copy.deepcopy(m) if channels_last else None
+        if forced is not None and channels_last_inputs(forced):
             variants[("lowered, " if lowered else "") + "channels-last inputs"] = forced
         best = "3d"
         if len(variants) > 1:
