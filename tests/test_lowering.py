@@ -147,3 +147,27 @@ def test_a_2d_form_that_disagrees_is_never_used(monkeypatch):
     choices = lower_convs(model, torch.randn(1, 3, 2, 8, 8))
     assert [c[1] for c in choices] == ["direct"] and type(model[0]) is nn.Conv3d
     assert all(t != t for t in choices[0][2:])  # NaN: not timed
+
+
+@pytest.mark.parametrize("name", lightvid.list_models())
+def test_every_video_model_keeps_its_output_lowered_with_channels_last_inputs(name, monkeypatch):
+    """The zoo sweep: every eligible layer forced to 2D and every other Conv3d to channels-last
+    input (timings forced), and the optimised model still computes the model's logits."""
+    from lightvid.accel import lowering, optimize
+
+    monkeypatch.setattr(lowering, "median_times", lambda fns, x, repeats=3: {"3d": 2.0, "2d": 1.0})
+    monkeypatch.setattr(optimize, "median_times",
+                        lambda fns, x, repeats=3: {k: (0.5 if "channels-last" in k else 1.0) for k in fns})
+    torch.manual_seed(0)
+    model = lightvid.create_model(name, num_classes=3, width_mult=0.25).eval()
+    cfg = model.default_cfg
+    if len(cfg["input_size"]) != 4:
+        pytest.skip("an image model: no 3D convolution to lower")
+    x = torch.randn(1, *(cfg.get("test_input_size") or cfg["input_size"]))
+    with torch.no_grad():
+        ref = model(x)
+    opt = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
+    eligible = sum(c[1] != "direct" for c in opt.model.lowering_choices)
+    assert opt.report["lowered_layers"] == eligible
+    assert sum(isinstance(m, Conv3dAsConv2d) for m in opt.model.modules()) == eligible
+    torch.testing.assert_close(opt(x), ref, atol=1e-4 * max(1.0, ref.abs().max().item()), rtol=1e-4)
