@@ -33,6 +33,7 @@ from tqdm import tqdm
 import lightvid
 from lightvid.accel import winograd as W
 from lightvid.accel.compare import loadavg
+from lightvid.accel.per_layer import record_inputs
 from lightvid.accel.timing import median_times
 
 # name: (C_in, C_out, T, H=W) of C3D at 16x112x112
@@ -49,13 +50,7 @@ def separable_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[list[str],
     """Eligible layers of ``model`` with their recorded input on ``x``, one entry per distinct
     (kernel, padding, channels, input shape): ``(names, conv, input)``."""
     eligible = [(n, m) for n, m in model.named_modules() if W.supports(m)]
-    inputs = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: inputs.setdefault(n, args[0].detach()))
-             for n, m in eligible]
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
+    inputs = record_inputs(model, eligible, x)
     groups: dict = {}
     for n, m in eligible:
         key = (tuple(m.kernel_size), tuple(m.padding), m.in_channels, m.out_channels, tuple(inputs[n].shape))

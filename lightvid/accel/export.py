@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from lightvid.accel.per_layer import record_inputs
+from lightvid.accel.per_layer import record_inputs, set_module
 from lightvid.errors import UserError
 
 FORMATS = ("onnx", "pt2", "safetensors")
@@ -104,13 +104,12 @@ def fixed_pools(model: nn.Module, example: torch.Tensor) -> nn.Module:
         pool = model.get_submodule(name)
         out = pool.output_size if isinstance(pool.output_size, tuple) else (pool.output_size,) * len(size)
         out = tuple(s if o is None else o for s, o in zip(size, out))
-        parent, _, attr = name.rpartition(".")
         if all(s % o == 0 for s, o in zip(size, out)):
             k = tuple(s // o for s, o in zip(size, out))
             fixed = (nn.AvgPool3d if len(size) == 3 else nn.AvgPool2d)(k, k)
         else:
             fixed = AdaptiveAvgPoolAsMatmul(size, out)
-        setattr(model.get_submodule(parent) if parent else model, attr, fixed)
+        set_module(model, name, fixed)
     return model
 
 

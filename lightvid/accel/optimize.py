@@ -36,6 +36,7 @@ import time
 import torch
 import torch.nn as nn
 
+from lightvid.accel.per_layer import set_module
 from lightvid.accel.timing import median_times
 from lightvid.errors import UserError
 from lightvid.precision import has_native_bf16, resolve_precision
@@ -105,8 +106,7 @@ def fold_batchnorms(model: nn.Module) -> int:
         if uses[conv_name] != 1 or bn.running_mean is None or conv.out_channels != bn.num_features:
             continue
         fold_bn_into_conv(conv, bn)
-        parent, _, attr = bn_name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, attr, nn.Identity())
+        set_module(model, bn_name, nn.Identity())
         done += 1
     return done
 
