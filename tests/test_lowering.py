@@ -124,6 +124,13 @@ def test_ties_keep_the_model_as_it_was(monkeypatch):
     assert type(opt.model[0]) is nn.Conv3d and not opt.report["channels_last_inputs"]
 
 
+def test_a_model_without_conv3d_skips_the_layout_step():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
+    opt = lightvid.optimize(model, precision="fp32", example_input=torch.randn(1, 3, 8, 8), winograd=False)
+    assert "layout_ms" not in opt.report and not hasattr(opt.model, "lowering_choices")
+    assert opt.report["lowered_layers"] == 0 and not opt.report["channels_last_inputs"]
+
+
 def test_bench_lowering_runs_and_reports_the_ab(capsys):
     import importlib.util
     from pathlib import Path

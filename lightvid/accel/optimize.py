@@ -15,7 +15,8 @@
    it; :mod:`lightvid.precision`). Outputs come back as fp32;
 4. ``winograd=True`` (fp32 only, needs ``example_input``) runs :func:`lightvid.accelerate`'s
    hybrid per-layer choice;
-5. with an ``example_input`` (and ``lower=True``, the default), every ``1 x kh x kw`` or
+5. with an ``example_input`` (and ``lower=True``, the default; a model without a ``Conv3d``
+   skips this step), every ``1 x kh x kw`` or
    ``kt x 1 x 1`` 3D convolution is timed on its real input as a 3D and as a 2D convolution
    and runs as whichever is faster (:func:`lightvid.accel.lowering.lower_convs`); then the
    model before the lowering, the lowered one and (channels-last) the lowered one with every
@@ -172,7 +173,7 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec, torch.float32)
     m = m.to(dtype)
     opt = OptimizedModel(m, dtype, channels_last, report)
-    if lower and example_input is not None:
+    if lower and example_input is not None and any(isinstance(mod, nn.Conv3d) for mod in m.modules()):
         from lightvid.accel.lowering import channels_last_inputs, lower_convs
 
         x = opt.prepare(example_input.to(device))
