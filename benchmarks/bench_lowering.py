@@ -1,13 +1,15 @@
-"""Factorised 3D convolutions as 2D ones, and channels-last inputs: per-layer and whole-model A/B.
+"""The layout step of ``optimize``: channels-last inputs, oneDNN for the convolutions PyTorch
+would give its reference kernels, factorised 3D convolutions as 2D ones; per-layer and
+whole-model A/B.
 
 For each model and batch size, ``lightvid.optimize(model, "fp32", example_input=x)`` (Winograd
-off, so the layout is what differs) prints each eligible layer's 3D and 2D time on its real
-input and which it kept, and the whole-model times of the variants it chose among (the model
-before the lowering, the lowered one, the lowered one with every ``Conv3d``'s input converted to
-channels-last-3d). Then the forward is timed interleaved, median of ``--rounds``: eager,
-``optimize(lower=False)``, ``optimize`` as chosen, and with ``--force-cl``
-``optimize(lower=False)`` with channels-last inputs forced (that step alone). Random weights,
-400 classes.
+off, so the layout is what differs) prints each timed layer's default and oneDNN time, each
+eligible layer's 3D and 2D time on its real input and which it kept, and the whole-model times
+of the variants it chose among (the model as it was; with every ``Conv3d``'s input converted to
+channels-last-3d and the oneDNN choice; that one lowered). Then the forward is timed interleaved,
+median of ``--rounds``: eager, ``optimize(lower=False)``, ``optimize`` as chosen, and with
+``--force-cl`` ``optimize(lower=False)`` with channels-last inputs forced (that conversion alone,
+without oneDNN). Random weights, 400 classes.
 
     python benchmarks/bench_lowering.py                                   # x3d_s, r2plus1d_18, ir_csn_50 at batch 1
     python benchmarks/bench_lowering.py --models x3d_s --batches 1,8 --force-cl
@@ -47,8 +49,10 @@ def main(argv=None) -> int:
             x = torch.randn(batch, *size)
             print(f"\n{name} batch {batch}: per-layer choice (ms on the layer's recorded input)", flush=True)
             chosen = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
-            for layer, choice, ms3d, ms2d in getattr(chosen.model, "lowering_choices", []):
-                if not args.quiet:
+            if not args.quiet:
+                for layer, choice, ms_default, ms_onednn in getattr(chosen.model, "onednn_choices", []):
+                    print(f"  {layer:<28} default {ms_default:8.2f}  oneDNN {ms_onednn:8.2f}  -> {choice}")
+                for layer, choice, ms3d, ms2d in getattr(chosen.model, "lowering_choices", []):
                     print(f"  {layer:<28} 3d {ms3d:8.2f}  2d {ms2d:8.2f}  -> {choice}")
             plain = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False, lower=False)
             fns = {"eager": model, "optimize (lower=False)": plain, "optimize (chosen)": chosen}
@@ -63,7 +67,8 @@ def main(argv=None) -> int:
                 times = median_times(fns, x, args.rounds)
             rep = chosen.report
             print(f"{name} batch {batch}: whole-model ms of the variants {rep.get('layout_ms')} -> "
-                  f"{rep['lowered_layers']} layers lowered, channels-last inputs {rep['channels_last_inputs']}; "
+                  f"{rep['lowered_layers']} layers lowered, channels-last inputs {rep['channels_last_inputs']}, "
+                  f"{rep['onednn_layers']} forced to oneDNN; "
                   f"max |logit diff| {diff:.1e}; load {load0} -> {loadavg()}")
             base = times["optimize (lower=False)"]
             for k, t in times.items():

@@ -4,8 +4,8 @@ import torch
 import torch.nn as nn
 
 import lightvid
-from lightvid.accel.lowering import Conv3dAsConv2d, lower_convs, lowering_mode
-from lightvid.accel.winograd import DirectConv3d
+from lightvid.accel.lowering import Conv3dAsConv2d, lower_convs, lowering_mode, onednn_convs
+from lightvid.accel.winograd import DirectConv3d, direct_from_conv
 
 CASES = [  # (in, out, kernel, stride, padding, dilation, groups)
     (3, 8, (1, 3, 3), (1, 2, 2), (0, 1, 1), 1, 1),  # a stem
@@ -84,44 +84,105 @@ def test_optimize_lowers_with_an_example_input_and_not_without():
     assert off.report["lowered_layers"] == 0
 
 
-def _whole_model_times(monkeypatch, **ms):
-    """optimize()'s whole-model timing returns ``ms`` (by variant name; absent ones 9 s)."""
-    from lightvid.accel import optimize
-
-    monkeypatch.setattr(optimize, "median_times", lambda fns, x, repeats=3: {k: ms.get(k, 9e3) / 1e3 for k in fns})
-
-
-@pytest.mark.parametrize("fastest", ["3d", "lowered", "lowered, channels-last inputs"])
-def test_optimize_keeps_the_fastest_whole_model(monkeypatch, fastest):
-    """Per layer the 2D form wins (forced here); the whole-model timing decides what is kept."""
+def _fake_times(monkeypatch, **whole_ms):
+    """Every timing of the layout step forced: per layer the 2D form and oneDNN win; whole models
+    take ``whole_ms`` (by variant name; absent ones 9 s)."""
     from lightvid.accel import lowering
 
-    monkeypatch.setattr(lowering, "median_times", lambda fns, x, repeats=3: {"3d": 2.0, "2d": 1.0})
-    _whole_model_times(monkeypatch, **{fastest: 1.0})
+    def fake(fns, x, repeats=3):
+        if set(fns) == {"3d", "2d"}:
+            return {"3d": 2.0, "2d": 1.0}
+        if set(fns) == {"default", "onednn"}:
+            return {"default": 2.0, "onednn": 1.0}
+        return {k: whole_ms.get(k, 9e3) / 1e3 for k in fns}
+
+    monkeypatch.setattr(lowering, "median_times", fake)
+
+
+CL = "channels-last inputs, oneDNN"
+
+
+@pytest.mark.parametrize("times, kept", [
+    ({"3d": 1.0, CL: 2.0, "lowered": 3.0}, "3d"),
+    ({"3d": 2.0, CL: 3.0, "lowered": 1.0}, "lowered"),
+    ({"3d": 2.0, CL: 1.0, CL + ", lowered": 3.0}, CL),
+    ({"3d": 3.0, CL: 2.0, CL + ", lowered": 1.0}, CL + ", lowered"),
+])
+def test_optimize_keeps_each_layout_change_only_if_the_whole_model_is_faster(monkeypatch, times, kept):
+    _fake_times(monkeypatch, **times)
     model = lightvid.create_model("r2plus1d_18", num_classes=5, width_mult=0.25).eval()
     x = torch.randn(1, 3, 4, 32, 32)
     n_eligible = sum(lowering_mode(m) is not None for m in model.modules())
     with torch.no_grad():
         ref = model(x)
     opt = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
-    assert set(opt.report["layout_ms"]) == {"3d", "lowered", "lowered, channels-last inputs"}
+    assert set(opt.report["layout_ms"]) == set(times)
     n_lowered = sum(isinstance(m, Conv3dAsConv2d) for m in opt.model.modules())
-    n_forced = sum(isinstance(m, DirectConv3d) for m in opt.model.modules())
-    if fastest == "3d":
-        assert n_lowered == opt.report["lowered_layers"] == 0 and n_forced == 0
-        assert {c[1] for c in opt.model.lowering_choices} == {"direct"}
-    else:
-        assert n_lowered == opt.report["lowered_layers"] == n_eligible
-    assert opt.report["channels_last_inputs"] == (n_forced > 0) == ("channels-last" in fastest)
+    n_onednn = sum(getattr(m, "onednn", False) for m in opt.model.modules())
+    n_cl = sum(isinstance(m, DirectConv3d) for m in opt.model.modules())
+    assert n_lowered == opt.report["lowered_layers"] == (n_eligible if "lowered" in kept else 0)
+    assert {c[1] for c in opt.model.lowering_choices} == ({"frames", "time"} if "lowered" in kept else {"direct"})
+    assert opt.report["channels_last_inputs"] == (n_cl > 0) == ("channels-last" in kept)
+    assert opt.report["onednn_layers"] == n_onednn and (n_onednn > 0) == ("oneDNN" in kept)
     torch.testing.assert_close(opt(x), ref, atol=1e-4, rtol=1e-4)
 
 
 def test_ties_keep_the_model_as_it_was(monkeypatch):
-    _whole_model_times(monkeypatch, **{"3d": 1.0, "channels-last inputs": 1.0})
+    _fake_times(monkeypatch, **{"3d": 1.0, CL: 1.0, "channels-last inputs": 1.0})
     model = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.ReLU()).eval()  # nothing to lower
     opt = lightvid.optimize(model, precision="fp32", example_input=torch.randn(1, 3, 4, 8, 8), winograd=False)
-    assert set(opt.report["layout_ms"]) == {"3d", "channels-last inputs"}
+    assert len(opt.report["layout_ms"]) == 2 and "3d" in opt.report["layout_ms"]
     assert type(opt.model[0]) is nn.Conv3d and not opt.report["channels_last_inputs"]
+    assert opt.report["onednn_layers"] == 0
+
+
+@pytest.mark.parametrize("case", CASES + [(4, 6, 3, (1, 2, 2), 1, 1, 1), (8, 8, 3, 1, (2, 1, 1), (2, 1, 1), 8)],
+                         ids=lambda c: "x".join(map(str, c[2] if isinstance(c[2], tuple) else (c[2],))) + f"-g{c[6]}")
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_convolution_forced_to_onednn_computes_the_same(case, bias):
+    cin, cout, k, stride, padding, dilation, groups = case
+    conv = nn.Conv3d(cin, cout, k, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias).eval()
+    fast = direct_from_conv(conv, torch.channels_last_3d)
+    fast.onednn = True
+    x = torch.randn(1, cin, 5, 9, 9)
+    with torch.no_grad():
+        ref, out = conv(x), fast(x)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+        assert out.is_contiguous(memory_format=torch.channels_last_3d)
+        torch.testing.assert_close(fast(x[0]), ref[0], atol=1e-5, rtol=1e-4)  # unbatched input: PyTorch's own path
+
+
+def test_onednn_convs_times_only_what_pytorch_would_not_run_on_onednn(monkeypatch):
+    from lightvid.accel import lowering
+
+    timed = []
+
+    def fake(fns, x, repeats=3):
+        timed.append(tuple(x.shape))
+        return {"default": 2.0, "onednn": 1.0}
+
+    monkeypatch.setattr(lowering, "median_times", fake)
+    small = nn.Conv3d(8, 8, 1)  # batch 1, 8x2x4x4: PyTorch's reference kernel
+    big = nn.Conv3d(8, 8, 3, padding=1, groups=8)  # depthwise: PyTorch already picks oneDNN
+    model = nn.Sequential(small, nn.ReLU(), big).eval()
+    x = torch.randn(1, 8, 2, 4, 4)
+    with torch.no_grad():
+        ref = model(x)
+    choices = onednn_convs(model, x)
+    assert [c[:2] for c in choices] == [("0", "onednn")] and len(timed) == 1
+    assert model[0].onednn and type(model[2]) is nn.Conv3d
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref, atol=1e-5, rtol=1e-4)
+
+
+def test_a_onednn_result_that_disagrees_is_never_used(monkeypatch):
+    from lightvid.accel import winograd
+
+    monkeypatch.setattr(winograd.torch, "mkldnn_convolution", lambda *a: torch.zeros(1), raising=False)
+    model = nn.Sequential(nn.Conv3d(8, 8, 1)).eval()
+    choices = onednn_convs(model, torch.randn(1, 8, 2, 4, 4))
+    assert [c[1] for c in choices] == ["default"] and type(model[0]) is nn.Conv3d
+    assert all(t != t for t in choices[0][2:])  # NaN: not timed
 
 
 def test_a_model_without_conv3d_skips_the_layout_step():
@@ -157,14 +218,20 @@ def test_a_2d_form_that_disagrees_is_never_used(monkeypatch):
 
 
 @pytest.mark.parametrize("name", lightvid.list_models())
-def test_every_video_model_keeps_its_output_lowered_with_channels_last_inputs(name, monkeypatch):
-    """The zoo sweep: every eligible layer forced to 2D and every other Conv3d to channels-last
-    input (timings forced), and the optimised model still computes the model's logits."""
-    from lightvid.accel import lowering, optimize
+def test_every_video_model_keeps_its_output_with_every_layout_change(name, monkeypatch):
+    """The zoo sweep: every Conv3d on channels-last input, oneDNN wherever PyTorch would not use
+    it, every eligible layer as 2D (timings forced), and the optimised model still computes the
+    model's logits."""
+    from lightvid.accel import lowering
 
-    monkeypatch.setattr(lowering, "median_times", lambda fns, x, repeats=3: {"3d": 2.0, "2d": 1.0})
-    monkeypatch.setattr(optimize, "median_times",
-                        lambda fns, x, repeats=3: {k: (0.5 if "channels-last" in k else 1.0) for k in fns})
+    def fake(fns, x, repeats=3):
+        if set(fns) == {"3d", "2d"}:
+            return {"3d": 2.0, "2d": 1.0}
+        if set(fns) == {"default", "onednn"}:
+            return {"default": 2.0, "onednn": 1.0}
+        return {k: 1.0 / (1 + k.count(",") + ("channels-last" in k)) for k in fns}  # every change faster
+
+    monkeypatch.setattr(lowering, "median_times", fake)
     torch.manual_seed(0)
     model = lightvid.create_model(name, num_classes=3, width_mult=0.25).eval()
     cfg = model.default_cfg
@@ -177,4 +244,15 @@ def test_every_video_model_keeps_its_output_lowered_with_channels_last_inputs(na
     eligible = sum(c[1] != "direct" for c in opt.model.lowering_choices)
     assert opt.report["lowered_layers"] == eligible
     assert sum(isinstance(m, Conv3dAsConv2d) for m in opt.model.modules()) == eligible
+    assert opt.report["onednn_layers"] == sum(getattr(m, "onednn", False) for m in opt.model.modules())
     torch.testing.assert_close(opt(x), ref, atol=1e-4 * max(1.0, ref.abs().max().item()), rtol=1e-4)
+
+
+def test_a_convolution_forced_to_onednn_still_compiles():
+    """torch.compile cannot trace torch.mkldnn_convolution on fake tensors: it compiles the
+    plain convolution instead (inductor chooses its kernels itself)."""
+    conv = direct_from_conv(nn.Conv3d(4, 6, (3, 1, 1), padding=(1, 0, 0)).eval(), torch.channels_last_3d)
+    conv.onednn = True
+    x = torch.randn(1, 4, 4, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(conv, backend="eager")(x), conv(x))

@@ -10,10 +10,16 @@ where a 3D factorised shape may fall to a generic path, and PyTorch sends some 3
 (channels-last lost, a grouped temporal kernel) to its slow reference ``slow_conv3d``. The
 size of the win depends on the shape and the CPU, so :func:`lower_convs` times both forms on
 each layer's real input and keeps the faster.
-:func:`channels_last_inputs` is the other layout fix ``optimize`` times whole-model against it.
+:func:`channels_last_inputs` is the other layout fix ``optimize`` times whole-model against it,
+together with :func:`onednn_convs`: PyTorch runs some small batch-1 convolutions (X3D's and
+CSN's pointwise layers past the first stage, R(2+1)D's last stages, any stem with few input
+channels) on its single-threaded reference kernels, which also return contiguous memory and so
+cost the next layer a layout conversion; oneDNN is several times faster on most of them.
 """
 from __future__ import annotations
 
+import copy
+from functools import partial
 from math import nan
 
 import torch
@@ -21,7 +27,7 @@ import torch.nn as nn
 
 from lightvid.accel.per_layer import record_inputs, set_module
 from lightvid.accel.timing import median_times
-from lightvid.accel.winograd import DirectConv3d, direct_from_conv
+from lightvid.accel.winograd import DirectConv2d, DirectConv3d, direct_from_conv
 
 
 def lowering_mode(conv: nn.Module) -> str | None:
@@ -59,6 +65,9 @@ class Conv3dAsConv2d(nn.Module):
             if conv.bias is not None:
                 self.conv2d.bias.copy_(conv.bias)
         self.conv2d.requires_grad_(conv.weight.requires_grad)  # optimize() freezes every parameter
+        if getattr(conv, "onednn", False):  # forced to oneDNN (onednn_convs): so is its 2D form
+            self.conv2d = direct_from_conv(self.conv2d, torch.channels_last)
+            self.conv2d.onednn = True
         # what lightvid summary and the FLOP counters read off a Conv3d
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.kernel_size = conv.kernel_size
@@ -126,3 +135,115 @@ def channels_last_inputs(model: nn.Module) -> int:
     for name, conv in convs:
         set_module(model, name, direct_from_conv(conv, torch.channels_last_3d))
     return len(convs)
+
+
+_PLAIN_CONVS = (nn.Conv2d, nn.Conv3d, DirectConv2d, DirectConv3d)
+
+
+def _pytorch_picks_onednn(conv: nn.Module, x: torch.Tensor) -> bool | None:
+    """Whether PyTorch's own choice of kernel for ``conv`` on ``x`` is already oneDNN (None: it
+    cannot say; ``torch._C._select_conv_backend`` is the test suite's hook for that choice)."""
+    try:
+        backend = torch._C._select_conv_backend(x, conv.weight, conv.bias, list(conv.stride), list(conv.padding),
+                                                list(conv.dilation), False, [0] * len(conv.stride), conv.groups,
+                                                None)
+    except Exception:  # not in this PyTorch: time the layer instead
+        return None
+    return backend == torch._C._ConvBackend.Mkldnn
+
+
+def _to_format(conv: nn.Module, fmt: torch.memory_format, x: torch.Tensor) -> torch.Tensor:
+    return conv(x).contiguous(memory_format=fmt)
+
+
+def onednn_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3, verbose: bool = False) -> list:
+    """Run on oneDNN (in channels-last memory) each convolution of ``model`` that PyTorch would
+    give its reference kernel on the example input, where that times faster (in place).
+
+    Each eligible layer (a plain ``Conv2d``/``Conv3d``, zero padding given as numbers) is run once
+    to record its input; the ones PyTorch already sends to oneDNN are left as they are, the others
+    are timed both ways on it (interleaved, median of ``repeats``). Returns ``[(layer, "onednn" or
+    "default", default_ms, onednn_ms)]``; a oneDNN result that does not agree to float rounding
+    (relative error over 1e-4) is never used (NaN times).
+    """
+    if not torch.backends.mkldnn.is_available():
+        return []
+    eligible = [(n, m) for n, m in model.named_modules()
+                if type(m) in _PLAIN_CONVS and m.padding_mode == "zeros" and not isinstance(m.padding, str)]
+    inputs = record_inputs(model, eligible, example_input)
+    choices = []
+    for name, conv in eligible:
+        x = inputs.get(name)
+        if x is None or x.device.type != "cpu" or x.dim() != conv.weight.dim():  # not reached, or unbatched
+            continue
+        fmt = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+        if _pytorch_picks_onednn(conv, x.contiguous(memory_format=fmt)):
+            continue
+        fast = direct_from_conv(conv, fmt)
+        fast.onednn = True
+        with torch.inference_mode():
+            ref = conv(x)
+            try:
+                err = ((fast(x) - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+            except RuntimeError:  # a dtype or shape oneDNN does not take
+                err = nan
+            # the reference kernels return contiguous memory, which the next layer converts back to
+            # channels-last: that conversion is part of their cost
+            default = partial(_to_format, conv, fmt)
+            t = median_times({"default": default, "onednn": fast}, x, repeats) if err <= 1e-4 else {
+                "default": nan, "onednn": nan}
+        keep = t["onednn"] < t["default"]  # False for NaN
+        if keep:
+            set_module(model, name, fast)
+        choices.append((name, "onednn" if keep else "default", 1e3 * t["default"], 1e3 * t["onednn"]))
+        if verbose:
+            print(f"{name:<28} {'x'.join(map(str, x.shape)):<20} default {1e3 * t['default']:7.2f} ms  "
+                  f"oneDNN {1e3 * t['onednn']:7.2f} ms -> {choices[-1][1]}", flush=True)
+    return choices
+
+
+def choose_layout(model: nn.Module, x: torch.Tensor, channels_last: bool = True,
+                  verbose: bool = False) -> tuple[nn.Module, dict]:
+    """``optimize``'s layout step on ``model`` (already in its dtype and, with ``channels_last``,
+    its weights in channels-last memory), timed on ``x`` (the prepared example input).
+
+    First (``channels_last`` only) a copy whose every ``Conv3d`` converts its input to
+    channels-last-3d (:func:`channels_last_inputs`), with :func:`onednn_convs`' per-layer choice,
+    is timed whole against the model as given; the faster is kept. Then a copy of that one with
+    :func:`lower_convs`' per-layer choice is timed whole against it, and again the faster is kept.
+    A tie keeps the model without the change, so the result is never slower than ``model`` on
+    ``x`` (timing noise aside). Returns ``(model, report)``: ``report["layout_ms"]`` holds each
+    variant's whole-model time, and ``lowered_layers``, ``channels_last_inputs`` and
+    ``onednn_layers`` say what was kept; the returned model's ``lowering_choices`` (and, when
+    timed, ``onednn_choices``) list the per-layer times.
+    """
+    timings: dict[str, float] = {}
+
+    def faster(current: tuple[str, nn.Module], candidate: tuple[str, nn.Module]) -> tuple[str, nn.Module]:
+        # a layer's output layout changes the next one's speed, so a per-layer choice is kept only
+        # if the whole model is faster with it too
+        with torch.inference_mode():
+            t = median_times(dict([current, candidate]), x)
+        timings.update(t)
+        return candidate if t[candidate[0]] < t[current[0]] else current
+
+    best = ("3d", model)
+    on_onednn = 0
+    if channels_last:
+        forced = copy.deepcopy(model)
+        if channels_last_inputs(forced):
+            forced.onednn_choices = onednn_convs(forced, x, verbose=verbose)
+            on_onednn = sum(c[1] == "onednn" for c in forced.onednn_choices)
+            best = faster(best, ("channels-last inputs" + (", oneDNN" if on_onednn else ""), forced))
+    lowered = copy.deepcopy(best[1])
+    choices = lower_convs(lowered, x, verbose=verbose)
+    n_lowered = sum(c[1] != "direct" for c in choices)
+    if n_lowered:
+        best = faster(best, (("" if best[0] == "3d" else best[0] + ", ") + "lowered", lowered))
+    name, chosen = best
+    chosen.lowering_choices = choices if chosen is lowered else [(n, "direct", a, b) for n, _, a, b in choices]
+    report = {"layout_ms": {k: round(1e3 * v, 2) for k, v in timings.items()},
+              "lowered_layers": n_lowered if chosen is lowered else 0,
+              "channels_last_inputs": "channels-last" in name,
+              "onednn_layers": sum(getattr(m, "onednn", False) for m in chosen.modules())}
+    return chosen, report

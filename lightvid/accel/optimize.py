@@ -16,12 +16,12 @@
 4. ``winograd=True`` (fp32 only, needs ``example_input``) runs :func:`lightvid.accelerate`'s
    hybrid per-layer choice;
 5. with an ``example_input`` (and ``lower=True``, the default; a model without a ``Conv3d``
-   skips this step), every ``1 x kh x kw`` or
-   ``kt x 1 x 1`` 3D convolution is timed on its real input as a 3D and as a 2D convolution
-   and runs as whichever is faster (:func:`lightvid.accel.lowering.lower_convs`); then the
-   model before the lowering, the lowered one and (channels-last) the lowered one with every
-   remaining ``Conv3d`` converting its input to channels-last-3d are timed whole on
-   ``example_input`` and the fastest is kept (ties: the one before);
+   skips this step), the layout step (:func:`lightvid.accel.lowering.choose_layout`): every
+   ``Conv3d`` converts its input to channels-last-3d, and each convolution PyTorch would run on
+   its reference kernel (some small batch-1 shapes) runs on oneDNN where that is faster on its
+   real input; then every ``1 x kh x kw`` or ``kt x 1 x 1`` 3D convolution runs as a 2D one where
+   that is faster. Each of the two is kept only if the whole model times faster with it on
+   ``example_input`` (ties: without), so the step never costs speed there;
 6. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc) with inductor's
    *freezing*: the weights become constants, so inductor prepacks them into oneDNN's blocked
    layout once and fuses each convolution with its bias, residual add and activation
@@ -158,7 +158,8 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
         p.requires_grad_(False)
     report = {"precision": prec, "requested_precision": precision, "native_bf16": has_native_bf16(device),
               "folded_bn": fold_batchnorms(m), "channels_last": channels_last, "winograd_layers": 0,
-              "lowered_layers": 0, "channels_last_inputs": False, "compiled": False, "compile_s": None}
+              "lowered_layers": 0, "channels_last_inputs": False, "onednn_layers": 0, "compiled": False,
+              "compile_s": None}
     if channels_last:
         to_channels_last(m)
     if winograd:
@@ -174,33 +175,11 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
     m = m.to(dtype)
     opt = OptimizedModel(m, dtype, channels_last, report)
     if lower and example_input is not None and any(isinstance(mod, nn.Conv3d) for mod in m.modules()):
-        from lightvid.accel.lowering import channels_last_inputs, lower_convs
+        from lightvid.accel.lowering import choose_layout
 
-        x = opt.prepare(example_input.to(device))
-        variants = {"3d": copy.deepcopy(m)}
-        m.lowering_choices = lower_convs(m, x, verbose=verbose)
-        lowered = sum(c[1] != "direct" for c in m.lowering_choices)
-        if lowered:
-            variants["lowered"] = m
-        forced = copy.deepcopy(m) if channels_last else None
-        if forced is not None and channels_last_inputs(forced):
-            variants[("lowered, " if lowered else "") + "channels-last inputs"] = forced
-        best = "3d"
-        if len(variants) > 1:
-            # each layer was lowered where it was faster alone; the whole is kept only if it is
-            # faster too (a layer's output layout changes the next one's speed), and the same for
-            # converting every convolution's input to channels-last. Ties keep "3d": never slower.
-            with torch.inference_mode():
-                t = median_times(variants, x)
-            best = min(t, key=t.get)
-            report["layout_ms"] = {k: round(1e3 * v, 2) for k, v in t.items()}
-        chosen = variants[best]
-        if "lowered" not in best:
-            chosen.lowering_choices = [(n, "direct", a, b) for n, _, a, b in m.lowering_choices]
-        report["lowered_layers"] = lowered if "lowered" in best else 0
-        report["channels_last_inputs"] = "channels-last" in best
-        m = opt.model = chosen
-        del variants, forced
+        opt.model, layout = choose_layout(m, opt.prepare(example_input.to(device)), channels_last, verbose=verbose)
+        report.update(layout)
+        m = opt.model
     if compile:
         if compile == "auto" and example_input is None:
             raise UserError("compile='auto' needs an example_input to time on")

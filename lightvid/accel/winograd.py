@@ -209,10 +209,17 @@ class _DirectMixin:
     """
 
     memory_format = torch.contiguous_format
+    # True: always oneDNN (``torch.mkldnn_convolution``), where PyTorch would pick its reference
+    # kernel (``slow_conv3d`` etc. for some small batch-1 shapes); set by
+    # :func:`lightvid.accel.lowering.onednn_convs` (zero padding given as numbers only)
+    onednn = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == len(self.kernel_size) + 2:
             x = x.contiguous(memory_format=self.memory_format)
+            if self.onednn and not torch.compiler.is_compiling():  # inductor picks its own kernels
+                return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride, self.dilation,
+                                                self.groups)
         return super().forward(x)
 
 
