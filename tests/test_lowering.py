@@ -256,3 +256,13 @@ def test_a_convolution_forced_to_onednn_still_compiles():
     x = torch.randn(1, 4, 4, 6, 6)
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(conv, backend="eager")(x), conv(x))
+
+
+def test_a_copy_that_would_run_the_same_is_not_timed(monkeypatch):
+    """Channels-last input everywhere and nothing for oneDNN (a depthwise kernel, which PyTorch
+    already runs there): no whole-model timing, the model as it was."""
+    _fake_times(monkeypatch)
+    model = nn.Sequential(nn.Conv3d(8, 8, 3, padding=1, groups=8), nn.ReLU()).eval()
+    opt = lightvid.optimize(model, precision="fp32", example_input=torch.randn(1, 8, 4, 8, 8), winograd=False)
+    assert opt.report["layout_ms"] == {} and type(opt.model[0]) is nn.Conv3d
+    assert not opt.report["channels_last_inputs"] and opt.report["onednn_layers"] == 0

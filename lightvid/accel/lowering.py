@@ -202,6 +202,13 @@ def onednn_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3
     return choices
 
 
+def _conv3d_inputs_channels_last(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether every plain ``nn.Conv3d`` of ``model`` gets channels-last-3d input from ``x``."""
+    convs = [(n, m) for n, m in model.named_modules() if type(m) is nn.Conv3d]
+    inputs = record_inputs(model, convs, x)
+    return all(v.dim() != 5 or v.is_contiguous(memory_format=torch.channels_last_3d) for v in inputs.values())
+
+
 def choose_layout(model: nn.Module, x: torch.Tensor, channels_last: bool = True,
                   verbose: bool = False) -> tuple[nn.Module, dict]:
     """``optimize``'s layout step on ``model`` (already in its dtype and, with ``channels_last``,
@@ -209,8 +216,10 @@ def choose_layout(model: nn.Module, x: torch.Tensor, channels_last: bool = True,
 
     First (``channels_last`` only) a copy whose every ``Conv3d`` converts its input to
     channels-last-3d (:func:`channels_last_inputs`), with :func:`onednn_convs`' per-layer choice,
-    is timed whole against the model as given; the faster is kept. Then a copy of that one with
-    :func:`lower_convs`' per-layer choice is timed whole against it, and again the faster is kept.
+    is timed whole against the model as given; the faster is kept (when every input already is
+    channels-last and no layer moved to oneDNN, the copy is the same computation: not timed).
+    Then a copy of that one with :func:`lower_convs`' per-layer choice is timed whole against it,
+    and again the faster is kept.
     A tie keeps the model without the change, so the result is never slower than ``model`` on
     ``x`` (timing noise aside). Returns ``(model, report)``: ``report["layout_ms"]`` holds each
     variant's whole-model time, and ``lowered_layers``, ``channels_last_inputs`` and
@@ -234,7 +243,10 @@ def choose_layout(model: nn.Module, x: torch.Tensor, channels_last: bool = True,
         if channels_last_inputs(forced):
             forced.onednn_choices = onednn_convs(forced, x, verbose=verbose)
             on_onednn = sum(c[1] == "onednn" for c in forced.onednn_choices)
-            best = faster(best, ("channels-last inputs" + (", oneDNN" if on_onednn else ""), forced))
+            # nothing to time when every Conv3d already gets channels-last input and none moved
+            # to oneDNN: the copy would run exactly as the model does
+            if on_onednn or not _conv3d_inputs_channels_last(model, x):
+                best = faster(best, ("channels-last inputs" + (", oneDNN" if on_onednn else ""), forced))
     lowered = copy.deepcopy(best[1])
     choices = lower_convs(lowered, x, verbose=verbose)
     n_lowered = sum(c[1] != "direct" for c in choices)
