@@ -130,7 +130,8 @@ def test_optimize_keeps_each_layout_change_only_if_the_whole_model_is_faster(mon
 def test_ties_keep_the_model_as_it_was(monkeypatch):
     _fake_times(monkeypatch, **{"3d": 1.0, CL: 1.0, "channels-last inputs": 1.0})
     model = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.ReLU()).eval()  # nothing to lower
-    opt = lightvid.optimize(model, precision="fp32", example_input=torch.randn(1, 3, 4, 8, 8), winograd=False)
+    opt = lightvid.optimize(model, precision="fp32", example_input=torch.randn(1, 3, 4, 8, 8), winograd=False,
+                            fuse=False)
     assert len(opt.report["layout_ms"]) == 2 and "3d" in opt.report["layout_ms"]
     assert type(opt.model[0]) is nn.Conv3d and not opt.report["channels_last_inputs"]
     assert opt.report["onednn_layers"] == 0
@@ -263,6 +264,7 @@ def test_a_copy_that_would_run_the_same_is_not_timed(monkeypatch):
     already runs there): no whole-model timing, the model as it was."""
     _fake_times(monkeypatch)
     model = nn.Sequential(nn.Conv3d(8, 8, 3, padding=1, groups=8), nn.ReLU()).eval()
-    opt = lightvid.optimize(model, precision="fp32", example_input=torch.randn(1, 8, 4, 8, 8), winograd=False)
+    opt = lightvid.optimize(model, precision="fp32", example_input=torch.randn(1, 8, 4, 8, 8), winograd=False,
+                            fuse=False)
     assert opt.report["layout_ms"] == {} and type(opt.model[0]) is nn.Conv3d
     assert not opt.report["channels_last_inputs"] and opt.report["onednn_layers"] == 0

@@ -271,16 +271,18 @@ def _build(model: nn.Module, backend: str, precision: str, example: torch.Tensor
 def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
              example_input: torch.Tensor | None = None, calibration: Iterable | None = None,
              compile: bool | str = False, winograd: bool | None = None, channels_last: bool = True,
-             lower: bool = True, verbose: bool = False, allow_slow: bool = False) -> nn.Module:
+             lower: bool = True, fuse: bool = True, verbose: bool = False,
+             allow_slow: bool = False) -> nn.Module:
     """An inference-only runner of ``model`` on ``backend`` at ``precision`` (see the module docstring).
 
     ``precision``: "fp32", "bf16", "int8" or "auto" (bf16 where the CPU has native bf16, else fp32).
     ``backend="torch"`` with no int8 keeps :func:`lightvid.accel.optimize.optimize`'s options
-    (``compile``, ``winograd``, ``channels_last``, ``lower``); ``winograd=None`` means "hybrid
-    Winograd when fp32 and an ``example_input`` is given", and ``lower`` (with an ``example_input``)
-    runs each factorised 3D convolution as a 2D one where that times faster, then keeps whichever
-    of the model before, the lowered one and the lowered one with channels-last convolution
-    inputs times fastest whole. The original model is not modified.
+    (``compile``, ``winograd``, ``channels_last``, ``lower``, ``fuse``); ``winograd=None`` means
+    "hybrid Winograd when fp32 and an ``example_input`` is given"; ``lower`` (with an
+    ``example_input``) is the layout step (channels-last convolution inputs, oneDNN where PyTorch
+    would not use it, factorised 3D convolutions as 2D; each kept only if the whole model times
+    faster) and ``fuse`` runs convolution + residual add + ReLU as one oneDNN call. The original
+    model is not modified.
     """
     if backend not in BACKENDS:
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -296,7 +298,8 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
         wino = (prec == "fp32" and example_input is not None) if winograd is None else winograd
         # the requested precision goes through, so the report keeps what was asked for
         out = torch_optimize(model, precision=precision, compile=compile, winograd=wino, example_input=example_input,
-                             channels_last=channels_last, lower=lower, verbose=verbose, allow_slow=allow_slow)
+                             channels_last=channels_last, lower=lower, fuse=fuse, verbose=verbose,
+                             allow_slow=allow_slow)
         out.backend, out.precision = "torch", prec
         out.report.update(backend="torch", build_s=time.perf_counter() - t0)
         if precision == "auto" and example_input is not None:

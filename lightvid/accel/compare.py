@@ -125,6 +125,8 @@ def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] |
             notes.append(f"{run.report['lowered_layers']} 3D convs as 2D")
         if run.report.get("channels_last_inputs"):
             notes.append("channels-last conv inputs")
+        if run.report.get("fused_convs"):
+            notes.append(f"{run.report['fused_convs']} convs fused with add/ReLU")
         if run.report.get("onednn_layers"):
             notes.append(f"{run.report['onednn_layers']} convs forced to oneDNN")
         row.note = "; ".join(notes)

@@ -140,7 +140,7 @@ def channels_last_inputs(model: nn.Module) -> int:
 _PLAIN_CONVS = (nn.Conv2d, nn.Conv3d, DirectConv2d, DirectConv3d)
 
 
-def _pytorch_picks_onednn(conv: nn.Module, x: torch.Tensor) -> bool | None:
+def pytorch_picks_onednn(conv: nn.Module, x: torch.Tensor) -> bool | None:
     """Whether PyTorch's own choice of kernel for ``conv`` on ``x`` is already oneDNN (None: it
     cannot say; ``torch._C._select_conv_backend`` is the test suite's hook for that choice)."""
     try:
@@ -177,7 +177,7 @@ def onednn_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3
         if x is None or x.device.type != "cpu" or x.dim() != conv.weight.dim():  # not reached, or unbatched
             continue
         fmt = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
-        if _pytorch_picks_onednn(conv, x.contiguous(memory_format=fmt)):
+        if pytorch_picks_onednn(conv, x.contiguous(memory_format=fmt)):
             continue
         fast = direct_from_conv(conv, fmt)
         fast.onednn = True

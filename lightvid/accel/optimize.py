@@ -22,7 +22,11 @@
    real input; then every ``1 x kh x kw`` or ``kt x 1 x 1`` 3D convolution runs as a 2D one where
    that is faster. Each of the two is kept only if the whole model times faster with it on
    ``example_input`` (ties: without), so the step never costs speed there;
-6. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc) with inductor's
+6. with an ``example_input`` (and ``fuse=True``, the default), each convolution that runs on
+   oneDNN and whose only use is a residual add (then a ReLU) or a ReLU runs with them as oneDNN
+   post-ops, one pass over memory instead of three (:mod:`lightvid.accel.fusion`; the model is
+   traced with ``torch.fx``, one that does not trace is left as it is);
+7. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc) with inductor's
    *freezing*: the weights become constants, so inductor prepacks them into oneDNN's blocked
    layout once and fuses each convolution with its bias, residual add and activation
    (oneDNN post-ops) instead of running them as separate memory-bound passes. It costs a long
@@ -143,7 +147,7 @@ class OptimizedModel(nn.Module):
 
 def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = False, winograd: bool = False,
              example_input: torch.Tensor | None = None, channels_last: bool = True, lower: bool = True,
-             verbose: bool = False, allow_slow: bool = False) -> OptimizedModel:
+             fuse: bool = True, verbose: bool = False, allow_slow: bool = False) -> OptimizedModel:
     """An inference-only copy of ``model``: BN folded, channels-last, bf16/fp32, optionally compiled.
 
     ``model.report`` records what was done: precision, folded BNs, Winograd layers, compile
@@ -158,7 +162,8 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
         p.requires_grad_(False)
     report = {"precision": prec, "requested_precision": precision, "native_bf16": has_native_bf16(device),
               "folded_bn": fold_batchnorms(m), "channels_last": channels_last, "winograd_layers": 0,
-              "lowered_layers": 0, "channels_last_inputs": False, "onednn_layers": 0, "compiled": False,
+              "lowered_layers": 0, "channels_last_inputs": False, "onednn_layers": 0, "fused_convs": 0,
+              "compiled": False,
               "compile_s": None}
     if channels_last:
         to_channels_last(m)
@@ -179,6 +184,11 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
 
         opt.model, layout = choose_layout(m, opt.prepare(example_input.to(device)), channels_last, verbose=verbose)
         report.update(layout)
+        m = opt.model
+    if fuse and example_input is not None:
+        from lightvid.accel.fusion import fuse_conv_pointwise
+
+        opt.model, report["fused_convs"] = fuse_conv_pointwise(m, opt.prepare(example_input.to(device)))
         m = opt.model
     if compile:
         if compile == "auto" and example_input is None:

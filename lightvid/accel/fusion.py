@@ -1,0 +1,159 @@
+"""Convolution + residual add + ReLU as one oneDNN call (post-ops), found by ``torch.fx``.
+
+A residual block ends in ``relu(conv(x) + shortcut)``: run as three operators, that is the
+convolution writing its output, the add reading it and the shortcut and writing a third tensor,
+and the ReLU reading and writing it again, three passes over a tensor that at batch 8 is
+100 MB in IR-CSN-50's first stage. oneDNN applies the add and the ReLU to each output tile while
+it is still in cache (its *post-ops*), which PyTorch exposes as
+``torch.ops.mkldnn._convolution_pointwise`` (the operator inductor's own CPU fusion emits).
+:func:`fuse_conv_pointwise` traces the model with ``torch.fx``, finds each convolution whose only
+use is an add (then, optionally, a ReLU) or a ReLU, and replaces the chain with one
+:class:`FusedConv` call. Only convolutions that run on oneDNN anyway are fused (PyTorch sends some
+small batch-1 shapes to a reference kernel that is faster there, see
+:mod:`lightvid.accel.lowering`), so the convolution kernel is the same and only the passes over
+memory go. The result is checked against the model on the example input before it is kept.
+"""
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lightvid.accel.lowering import pytorch_picks_onednn
+from lightvid.accel.per_layer import record_inputs
+from lightvid.accel.winograd import DirectConv2d, DirectConv3d
+
+_FUSABLE = (nn.Conv2d, nn.Conv3d, DirectConv2d, DirectConv3d)
+_ADDS = (operator.add, operator.iadd, torch.add)
+_RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
+# what a fused model keeps of the model it replaces (read by optimize's report and `summary`)
+_KEPT_ATTRIBUTES = ("default_cfg", "num_classes", "lowering_choices", "onednn_choices", "winograd_choices")
+
+
+class FusedConv(nn.Module):
+    """``relu(conv(x) + other)``, ``conv(x) + other`` or ``relu(conv(x))`` in one oneDNN call."""
+
+    def __init__(self, conv: nn.Module, add: bool, relu: bool):
+        super().__init__()
+        self.conv, self.add, self.relu = conv, add, relu
+        self.memory_format = torch.channels_last_3d if isinstance(conv, nn.Conv3d) else torch.channels_last
+
+    def extra_repr(self) -> str:
+        return f"add={self.add}, relu={self.relu}"
+
+    def _fallback(self, x: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
+        y = self.conv(x)
+        if self.add:
+            y = y + other
+        return torch.relu(y) if self.relu else y
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.conv
+        if (torch.compiler.is_compiling() or x.device.type != "cpu" or x.dim() != c.weight.dim()
+                or x.dtype not in (torch.float32, torch.bfloat16) or x.dtype != c.weight.dtype
+                or (self.add and (other.dtype != x.dtype or other.dim() != x.dim()))):
+            return self._fallback(x, other)  # inductor, a GPU, unbatched input, another dtype
+        x = x.contiguous(memory_format=self.memory_format)
+        args = (c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation), c.groups)
+        if not self.add:
+            return torch.ops.mkldnn._convolution_pointwise(x, *args, "relu" if self.relu else "none", [], "")
+        other = other.contiguous(memory_format=self.memory_format)
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, other, *args, "add", 1.0,
+                                                              "relu" if self.relu else None, [], "")
+
+
+class _Tracer(torch.fx.Tracer):
+    """Convolutions and lightvid's own inference modules stay whole (leaves)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, _FUSABLE) or type(m).__module__.startswith("lightvid.accel") or super().is_leaf_module(
+            m, qualname)
+
+
+def _is_relu(node: torch.fx.Node, modules: dict) -> bool:
+    if node.op == "call_module":
+        return type(modules.get(node.target)) is nn.ReLU
+    if node.op == "call_function":
+        return node.target in _RELU_FUNCTIONS and len(node.args) == 1
+    return node.op == "call_method" and node.target in ("relu", "relu_")
+
+
+def _drop_identities(graph: torch.fx.Graph, modules: dict) -> None:
+    """Splice out ``nn.Identity`` calls (the batch norms ``optimize`` folded away)."""
+    for node in list(graph.nodes):
+        if node.op == "call_module" and type(modules.get(node.target)) is nn.Identity:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+
+
+def _resolve(model: nn.Module, target: str):
+    obj = model
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def fuse_conv_pointwise(model: nn.Module, example_input: torch.Tensor) -> tuple[nn.Module, int]:
+    """``(model, n)``: a ``torch.fx.GraphModule`` with ``n`` conv -> add -> ReLU chains (or
+    conv -> add, conv -> ReLU) replaced by :class:`FusedConv`, or ``model`` itself and 0 when it
+    does not trace, nothing is fusable, or the fused model does not reproduce its output on
+    ``example_input`` (relative error over 1e-4)."""
+    if example_input.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return model, 0
+    try:
+        graph = _Tracer().trace(model)
+    except Exception:  # data-dependent control flow, an untraceable op: keep the model as it is
+        return model, 0
+    modules = dict(model.named_modules())
+    convs = [(n, m) for n, m in modules.items() if type(m) in _FUSABLE and m.padding_mode == "zeros"
+             and not isinstance(m.padding, str)]
+    inputs = record_inputs(model, convs, example_input)
+    on_onednn = set()
+    for name, conv in convs:
+        x = inputs.get(name)
+        if x is not None and x.dim() == conv.weight.dim():
+            fmt = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+            if getattr(conv, "onednn", False) or pytorch_picks_onednn(conv, x.contiguous(memory_format=fmt)):
+                on_onednn.add(name)
+    _drop_identities(graph, modules)
+    fused = {}
+    for node in list(graph.nodes):
+        if node.op != "call_module" or node.target not in on_onednn or len(node.users) != 1 or len(node.args) != 1:
+            continue
+        last, other, relu = node, None, False
+        user = next(iter(node.users))
+        if (user.op == "call_function" and user.target in _ADDS and len(user.args) == 2 and not user.kwargs
+                and all(isinstance(a, torch.fx.Node) for a in user.args) and user.args[0] is not user.args[1]):
+            other = user.args[1] if user.args[0] is node else user.args[0]
+            last = user
+            if len(user.users) == 1 and _is_relu(next(iter(user.users)), modules):
+                last, relu = next(iter(user.users)), True
+        elif _is_relu(user, modules):
+            last, relu = user, True
+        else:
+            continue
+        name = f"fused_{len(fused)}"
+        fused[name] = FusedConv(modules[node.target], add=other is not None, relu=relu)
+        with graph.inserting_before(last):
+            new = graph.call_module(name, (node.args[0],) if other is None else (node.args[0], other))
+        last.replace_all_uses_with(new)
+        for n in [last] + ([user] if last is not user else []) + [node]:  # users before what they read
+            graph.erase_node(n)
+    if not fused:
+        return model, 0
+    graph.lint()
+    # the graph's owner: every module and attribute it reads, by qualified name, and the fused calls
+    root = {n.target: fused.get(n.target) or _resolve(model, n.target) for n in graph.nodes
+            if n.op in ("call_module", "get_attr")}
+    gm = torch.fx.GraphModule(root, graph, class_name=type(model).__name__ + "Fused")
+    with torch.inference_mode():
+        ref, out = model(example_input), gm(example_input)
+    if out.shape != ref.shape or ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item() > 1e-4:
+        return model, 0
+    for key in _KEPT_ATTRIBUTES:
+        if hasattr(model, key):
+            setattr(gm, key, getattr(model, key))
+    gm.train(model.training)
+    return gm, len(fused)
