@@ -134,3 +134,20 @@ def test_every_model_keeps_its_output_fused(name):
     opt = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False, lower=False)
     assert opt.report["fused_convs"] == sum(isinstance(m, FusedConv) for m in opt.model.modules())
     torch.testing.assert_close(opt(x), ref, atol=1e-4 * max(1.0, ref.abs().max().item()), rtol=1e-4)
+
+
+def test_a_model_returning_several_tensors_is_checked_on_each():
+    class TwoHeads(Block):
+        def forward(self, x):
+            y = super().forward(x)
+            return {"logits": y.mean((2, 3, 4)), "map": y}
+
+    model = TwoHeads().eval()
+    x = torch.randn(2, 8, 4, 6, 6)
+    with torch.no_grad():
+        ref = model(x)
+    fused, n = fuse_conv_pointwise(model, x)
+    assert n == 2
+    with torch.no_grad():
+        out = fused(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)

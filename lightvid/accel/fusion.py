@@ -20,12 +20,11 @@ import operator
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils._pytree import tree_flatten
 
-from lightvid.accel.lowering import pytorch_picks_onednn
+from lightvid.accel.lowering import PLAIN_CONVS, plain_convs, pytorch_picks_onednn
 from lightvid.accel.per_layer import record_inputs
-from lightvid.accel.winograd import DirectConv2d, DirectConv3d
 
-_FUSABLE = (nn.Conv2d, nn.Conv3d, DirectConv2d, DirectConv3d)
 _ADDS = (operator.add, operator.iadd, torch.add)
 _RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
 # what a fused model keeps of the model it replaces (read by optimize's report and `summary`)
@@ -68,7 +67,7 @@ class _Tracer(torch.fx.Tracer):
     """Convolutions and lightvid's own inference modules stay whole (leaves)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, _FUSABLE) or type(m).__module__.startswith("lightvid.accel") or super().is_leaf_module(
+        return isinstance(m, PLAIN_CONVS) or type(m).__module__.startswith("lightvid.accel") or super().is_leaf_module(
             m, qualname)
 
 
@@ -95,6 +94,23 @@ def _resolve(model: nn.Module, target: str):
     return obj
 
 
+def _same_output(ref, out) -> bool:
+    """Same structure, and every tensor within 1e-4 of the reference's largest magnitude."""
+    ref_leaves, ref_spec = tree_flatten(ref)
+    out_leaves, out_spec = tree_flatten(out)
+    if ref_spec != out_spec:
+        return False
+    for r, o in zip(ref_leaves, out_leaves):
+        if isinstance(r, torch.Tensor):
+            if not isinstance(o, torch.Tensor) or o.shape != r.shape:
+                return False
+            if r.numel() and ((o.float() - r.float()).abs().max() / r.float().abs().max().clamp_min(1e-30)) > 1e-4:
+                return False
+        elif r != o:
+            return False
+    return True
+
+
 def fuse_conv_pointwise(model: nn.Module, example_input: torch.Tensor) -> tuple[nn.Module, int]:
     """``(model, n)``: a ``torch.fx.GraphModule`` with ``n`` conv -> add -> ReLU chains (or
     conv -> add, conv -> ReLU) replaced by :class:`FusedConv`, or ``model`` itself and 0 when it
@@ -107,8 +123,7 @@ def fuse_conv_pointwise(model: nn.Module, example_input: torch.Tensor) -> tuple[
     except Exception:  # data-dependent control flow, an untraceable op: keep the model as it is
         return model, 0
     modules = dict(model.named_modules())
-    convs = [(n, m) for n, m in modules.items() if type(m) in _FUSABLE and m.padding_mode == "zeros"
-             and not isinstance(m.padding, str)]
+    convs = plain_convs(model)
     inputs = record_inputs(model, convs, example_input)
     on_onednn = set()
     for name, conv in convs:
@@ -149,9 +164,8 @@ def fuse_conv_pointwise(model: nn.Module, example_input: torch.Tensor) -> tuple[
             if n.op in ("call_module", "get_attr")}
     gm = torch.fx.GraphModule(root, graph, class_name=type(model).__name__ + "Fused")
     with torch.inference_mode():
-        ref, out = model(example_input), gm(example_input)
-    if out.shape != ref.shape or ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item() > 1e-4:
-        return model, 0
+        if not _same_output(model(example_input), gm(example_input)):
+            return model, 0
     for key in _KEPT_ATTRIBUTES:
         if hasattr(model, key):
             setattr(gm, key, getattr(model, key))

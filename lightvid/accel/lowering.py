@@ -137,7 +137,14 @@ def channels_last_inputs(model: nn.Module) -> int:
     return len(convs)
 
 
-_PLAIN_CONVS = (nn.Conv2d, nn.Conv3d, DirectConv2d, DirectConv3d)
+PLAIN_CONVS = (nn.Conv2d, nn.Conv3d, DirectConv2d, DirectConv3d)
+
+
+def plain_convs(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, conv)`` of each plain ``Conv2d``/``Conv3d`` of ``model`` (or one that only sets its
+    input's layout) with zero padding given as numbers: what oneDNN's call can take as it is."""
+    return [(n, m) for n, m in model.named_modules()
+            if type(m) in PLAIN_CONVS and m.padding_mode == "zeros" and not isinstance(m.padding, str)]
 
 
 def pytorch_picks_onednn(conv: nn.Module, x: torch.Tensor) -> bool | None:
@@ -168,8 +175,7 @@ def onednn_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3
     """
     if not torch.backends.mkldnn.is_available():
         return []
-    eligible = [(n, m) for n, m in model.named_modules()
-                if type(m) in _PLAIN_CONVS and m.padding_mode == "zeros" and not isinstance(m.padding, str)]
+    eligible = plain_convs(model)
     inputs = record_inputs(model, eligible, example_input)
     choices = []
     for name, conv in eligible:
