@@ -151,3 +151,18 @@ def test_a_model_returning_several_tensors_is_checked_on_each():
     with torch.no_grad():
         out = fused(x)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_bench_fusion_runs_and_reports_the_ab(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_fusion.py"
+    spec = importlib.util.spec_from_file_location("bench_fusion", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--models", "ir_csn_50", "--batches", "2", "--input", "3x4x32x32", "--width", "0.25",
+                       "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for line in ("one chain", "three operators", "ir_csn_50 batch 2:", "convolutions fused", "fuse=True"):
+        assert line in out
