@@ -166,3 +166,12 @@ def test_bench_fusion_runs_and_reports_the_ab(capsys):
     out = capsys.readouterr().out
     for line in ("one chain", "three operators", "ir_csn_50 batch 2:", "convolutions fused", "fuse=True"):
         assert line in out
+
+
+def test_a_broadcast_add_takes_the_plain_path():
+    conv = nn.Conv3d(4, 6, 3, padding=1).eval()
+    fused = FusedConv(conv, add=True, relu=True)
+    x = torch.randn(2, 4, 3, 5, 5)
+    bias = torch.randn(1, 6, 1, 1, 1)  # same number of dimensions, broadcast over the rest
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x, bias), torch.relu(conv(x) + bias))
