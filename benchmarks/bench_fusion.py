@@ -59,7 +59,11 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--width", type=float, default=1.0, help="width multiplier of every model (a quick run: 0.25)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--quick", action="store_true",
+                   help="a quarter-width IR-CSN-50 at batch 2 on 3x4x32x32, one round (a smoke run, not a figure)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.models, args.batches, args.input, args.width, args.rounds = "ir_csn_50", "2", "3x4x32x32", 0.25, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.input.split("x"))

@@ -38,7 +38,10 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--force-cl", action="store_true", help="also time the lowered model with channels-last forced")
     p.add_argument("--quiet", action="store_true", help="leave out the per-layer lines")
+    p.add_argument("--quick", action="store_true", help="x3d_xs on 3x2x32x32, one round (a smoke run, not a figure)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.models, args.batches, args.input, args.rounds = "x3d_xs", "1", "3x2x32x32", 1
     if args.threads:
         torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.input.split("x"))
