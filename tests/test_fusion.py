@@ -175,3 +175,26 @@ def test_a_broadcast_add_takes_the_plain_path():
     bias = torch.randn(1, 6, 1, 1, 1)  # same number of dimensions, broadcast over the rest
     with torch.no_grad():
         torch.testing.assert_close(fused(x, bias), torch.relu(conv(x) + bias))
+
+
+def test_a_shortcut_added_in_place_computes_the_same_and_leaves_the_input_alone():
+    class IntoShortcut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv3d(8, 8, 3, padding=1)
+
+        def forward(self, x):
+            shortcut = x * 2
+            shortcut += self.conv(x)
+            return torch.relu(shortcut)
+
+    model = IntoShortcut().eval()
+    x = torch.randn(2, 8, 4, 6, 6)
+    before = x.clone()
+    with torch.no_grad():
+        ref = model(x)
+    fused, n = fuse_conv_pointwise(model, x)
+    assert n == 1
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), ref, atol=1e-5, rtol=1e-4)
+    assert torch.equal(x, before)

@@ -146,7 +146,8 @@ def fuse_conv_pointwise(model: nn.Module, example_input: torch.Tensor) -> tuple[
         last, other, relu = node, None, False
         user = next(iter(node.users))
         if (user.op == "call_function" and user.target in _ADDS and len(user.args) == 2 and not user.kwargs
-                and all(isinstance(a, torch.fx.Node) for a in user.args) and user.args[0] is not user.args[1]):
+                and all(isinstance(a, torch.fx.Node) for a in user.args) and user.args[0] is not user.args[1]
+                and (user.target is not operator.iadd or user.args[0] is node)):  # `shortcut += conv(x)` mutates
             other = user.args[1] if user.args[0] is node else user.args[0]
             last = user
             if len(user.users) == 1 and _is_relu(next(iter(user.users)), modules):
