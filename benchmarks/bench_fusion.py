@@ -41,7 +41,7 @@ def chains(rounds: int, scale: float = 1.0) -> None:
         x = torch.randn(b, cin, t, h, w).contiguous(memory_format=torch.channels_last_3d)
         shortcut = torch.randn(b, cout, t, h, w).contiguous(memory_format=torch.channels_last_3d)
         conv = nn.Conv3d(cin, cout, 1).eval().to(memory_format=torch.channels_last_3d)
-        fused = FusedConv(conv, add=True, relu=True)
+        fused = FusedConv(conv, add=True, activation="relu")
         fns = {"three operators": lambda v: torch.relu_(conv(v) + shortcut), "fused": lambda v: fused(v, shortcut)}
         with torch.inference_mode():
             diff = (fns["fused"](x) - fns["three operators"](x)).abs().max().item()

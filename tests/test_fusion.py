@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import lightvid
 from lightvid.accel.fusion import FusedConv, fuse_conv_pointwise
@@ -27,18 +28,18 @@ class Block(nn.Module):
         return self.relu(y + (x if self.shortcut is None else self.shortcut(x)))
 
 
-@pytest.mark.parametrize("add, relu", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("add, act", [(True, "relu"), (True, None), (False, "relu"), (False, "swish")])
 @pytest.mark.parametrize("dims", [2, 3])
 @pytest.mark.parametrize("bias, stride, groups", [(True, 1, 1), (False, 2, 1), (True, 1, 4)])
-def test_a_fused_convolution_computes_the_chain(add, relu, dims, bias, stride, groups):
+def test_a_fused_convolution_computes_the_chain(add, act, dims, bias, stride, groups):
     conv = (nn.Conv3d if dims == 3 else nn.Conv2d)(8, 8, 3, stride=stride, padding=1, groups=groups, bias=bias).eval()
-    fused = FusedConv(conv, add=add, relu=relu)
-    x = torch.randn(2, 8, *([5] * dims))
+    fused = FusedConv(conv, add=add, activation=act)
+    x = torch.randn(2, 8, *([5] * dims)) * 3
     with torch.no_grad():
         y = conv(x)
         other = torch.randn_like(y)
         ref = y + other if add else y
-        ref = torch.relu(ref) if relu else ref
+        ref = {"relu": torch.relu, "swish": F.silu, None: lambda v: v}[act](ref)
         out = fused(x, other if add else None)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
     fmt = torch.channels_last_3d if dims == 3 else torch.channels_last
@@ -47,14 +48,14 @@ def test_a_fused_convolution_computes_the_chain(add, relu, dims, bias, stride, g
 
 def test_unbatched_input_and_other_dtypes_take_the_plain_path():
     conv = nn.Conv3d(4, 4, 3, padding=1).eval()
-    fused = FusedConv(conv, add=True, relu=True)
+    fused = FusedConv(conv, add=True, activation="relu")
     x = torch.randn(4, 3, 5, 5)  # (C, T, H, W)
     other = torch.randn(4, 3, 5, 5)
     with torch.no_grad():
         torch.testing.assert_close(fused(x, other), torch.relu(conv(x) + other))
         conv64 = nn.Conv3d(4, 4, 3, padding=1).double().eval()
         x64 = torch.randn(1, 4, 3, 5, 5, dtype=torch.float64)
-        torch.testing.assert_close(FusedConv(conv64, add=False, relu=True)(x64), torch.relu(conv64(x64)))
+        torch.testing.assert_close(FusedConv(conv64, add=False, activation="relu")(x64), torch.relu(conv64(x64)))
 
 
 def test_fuse_finds_the_chains_and_keeps_the_output():
@@ -66,8 +67,8 @@ def test_fuse_finds_the_chains_and_keeps_the_output():
     fused, n = fuse_conv_pointwise(model, x)
     # per block: conv1 -> ReLU, conv2 -> add -> ReLU; the shortcut conv feeds the add, not fused
     assert n == 4 and isinstance(fused, torch.fx.GraphModule)
-    kinds = sorted((m.add, m.relu) for m in fused.modules() if isinstance(m, FusedConv))
-    assert kinds == [(False, True)] * 2 + [(True, True)] * 2
+    kinds = sorted((m.add, m.activation) for m in fused.modules() if isinstance(m, FusedConv))
+    assert kinds == [(False, "relu")] * 2 + [(True, "relu")] * 2
     with torch.no_grad():
         torch.testing.assert_close(fused(x), ref, atol=1e-5, rtol=1e-4)
     assert sum(p.numel() for p in fused.parameters()) == sum(p.numel() for p in model.parameters())
@@ -170,7 +171,7 @@ def test_bench_fusion_runs_and_reports_the_ab(capsys):
 
 def test_a_broadcast_add_takes_the_plain_path():
     conv = nn.Conv3d(4, 6, 3, padding=1).eval()
-    fused = FusedConv(conv, add=True, relu=True)
+    fused = FusedConv(conv, add=True, activation="relu")
     x = torch.randn(2, 4, 3, 5, 5)
     bias = torch.randn(1, 6, 1, 1, 1)  # same number of dimensions, broadcast over the rest
     with torch.no_grad():
@@ -198,3 +199,33 @@ def test_a_shortcut_added_in_place_computes_the_same_and_leaves_the_input_alone(
     with torch.no_grad():
         torch.testing.assert_close(fused(x), ref, atol=1e-5, rtol=1e-4)
     assert torch.equal(x, before)
+
+
+def test_a_swish_after_a_convolution_is_fused_and_a_bad_activation_refused():
+    model = nn.Sequential(nn.Conv3d(8, 8, 3, padding=1, groups=8), nn.Identity(), nn.SiLU()).eval()
+    x = torch.randn(2, 8, 4, 6, 6) * 3
+    with torch.no_grad():
+        ref = model(x)
+    fused, n = fuse_conv_pointwise(model, x)
+    assert n == 1 and [m.activation for m in fused.modules() if isinstance(m, FusedConv)] == ["swish"]
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), ref, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="activation"):
+        FusedConv(nn.Conv3d(2, 2, 1), add=False, activation="gelu")
+    with pytest.raises(ValueError, match="after an add"):  # oneDNN takes only a ReLU after its add
+        FusedConv(nn.Conv3d(2, 2, 1), add=True, activation="swish")
+
+
+def test_an_add_followed_by_a_swish_fuses_only_the_add():
+    class AddSwish(Block):
+        def forward(self, x):
+            return F.silu(self.conv1(x) + x)
+
+    model = AddSwish().eval()
+    x = torch.randn(2, 8, 4, 6, 6)
+    with torch.no_grad():
+        ref = model(x)
+    fused, n = fuse_conv_pointwise(model, x)
+    assert n == 1 and [(m.add, m.activation) for m in fused.modules() if isinstance(m, FusedConv)] == [(True, None)]
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), ref, atol=1e-5, rtol=1e-4)

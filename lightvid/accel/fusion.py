@@ -1,4 +1,4 @@
-"""Convolution + residual add + ReLU as one oneDNN call (post-ops), found by ``torch.fx``.
+"""Convolution + residual add + ReLU (or SiLU) as one oneDNN call (post-ops), found by ``torch.fx``.
 
 A residual block ends in ``relu(conv(x) + shortcut)``: run as three operators, that is the
 convolution writing its output, the add reading it and the shortcut and writing a third tensor,
@@ -7,7 +7,8 @@ and the ReLU reading and writing it again, three passes over a tensor that at ba
 it is still in cache (its *post-ops*), which PyTorch exposes as
 ``torch.ops.mkldnn._convolution_pointwise`` (the operator inductor's own CPU fusion emits).
 :func:`fuse_conv_pointwise` traces the model with ``torch.fx``, finds each convolution whose only
-use is an add (then, optionally, a ReLU) or a ReLU, and replaces the chain with one
+use is an add (then, optionally, a ReLU) or a ReLU or SiLU (X3D's swish after a depthwise
+convolution), and replaces the chain with one
 :class:`FusedConv` call. Only convolutions that run on oneDNN anyway are fused (PyTorch sends some
 small batch-1 shapes to a reference kernel that is faster there, see
 :mod:`lightvid.accel.lowering`), so the convolution kernel is the same and only the passes over
@@ -26,21 +27,30 @@ from lightvid.accel.lowering import PLAIN_CONVS, plain_convs, pytorch_picks_oned
 from lightvid.accel.per_layer import record_inputs
 
 _ADDS = (operator.add, operator.iadd, torch.add)
-_RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
+# activation -> (modules, functions, tensor methods) that compute it, and how the unfused path runs it
+_ACTIVATIONS = {
+    "relu": ((nn.ReLU,), (F.relu, torch.relu, torch.relu_), ("relu", "relu_"), torch.relu),
+    "swish": ((nn.SiLU,), (F.silu,), (), F.silu),  # oneDNN's "swish" post-op is x * sigmoid(x)
+}
 # what a fused model keeps of the model it replaces (read by optimize's report and `summary`)
 _KEPT_ATTRIBUTES = ("default_cfg", "num_classes", "lowering_choices", "onednn_choices", "winograd_choices")
 
 
 class FusedConv(nn.Module):
-    """``relu(conv(x) + other)``, ``conv(x) + other`` or ``relu(conv(x))`` in one oneDNN call."""
+    """``act(conv(x) + other)``, ``conv(x) + other`` or ``act(conv(x))`` in one oneDNN call, where
+    ``activation`` (``act``) is "relu", "swish" (SiLU) or None."""
 
-    def __init__(self, conv: nn.Module, add: bool, relu: bool):
+    def __init__(self, conv: nn.Module, add: bool, activation: str | None):
         super().__init__()
-        self.conv, self.add, self.relu = conv, add, relu
+        if activation not in (None, *_ACTIVATIONS):
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)} or None, got {activation!r}")
+        if add and activation not in (None, "relu"):  # oneDNN's binary post-op takes only a ReLU after it
+            raise ValueError(f"activation after an add must be 'relu' or None, got {activation!r}")
+        self.conv, self.add, self.activation = conv, add, activation
         self.memory_format = torch.channels_last_3d if isinstance(conv, nn.Conv3d) else torch.channels_last
 
     def extra_repr(self) -> str:
-        return f"add={self.add}, relu={self.relu}"
+        return f"add={self.add}, activation={self.activation}"
 
     def _out_shape(self, x: torch.Tensor) -> tuple[int, ...]:
         c = self.conv
@@ -52,7 +62,7 @@ class FusedConv(nn.Module):
         y = self.conv(x)
         if self.add:
             y = y + other
-        return torch.relu(y) if self.relu else y
+        return _ACTIVATIONS[self.activation][3](y) if self.activation else y
 
     def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
         c = self.conv
@@ -63,10 +73,10 @@ class FusedConv(nn.Module):
         x = x.contiguous(memory_format=self.memory_format)
         args = (c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation), c.groups)
         if not self.add:
-            return torch.ops.mkldnn._convolution_pointwise(x, *args, "relu" if self.relu else "none", [], "")
+            return torch.ops.mkldnn._convolution_pointwise(x, *args, self.activation or "none", [], "")
         other = other.contiguous(memory_format=self.memory_format)
         return torch.ops.mkldnn._convolution_pointwise.binary(x, other, *args, "add", 1.0,
-                                                              "relu" if self.relu else None, [], "")
+                                                              self.activation, [], "")
 
 
 class _Tracer(torch.fx.Tracer):
@@ -77,12 +87,14 @@ class _Tracer(torch.fx.Tracer):
             m, qualname)
 
 
-def _is_relu(node: torch.fx.Node, modules: dict) -> bool:
-    if node.op == "call_module":
-        return type(modules.get(node.target)) is nn.ReLU
-    if node.op == "call_function":
-        return node.target in _RELU_FUNCTIONS and len(node.args) == 1
-    return node.op == "call_method" and node.target in ("relu", "relu_")
+def _activation(node: torch.fx.Node, modules: dict) -> str | None:
+    """The activation ``node`` computes on its one input, if it is one oneDNN can fuse."""
+    for name, (module_types, functions, methods, _) in _ACTIVATIONS.items():
+        if ((node.op == "call_module" and type(modules.get(node.target)) in module_types)
+                or (node.op == "call_function" and node.target in functions and len(node.args) == 1)
+                or (node.op == "call_method" and node.target in methods)):
+            return name
+    return None
 
 
 def _drop_identities(graph: torch.fx.Graph, modules: dict) -> None:
@@ -143,21 +155,21 @@ def fuse_conv_pointwise(model: nn.Module, example_input: torch.Tensor) -> tuple[
     for node in list(graph.nodes):
         if node.op != "call_module" or node.target not in on_onednn or len(node.users) != 1 or len(node.args) != 1:
             continue
-        last, other, relu = node, None, False
+        last, other, act = node, None, None
         user = next(iter(node.users))
         if (user.op == "call_function" and user.target in _ADDS and len(user.args) == 2 and not user.kwargs
                 and all(isinstance(a, torch.fx.Node) for a in user.args) and user.args[0] is not user.args[1]
                 and (user.target is not operator.iadd or user.args[0] is node)):  # `shortcut += conv(x)` mutates
             other = user.args[1] if user.args[0] is node else user.args[0]
             last = user
-            if len(user.users) == 1 and _is_relu(next(iter(user.users)), modules):
-                last, relu = next(iter(user.users)), True
-        elif _is_relu(user, modules):
-            last, relu = user, True
+            if len(user.users) == 1 and _activation(next(iter(user.users)), modules) == "relu":
+                last, act = next(iter(user.users)), "relu"
+        elif _activation(user, modules):
+            last, act = user, _activation(user, modules)
         else:
             continue
         name = f"fused_{len(fused)}"
-        fused[name] = FusedConv(modules[node.target], add=other is not None, relu=relu)
+        fused[name] = FusedConv(modules[node.target], add=other is not None, activation=act)
         with graph.inserting_before(last):
             new = graph.call_module(name, (node.args[0],) if other is None else (node.args[0], other))
         last.replace_all_uses_with(new)
