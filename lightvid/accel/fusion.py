@@ -23,8 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._pytree import tree_flatten
 
-from lightvid.accel.lowering import PLAIN_CONVS, plain_convs, pytorch_picks_onednn
-from lightvid.accel.per_layer import record_inputs
+from lightvid.accel.lowering import PLAIN_CONVS, plain_convs, runs_on_onednn
+from lightvid.accel.per_layer import channels_last_format, record_inputs, relative_error
 
 _ADDS = (operator.add, operator.iadd, torch.add)
 # activation -> (modules, functions, tensor methods) that compute it, and how the unfused path runs it
@@ -47,7 +47,7 @@ class FusedConv(nn.Module):
         if add and activation not in (None, "relu"):  # oneDNN's binary post-op takes only a ReLU after it
             raise ValueError(f"activation after an add must be 'relu' or None, got {activation!r}")
         self.conv, self.add, self.activation = conv, add, activation
-        self.memory_format = torch.channels_last_3d if isinstance(conv, nn.Conv3d) else torch.channels_last
+        self.memory_format = channels_last_format(conv.weight.dim())
 
     def extra_repr(self) -> str:
         return f"add={self.add}, activation={self.activation}"
@@ -105,13 +105,6 @@ def _drop_identities(graph: torch.fx.Graph, modules: dict) -> None:
             graph.erase_node(node)
 
 
-def _resolve(model: nn.Module, target: str):
-    obj = model
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _same_output(ref, out) -> bool:
     """Same structure, and every tensor within 1e-4 of the reference's largest magnitude."""
     ref_leaves, ref_spec = tree_flatten(ref)
@@ -122,7 +115,7 @@ def _same_output(ref, out) -> bool:
         if isinstance(r, torch.Tensor):
             if not isinstance(o, torch.Tensor) or o.shape != r.shape:
                 return False
-            if r.numel() and ((o.float() - r.float()).abs().max() / r.float().abs().max().clamp_min(1e-30)) > 1e-4:
+            if r.numel() and relative_error(o, r) > 1e-4:
                 return False
         elif r != o:
             return False
@@ -143,13 +136,8 @@ def fuse_conv_pointwise(model: nn.Module, example_input: torch.Tensor) -> tuple[
     modules = dict(model.named_modules())
     convs = plain_convs(model)
     inputs = record_inputs(model, convs, example_input)
-    on_onednn = set()
-    for name, conv in convs:
-        x = inputs.get(name)
-        if x is not None and x.dim() == conv.weight.dim():
-            fmt = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
-            if getattr(conv, "onednn", False) or pytorch_picks_onednn(conv, x.contiguous(memory_format=fmt)):
-                on_onednn.add(name)
+    on_onednn = {name for name, conv in convs
+                 if name in inputs and inputs[name].dim() == conv.weight.dim() and runs_on_onednn(conv, inputs[name])}
     _drop_identities(graph, modules)
     fused = {}
     for node in list(graph.nodes):
@@ -179,7 +167,7 @@ def fuse_conv_pointwise(model: nn.Module, example_input: torch.Tensor) -> tuple[
         return model, 0
     graph.lint()
     # the graph's owner: every module and attribute it reads, by qualified name, and the fused calls
-    root = {n.target: fused.get(n.target) or _resolve(model, n.target) for n in graph.nodes
+    root = {n.target: fused.get(n.target) or operator.attrgetter(n.target)(model) for n in graph.nodes
             if n.op in ("call_module", "get_attr")}
     gm = torch.fx.GraphModule(root, graph, class_name=type(model).__name__ + "Fused")
     try:

@@ -25,7 +25,7 @@ from math import nan
 import torch
 import torch.nn as nn
 
-from lightvid.accel.per_layer import record_inputs, set_module
+from lightvid.accel.per_layer import channels_last_format, record_inputs, relative_error, set_module
 from lightvid.accel.timing import median_times
 from lightvid.accel.winograd import DirectConv2d, DirectConv3d, direct_from_conv
 
@@ -110,7 +110,7 @@ def lower_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3,
         lowered = Conv3dAsConv2d(conv)
         with torch.inference_mode():
             ref = conv(x)
-            err = ((lowered(x) - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+            err = relative_error(lowered(x), ref)
             # a 2D form that does not agree (it should always) is not timed and not used
             t = median_times({"3d": conv, "2d": lowered}, x, repeats) if err <= 1e-4 else {"3d": nan, "2d": nan}
         keep = t["2d"] < t["3d"]  # False for NaN
@@ -147,6 +147,13 @@ def plain_convs(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if type(m) in PLAIN_CONVS and m.padding_mode == "zeros" and not isinstance(m.padding, str)]
 
 
+def runs_on_onednn(conv: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``conv`` runs on oneDNN given ``x`` in channels-last memory: forced to
+    (:func:`onednn_convs`), or PyTorch's own choice of kernel."""
+    return bool(getattr(conv, "onednn", False)
+                or pytorch_picks_onednn(conv, x.contiguous(memory_format=channels_last_format(x.dim()))))
+
+
 def pytorch_picks_onednn(conv: nn.Module, x: torch.Tensor) -> bool | None:
     """Whether PyTorch's own choice of kernel for ``conv`` on ``x`` is already oneDNN (None: it
     cannot say; ``torch._C._select_conv_backend`` is the test suite's hook for that choice)."""
@@ -163,7 +170,8 @@ def _to_format(conv: nn.Module, fmt: torch.memory_format, x: torch.Tensor) -> to
     return conv(x).contiguous(memory_format=fmt)
 
 
-def onednn_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3, verbose: bool = False) -> list:
+def onednn_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3, verbose: bool = False,
+                 inputs: dict | None = None) -> list:
     """Run on oneDNN (in channels-last memory) each convolution of ``model`` that PyTorch would
     give its reference kernel on the example input, where that times faster (in place).
 
@@ -171,26 +179,28 @@ def onednn_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3
     to record its input; the ones PyTorch already sends to oneDNN are left as they are, the others
     are timed both ways on it (interleaved, median of ``repeats``). Returns ``[(layer, "onednn" or
     "default", default_ms, onednn_ms)]``; a oneDNN result that does not agree to float rounding
-    (relative error over 1e-4) is never used (NaN times).
+    (relative error over 1e-4) is never used (NaN times). ``inputs``: the layers' inputs already
+    recorded on ``example_input`` (by layer name), to skip recording them again.
     """
     if not torch.backends.mkldnn.is_available():
         return []
     eligible = plain_convs(model)
-    inputs = record_inputs(model, eligible, example_input)
+    if inputs is None:
+        inputs = record_inputs(model, eligible, example_input)
     choices = []
     for name, conv in eligible:
         x = inputs.get(name)
         if x is None or x.device.type != "cpu" or x.dim() != conv.weight.dim():  # not reached, or unbatched
             continue
-        fmt = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
-        if pytorch_picks_onednn(conv, x.contiguous(memory_format=fmt)):
+        if runs_on_onednn(conv, x):
             continue
+        fmt = channels_last_format(x.dim())
         fast = direct_from_conv(conv, fmt)
         fast.onednn = True
         with torch.inference_mode():
             ref = conv(x)
             try:
-                err = ((fast(x) - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+                err = relative_error(fast(x), ref)
             except RuntimeError:  # a dtype or shape oneDNN does not take
                 err = nan
             # the reference kernels return contiguous memory, which the next layer converts back to
@@ -206,13 +216,6 @@ def onednn_convs(model: nn.Module, example_input: torch.Tensor, repeats: int = 3
             print(f"{name:<28} {'x'.join(map(str, x.shape)):<20} default {1e3 * t['default']:7.2f} ms  "
                   f"oneDNN {1e3 * t['onednn']:7.2f} ms -> {choices[-1][1]}", flush=True)
     return choices
-
-
-def _conv3d_inputs_channels_last(model: nn.Module, x: torch.Tensor) -> bool:
-    """Whether every plain ``nn.Conv3d`` of ``model`` gets channels-last-3d input from ``x``."""
-    convs = [(n, m) for n, m in model.named_modules() if type(m) is nn.Conv3d]
-    inputs = record_inputs(model, convs, x)
-    return all(v.dim() != 5 or v.is_contiguous(memory_format=torch.channels_last_3d) for v in inputs.values())
 
 
 def choose_layout(model: nn.Module, x: torch.Tensor, channels_last: bool = True,
@@ -247,11 +250,17 @@ def choose_layout(model: nn.Module, x: torch.Tensor, channels_last: bool = True,
     if channels_last:
         forced = copy.deepcopy(model)
         if channels_last_inputs(forced):
-            forced.onednn_choices = onednn_convs(forced, x, verbose=verbose)
+            # one forward records every convolution's input; the copy's layers keep their names
+            # and see the same inputs (they convert them only inside)
+            convs = plain_convs(model)
+            inputs = record_inputs(model, convs, x)
+            forced.onednn_choices = onednn_convs(forced, x, verbose=verbose, inputs=inputs)
             on_onednn = sum(c[1] == "onednn" for c in forced.onednn_choices)
             # nothing to time when every Conv3d already gets channels-last input and none moved
             # to oneDNN: the copy would run exactly as the model does
-            if on_onednn or not _conv3d_inputs_channels_last(model, x):
+            lost = any(type(m) is nn.Conv3d and n in inputs and inputs[n].dim() == 5
+                       and not inputs[n].is_contiguous(memory_format=torch.channels_last_3d) for n, m in convs)
+            if on_onednn or lost:
                 best = faster(best, ("channels-last inputs" + (", oneDNN" if on_onednn else ""), forced))
     lowered = copy.deepcopy(best[1])
     choices = lower_convs(lowered, x, verbose=verbose)

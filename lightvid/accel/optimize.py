@@ -41,7 +41,7 @@ import time
 import torch
 import torch.nn as nn
 
-from lightvid.accel.per_layer import set_module
+from lightvid.accel.per_layer import channels_last_format, set_module
 from lightvid.accel.timing import median_times
 from lightvid.errors import UserError
 from lightvid.precision import has_native_bf16, resolve_precision
@@ -135,7 +135,7 @@ class OptimizedModel(nn.Module):
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.dtype)
         if self.channels_last and x.dim() in (4, 5):
-            x = x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
+            x = x.contiguous(memory_format=channels_last_format(x.dim()))
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,8 +163,7 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
     report = {"precision": prec, "requested_precision": precision, "native_bf16": has_native_bf16(device),
               "folded_bn": fold_batchnorms(m), "channels_last": channels_last, "winograd_layers": 0,
               "lowered_layers": 0, "channels_last_inputs": False, "onednn_layers": 0, "fused_convs": 0,
-              "compiled": False,
-              "compile_s": None}
+              "compiled": False, "compile_s": None}
     if channels_last:
         to_channels_last(m)
     if winograd:

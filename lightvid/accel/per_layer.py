@@ -1,5 +1,5 @@
-"""Helpers of the per-layer choices (hybrid Winograd, 2D lowering): record what each layer
-sees on an example input, and swap a layer for its replacement."""
+"""Helpers of the per-layer choices (hybrid Winograd, 2D lowering, oneDNN, fusion): record what
+each layer sees on an example input, compare a replacement's output, and swap a layer for it."""
 from __future__ import annotations
 
 import torch
@@ -19,6 +19,17 @@ def record_inputs(model: nn.Module, layers: list[tuple[str, nn.Module]], example
         for h in hooks:
             h.remove()
     return inputs
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """``max |out - ref| / max |ref|``: how far a replacement's output is from the layer's (or
+    model's) own, relative to its scale."""
+    return ((out.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-30)).item()
+
+
+def channels_last_format(ndim: int) -> torch.memory_format:
+    """The channels-last memory format of a ``ndim``-dimensional batch: 5 -> channels-last-3d."""
+    return torch.channels_last_3d if ndim == 5 else torch.channels_last
 
 
 def set_module(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -46,7 +46,7 @@ from fractions import Fraction as Fr
 import torch
 import torch.nn as nn
 
-from lightvid.accel.per_layer import record_inputs, set_module
+from lightvid.accel.per_layer import channels_last_format, record_inputs, set_module
 from lightvid.accel.timing import median_times
 from lightvid.errors import UserError
 
@@ -412,7 +412,7 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, p
     y = y[(slice(None),) + tuple(slice(0, o) for o in out_size)]  # crop whole tiles
     y = y.permute(0, d + 1, *range(1, d + 1))  # (B, K, *S_out) in channels-last memory
     if out_size != [m * j for m, j in zip(ms, n)]:
-        fmt = torch.channels_last_3d if d == 3 else torch.channels_last
+        fmt = channels_last_format(d + 2)
         y = y.contiguous(memory_format=fmt)
     return y
 
@@ -496,7 +496,7 @@ def accelerate(model: nn.Module, example_input: torch.Tensor, algo: str = "auto"
         d = len(conv.kernel_size)
         ks = tuple(conv.kernel_size)
         xin = inputs[name]
-        fmt = torch.channels_last_3d if d == 3 else torch.channels_last
+        fmt = channels_last_format(d + 2)
         with torch.no_grad():
             ref = conv(xin)
             scale = ref.abs().max().clamp_min(torch.finfo(ref.dtype).tiny)
