@@ -11,6 +11,13 @@ names the CPU and its AVX2 / AVX-512 / AVX512-BF16 / AMX / VNNI flags.
     python benchmarks/bench_backends.py --models x3d_s --batches 1 --no-int8
     python benchmarks/bench_backends.py --quick                                 # fp32 only, < 1 min
     python benchmarks/bench_backends.py --agreement runs/agree_c3d/checkpoints/best.ckpt
+    python benchmarks/bench_backends.py --device cuda --rounds 20 --json gpu.json  # the GPU table
+
+``--device cuda``: the GPU table (fp32 contiguous and channels-last, bf16, fp16, compiled half
+precision; ONNX Runtime and OpenVINO are CPU backends and int8 is CPU-only, so they are left out),
+headed by the GPU's name and CUDA / cuDNN / TF32 settings. ``--time-budget S`` starts no new
+(model, batch) run after S seconds; ``--json`` is rewritten after every run, so a run stopped
+early keeps what it measured.
 
 ``--agreement CKPT``: top-1 agreement of each int8 path with fp32 eager on every validation
 clip of a trained checkpoint's own data (calibrated on ``--calib-clips`` of its training clips).
@@ -32,7 +39,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 import lightvid  # noqa: E402
-from lightvid.accel.compare import best_of, compare, cpu_header, cpu_info, format_rows, loadavg
+from lightvid.accel.compare import best_of, compare, cpu_header, cpu_info, format_rows, gpu_header, loadavg
+from lightvid.errors import UserError  # noqa: E402
 
 MODELS = "c3d,r2plus1d_18,x3d_s,ir_csn_50"
 
@@ -94,14 +102,55 @@ COLUMNS = [("eager fp32", "eager fp32"), ("lightvid torch fp32", "lightvid `torc
            ("onnxruntime int8 (QDQ)", "ONNX Runtime int8"), ("openvino int8 (NNCF)", "OpenVINO int8")]
 
 
+GPU_COLUMNS = [("eager fp32", "eager fp32"), ("lightvid torch fp32, contiguous", "lightvid fp32, contiguous"),
+               ("lightvid torch fp32", "lightvid fp32 (channels-last)"), ("lightvid torch bf16", "bf16"),
+               ("lightvid torch fp16", "fp16"), ("lightvid torch bf16 + compile", "bf16 + `compile`"),
+               ("lightvid torch fp16 + compile", "fp16 + `compile`")]
+
+
+def gpu_markdown(runs: list[dict]) -> str:
+    """The GPU table: ms and x eager fp32 per path, the fastest path, max |logit diff| / top-1."""
+    from lightvid.accel.compare import Row
+
+    cols = [c for c in GPU_COLUMNS if any(r["path"] == c[0] for run in runs for r in run["rows"])]
+    head = "| model | batch | " + " | ".join(c for _, c in cols)
+    speed = [head + " | fastest |", "| --- | ---: |" + " ---: |" * len(cols) + " --- |"]
+    diff = [head + " |", "| --- | ---: |" + " ---: |" * len(cols)]
+    for run in runs:
+        by = {r["path"]: Row(**r) for r in run["rows"]}
+        cells, dcells = [], []
+        for key, _ in cols:
+            r = by.get(key)
+            if r is None or r.ms is None:
+                cells.append("n/a" if r is None else "failed")
+                dcells.append(cells[-1])
+                continue
+            cells.append(f"{r.ms:.2f} ms" if key == "eager fp32" else f"{r.speedup:.2f}x ({r.ms:.2f})")
+            dcells.append(f"{r.max_abs_diff:.1e} / {100 * r.top1:.0f}%")
+        timed = [r for r in by.values() if r.ms is not None]
+        fast = min(timed, key=lambda r: r.ms).path if timed else "-"
+        tag = f"| {run['model']} | {run['batch']} | "
+        speed.append(tag + " | ".join(cells) + f" | {fast} |")
+        diff.append(tag + " | ".join(dcells) + " |")
+    return "\n".join(speed) + "\n\nmax |logit difference| to eager fp32 / top-1 agreement on the timed batch:\n\n" + \
+        "\n".join(diff)
+
+
 def markdown(files: list[str]) -> str:
     """The docs' tables from ``--json`` files: speed (ms and x eager), who won, max |logit diff|."""
-    from lightvid.accel.compare import Row, best_of, choose_row
-
-    runs = []
+    runs, gpu_runs = [], []
     for path in files:
         with open(path) as f:
-            runs += json.load(f)["runs"]
+            data = json.load(f)
+        (gpu_runs if data.get("gpu") else runs).extend(data["runs"])
+    if gpu_runs:
+        return gpu_markdown(gpu_runs) + ("\n\n" + markdown_cpu(runs) if runs else "")
+    return markdown_cpu(runs)
+
+
+def markdown_cpu(runs: list[dict]) -> str:
+    from lightvid.accel.compare import Row, best_of, choose_row
+
     head = "| model | batch | " + " | ".join(c for _, c in COLUMNS)
     speed = [head + " | fastest fp32 | lightvid best fp32 vs OpenVINO / ONNX Runtime | `auto` fp32 / int8 | load |",
              "| --- | ---: |" + " ---: |" * len(COLUMNS) + " --- | --- | --- | --- |"]
@@ -146,6 +195,9 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     p.add_argument("--agreement", default=None, metavar="CKPT", help="int8 top-1 agreement on a checkpoint's val clips")
     p.add_argument("--limit", type=int, default=None, help="with --agreement: at most this many validation clips")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda[:N] for the GPU table")
+    p.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="start no new (model, batch) run after S seconds (the JSON keeps the finished ones)")
     p.add_argument("--markdown", nargs="+", default=None, metavar="JSON",
                    help="print the docs' markdown tables from earlier --json files (times nothing)")
     args = p.parse_args(argv)
@@ -159,17 +211,36 @@ def main(argv=None) -> int:
         args.models, args.batches, args.input, args.rounds = "r2plus1d_18", "1", "3x8x56x56", 3
         args.no_int8, kwargs = True, {"width_mult": 0.25}  # int8 calibration takes ~1 min alone (tests cover it)
     size = tuple(int(v) for v in args.input.split("x"))
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {args.device}: cpu or cuda[:N]")
     print(cpu_header() + f", OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}", flush=True)
+    gpu = None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {args.device}: no CUDA device is available")
+        torch.backends.cudnn.benchmark = True  # what a GPU user sets: cuDNN times its algorithms per shape
+        gpu = gpu_header(device)
+        print(gpu + "\nONNX Runtime and OpenVINO run on the CPU and int8 is CPU-only: not in the GPU table",
+              flush=True)
+        args.no_int8 = True
     calib, calib_what = (None, "") if args.no_int8 else calibration(args, size)
     if calib is not None:
         print(f"int8 calibration: {calib_what}", flush=True)
-    results = {"cpu": cpu_info(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    results = {"cpu": cpu_info(), "gpu": gpu, "torch": torch.__version__, "threads": torch.get_num_threads(),
                "calibration": calib_what, "runs": []}
+    start = time.perf_counter()
     for name in args.models.split(","):
         torch.manual_seed(0)
-        model = lightvid.create_model(name, num_classes=args.num_classes, **kwargs).eval()
+        model = lightvid.create_model(name, num_classes=args.num_classes, **kwargs).eval().to(device)
         for batch in (int(b) for b in args.batches.split(",")):
-            x = torch.randn(batch, *size, generator=torch.Generator().manual_seed(0))
+            if args.time_budget is not None and time.perf_counter() - start > args.time_budget:
+                print(f"time budget of {args.time_budget:.0f} s reached: {name} batch {batch} not run", flush=True)
+                continue
+            x = torch.randn(batch, *size, generator=torch.Generator().manual_seed(0)).to(device)
             t0 = time.perf_counter()
             load0 = loadavg()
             rows = compare(model, x, calib, rounds=args.rounds, progress=True, compile=not args.no_compile)
@@ -183,12 +254,17 @@ def main(argv=None) -> int:
                     print(f"  lightvid's best fp32 ({lv.path}) vs {o.path}: {o.ms / lv.ms:.2f}x")
             results["runs"].append({"model": name, "batch": batch, "input": list(size), "loadavg": load,
                                     "rows": [r.__dict__ for r in rows]})
-    if args.json:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.json)) or ".", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(results, f, indent=1)
-        os.replace(tmp, args.json)
+            if args.json:  # after every run: a run stopped early keeps what it measured
+                write_json(results, args.json)
     return 0
+
+
+def write_json(results: dict, path: str) -> None:
+    """Write ``results`` to ``path`` whole or not at all (a temporary file, then a rename)."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)) or ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

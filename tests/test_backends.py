@@ -1,10 +1,13 @@
 """optimize(backend=...): every backend matches eager, "auto" keeps an agreeing candidate, int8 agrees."""
+import json
+
 import pytest
 import torch
 
 import lightvid
 from lightvid.accel import backends as B
 from lightvid.errors import UserError
+from lightvid.precision import has_native_bf16
 
 INSTALLED = [b for b in ("onnxruntime", "openvino") if B.available(b)]
 
@@ -215,3 +218,110 @@ def test_bench_cli_compare_and_backend(capsys):
     assert all(r["max_abs_diff"] < 1e-4 for r in out["rows"] if r["ms"] is not None)
     assert main([*args, "--backend", "onnxruntime", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["backend"] == "onnxruntime"
+
+
+def test_gpu_table_paths_are_lightvids_own():
+    """On CUDA the table times fp32 (contiguous and channels-last), bf16 where native, fp16 and a
+    compiled half-precision path; no CPU backend, no int8."""
+    from lightvid.accel.compare import gpu_paths, paths_for
+
+    model = lightvid.create_model("c3d", num_classes=5, width_mult=0.25)
+    labels = [p[0] for p in gpu_paths(compile=True, bf16=True)]
+    assert labels == ["lightvid torch fp32, contiguous", "lightvid torch fp32", "lightvid torch bf16",
+                      "lightvid torch fp16", "lightvid torch bf16 + compile"]
+    assert [p[0] for p in gpu_paths(compile=False, bf16=False)][-1] == "lightvid torch fp16"
+    assert gpu_paths()[0][3] == {"winograd": False, "channels_last": False}
+    assert all(kw["winograd"] is False for *_, kw in gpu_paths())
+    cuda = paths_for(model, int8=True, compile=False, device="cuda")  # no GPU needed to list them
+    assert all(backend == "torch" and prec != "int8" for _, backend, prec, _ in cuda)
+    assert any(label.startswith("openvino") for label, *_ in paths_for(model, int8=True, device="cpu"))
+
+
+def test_compare_row_says_why_a_path_failed_on_its_first_call(tiny, monkeypatch):
+    from lightvid.accel import compare as C
+
+    model, x, _ = tiny
+
+    class Broken(torch.nn.Module):
+        report = {}
+
+        def forward(self, a):
+            raise RuntimeError("no kernel for this input")
+
+    monkeypatch.setattr(C, "paths_for", lambda *a, **k: [("lightvid torch fp32", "torch", "fp32", {})])
+    monkeypatch.setattr(C.B, "optimize", lambda *a, **k: Broken())
+    rows = C.compare(model, x, rounds=1, warmup=0, compile=False)
+    assert [r.path for r in rows] == ["eager fp32", "lightvid torch fp32"]
+    assert rows[0].ms is not None and rows[1].ms is None
+    assert rows[1].note == "not built: no kernel for this input"
+
+
+def _bench_backends():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_backends.py"
+    spec = importlib.util.spec_from_file_location("bench_backends", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_bench_backends_device_cuda_without_gpu_is_one_line():
+    with pytest.raises(UserError, match="--device cuda: no CUDA device"):
+        _bench_backends().main(["--device", "cuda", "--models", "c3d", "--batches", "1"])
+    for bad in ("tpu", "mps"):
+        with pytest.raises(UserError, match=f"--device {bad}: cpu or cuda"):
+            _bench_backends().main(["--device", bad, "--models", "c3d", "--batches", "1"])
+
+
+def test_bench_backends_time_budget_and_json_after_every_run(tmp_path, capsys, monkeypatch):
+    from lightvid.accel.compare import Row
+
+    out = tmp_path / "runs.json"
+    args = ["--models", "r2plus1d_18", "--batches", "1,2", "--input", "3x4x16x16", "--num-classes", "3",
+            "--rounds", "1", "--no-int8", "--no-compile", "--json", str(out)]
+    mod = _bench_backends()
+    seen = []
+
+    def fake_compare(model, x, calib, **kw):  # the budget and the JSON are under test, not the timings
+        seen.append(tuple(x.shape))
+        if len(seen) == 2:  # the first run is on disk before the second starts
+            assert [r["batch"] for r in json.loads(out.read_text())["runs"]] == [1]
+        return [Row("eager fp32", ms=1.0, speedup=1.0, max_abs_diff=0.0, top1=1.0)]
+
+    monkeypatch.setattr(mod, "compare", fake_compare)
+    assert mod.main([*args, "--time-budget", "0"]) == 0
+    assert "time budget of 0 s reached: r2plus1d_18 batch 1 not run" in capsys.readouterr().out
+    assert not out.exists()  # nothing measured, nothing written
+    assert mod.main([*args, "--time-budget", "3600"]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["batch"] for r in runs] == [1, 2] and not list(tmp_path.glob("*.tmp"))
+    assert seen == [(1, 3, 4, 16, 16), (2, 3, 4, 16, 16)]
+
+
+def test_gpu_markdown_table_from_json(tmp_path):
+    from lightvid.accel.compare import Row
+
+    rows = [Row("eager fp32", ms=4.0, speedup=1.0, max_abs_diff=0.0, top1=1.0),
+            Row("lightvid torch fp32", ms=2.0, speedup=2.0, max_abs_diff=1e-6, top1=1.0),
+            Row("lightvid torch bf16", ms=1.0, speedup=4.0, max_abs_diff=2e-2, top1=1.0),
+            Row("lightvid torch bf16 + compile", note="not built: inductor failed")]
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps({"gpu": "GPU: test", "runs": [{"model": "c3d", "batch": 8,
+                                                               "rows": [r.__dict__ for r in rows]}]}))
+    table = _bench_backends().markdown([str(path)])
+    line = next(ln for ln in table.splitlines() if ln.startswith("| c3d | 8 |"))
+    assert "4.00 ms" in line and "2.00x (2.00)" in line and "4.00x (1.00)" in line and "failed" in line
+    assert line.endswith("| lightvid torch bf16 |")
+    assert "fp32, contiguous" not in table  # a column no run has is left out
+
+
+@pytest.mark.skipif(has_native_bf16(), reason="checks the fallback on a CPU without native bf16")
+def test_bf16_request_on_a_cpu_without_it_runs_fp32_with_an_example_input(tiny, capsys):
+    model, x, ref = tiny
+    run = B.optimize(model, precision="bf16", example_input=x[:1], lower=False, fuse=False)
+    assert "running fp32 instead" in capsys.readouterr().err and run.precision == "fp32"
+    assert run.report["winograd_layers"] == 0
+    assert torch.allclose(run(x), ref, atol=1e-4)

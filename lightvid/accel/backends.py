@@ -295,7 +295,9 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
     prec = "int8" if precision == "int8" else resolve_precision(precision, device, allow_slow=allow_slow)
     if backend == "torch" and prec != "int8" and calibration is None:
         t0 = time.perf_counter()
-        wino = (prec == "fp32" and example_input is not None) if winograd is None else winograd
+        # not for a bf16/fp16 request that runs fp32 on a CPU without it (that warns, and stays plain)
+        default_wino = prec == "fp32" and precision in ("fp32", "auto") and example_input is not None
+        wino = default_wino if winograd is None else winograd
         # the requested precision goes through, so the report keeps what was asked for
         out = torch_optimize(model, precision=precision, compile=compile, winograd=wino, example_input=example_input,
                              channels_last=channels_last, lower=lower, fuse=fuse, verbose=verbose,

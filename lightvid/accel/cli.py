@@ -58,26 +58,30 @@ def _compare(args, kwargs: dict) -> int:
     import torch
 
     from lightvid.accel.calib import calibration_batches
-    from lightvid.accel.compare import compare, cpu_header, cpu_info, format_rows
+    from lightvid.accel.compare import compare, cpu_header, cpu_info, format_rows, gpu_header
     from lightvid.accel.export import load_target
 
-    if args.device != "cpu" or str(args.target).endswith(".onnx"):
-        raise UserError("--compare runs a model name or checkpoint on the CPU")
+    if str(args.target).endswith(".onnx"):
+        raise UserError("--compare runs a model name or checkpoint (an .onnx file runs on ONNX Runtime alone)")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: no CUDA device is available")
     model, meta = load_target(args.target, **kwargs)
     size = tuple(args.input or model.default_cfg["input_size"])
-    x = torch.randn(args.batch, *size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(args.batch, *size, generator=torch.Generator().manual_seed(0)).to(device)
     calib = None
-    if args.calib:
+    if args.calib and device.type == "cpu":  # int8 is CPU-only
         cfg = getattr(model, "default_cfg", {})
         calib = calibration_batches(args.calib, size, clips=args.calib_clips, batch=8,
                                     mean=cfg.get("mean", (0.5,) * 3), std=cfg.get("std", (0.5,) * 3))
     rows = compare(model, x, calib, rounds=args.repeats, warmup=max(1, args.warmup), progress=not args.json,
                    compile=not args.no_compile)
     if args.json:
-        print(json.dumps({"cpu": cpu_info(), "threads": torch.get_num_threads(), "model": meta.get("model"),
+        print(json.dumps({"cpu": cpu_info(), "gpu": gpu_header(device) if device.type == "cuda" else None,
+                          "threads": torch.get_num_threads(), "model": meta.get("model"),
                           "input": [args.batch, *size], "rows": [r.__dict__ for r in rows]}))
     else:
-        print(cpu_header())
+        print(gpu_header(device) if device.type == "cuda" else cpu_header())
         print(format_rows(rows, f"{meta.get('model', args.target)}  input {'x'.join(map(str, [args.batch, *size]))}"
                           f"  {args.repeats} interleaved rounds, medians"))
     return 0

@@ -7,6 +7,11 @@ in one process (:func:`lightvid.accel.timing.time_calls`: round-robin, medians),
 in the machine's load hits every path alike. Used by ``benchmarks/bench_backends.py`` and
 ``lightvid bench MODEL --compare``. :func:`cpu_info` names the CPU and the instruction-set
 extensions that decide which kernels run (AVX2, AVX-512, AVX512-BF16, AMX, VNNI).
+
+On a CUDA device (model and input there) the paths are lightvid's own: fp32 with and without
+channels-last memory, bf16, fp16 and a compiled half-precision path; ONNX Runtime and OpenVINO
+are CPU backends here and are left out. :func:`gpu_header` names the GPU and the CUDA, cuDNN
+and TF32 settings the timings ran under.
 """
 from __future__ import annotations
 
@@ -58,6 +63,16 @@ def cpu_header() -> str:
             f"{info['torch_capability']}), torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
+def gpu_header(device: torch.device | str = "cuda") -> str:
+    """The GPU, its memory and compute capability, and the CUDA / cuDNN / TF32 settings."""
+    p = torch.cuda.get_device_properties(device)
+    return (f"GPU: {p.name} ({p.total_memory / 2 ** 30:.0f} GiB, compute capability {p.major}.{p.minor}, "
+            f"{p.multi_processor_count} SMs), torch {torch.__version__}, CUDA {torch.version.cuda}, "
+            f"cuDNN {torch.backends.cudnn.version()}, cudnn.benchmark={torch.backends.cudnn.benchmark}, "
+            f"TF32 convolutions={torch.backends.cudnn.allow_tf32}, "
+            f"TF32 matmuls={torch.backends.cuda.matmul.allow_tf32}")
+
+
 @dataclass
 class Row:
     path: str
@@ -69,9 +84,13 @@ class Row:
     note: str = ""
 
 
-def paths_for(model: nn.Module, int8: bool, compile: bool = True) -> list[tuple[str, str, str, dict]]:
-    """``(label, backend, precision, extra optimize kwargs)`` of every path worth timing here."""
+def paths_for(model: nn.Module, int8: bool, compile: bool = True,
+              device: torch.device | str = "cpu") -> list[tuple[str, str, str, dict]]:
+    """``(label, backend, precision, extra optimize kwargs)`` of every path worth timing on ``device``."""
     from lightvid.accel.winograd import supports
+
+    if torch.device(device).type == "cuda":
+        return gpu_paths(compile, bf16=has_native_bf16(torch.device(device)))
 
     out = [("lightvid torch fp32", "torch", "fp32", {"winograd": False})]
     if compile:  # inductor with freezing: prepacked oneDNN weights, conv + add + activation fused
@@ -88,27 +107,41 @@ def paths_for(model: nn.Module, int8: bool, compile: bool = True) -> list[tuple[
     return out
 
 
+def gpu_paths(compile: bool = True, bf16: bool = True) -> list[tuple[str, str, str, dict]]:
+    """The GPU table's paths: fp32 contiguous and channels-last, bf16, fp16, half precision compiled."""
+    half = "bf16" if bf16 else "fp16"
+    plain = {"winograd": False}  # the Winograd kernels are written for the CPU's cores
+    out = [("lightvid torch fp32, contiguous", "torch", "fp32", {**plain, "channels_last": False}),
+           ("lightvid torch fp32", "torch", "fp32", plain)]
+    out += [(f"lightvid torch {p}", "torch", p, plain) for p in (["bf16"] if bf16 else []) + ["fp16"]]
+    if compile:  # inductor with freezing; the convolutions stay cuDNN's, the element-wise ops fuse
+        out.append((f"lightvid torch {half} + compile", "torch", half, {**plain, "compile": True}))
+    return out
+
+
 def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] | None = None,
             rounds: int = 5, warmup: int = 1, progress: bool = False, compile: bool = True) -> list[Row]:
     """One :class:`Row` per path (eager first); int8 rows only with ``calibration``.
 
     ``compile=False`` leaves out the ``torch.compile`` path (its first call compiles for 0.5-2 min).
+    On CUDA, ``model`` is moved to ``x``'s device and the paths are :func:`gpu_paths`.
     """
-    model = model.eval()
+    model = model.eval().to(x.device)
     with torch.inference_mode():
         ref = model(x).float()
     fns = {"eager fp32": B.EagerModel(model)}
     rows = {"eager fp32": Row("eager fp32", max_abs_diff=0.0, top1=1.0)}
-    for label, backend, prec, kw in paths_for(model, calibration is not None, compile):
+    int8 = calibration is not None and x.device.type == "cpu"
+    for label, backend, prec, kw in paths_for(model, int8, compile, x.device):
         row = rows[label] = Row(label)
         try:
             run = B.optimize(model, precision=prec, backend=backend, example_input=x,
                              calibration=calibration if prec == "int8" else None, **kw)
+            with torch.inference_mode():
+                out = run(x).float()
         except Exception as e:  # noqa: BLE001 (a path that cannot take the model is a row saying why)
             row.note = "not built: " + (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
             continue
-        with torch.inference_mode():
-            out = run(x).float()
         row.max_abs_diff = (out - ref).abs().max().item()
         row.top1 = (out.argmax(-1) == ref.argmax(-1)).float().mean().item()
         row.build_s = run.report.get("build_s")
