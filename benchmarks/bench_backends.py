@@ -99,7 +99,13 @@ COLUMNS = [("eager fp32", "eager fp32"), ("lightvid torch fp32", "lightvid `torc
            ("lightvid torch fp32 + compile", "+ `compile` (freezing)"),
            ("lightvid torch fp32 + Winograd", "+ hybrid Winograd"),
            ("onnxruntime fp32", "ONNX Runtime fp32"), ("openvino fp32", "OpenVINO fp32"),
+           ("lightvid torch bf16", "lightvid `torch` bf16"), ("openvino bf16", "OpenVINO bf16"),
            ("onnxruntime int8 (QDQ)", "ONNX Runtime int8"), ("openvino int8 (NNCF)", "OpenVINO int8")]
+
+
+def present(columns: list[tuple[str, str]], runs: list[dict]) -> list[tuple[str, str]]:
+    """The columns some run has a row for (bf16 rows exist only on CPUs with native bf16)."""
+    return [c for c in columns if any(r["path"] == c[0] for run in runs for r in run["rows"])]
 
 
 GPU_COLUMNS = [("eager fp32", "eager fp32"), ("lightvid torch fp32, contiguous", "lightvid fp32, contiguous"),
@@ -112,7 +118,7 @@ def gpu_markdown(runs: list[dict]) -> str:
     """The GPU table: ms and x eager fp32 per path, the fastest path, max |logit diff| / top-1."""
     from lightvid.accel.compare import Row
 
-    cols = [c for c in GPU_COLUMNS if any(r["path"] == c[0] for run in runs for r in run["rows"])]
+    cols = present(GPU_COLUMNS, runs)
     head = "| model | batch | " + " | ".join(c for _, c in cols)
     speed = [head + " | fastest |", "| --- | ---: |" + " ---: |" * len(cols) + " --- |"]
     diff = [head + " |", "| --- | ---: |" + " ---: |" * len(cols)]
@@ -151,15 +157,16 @@ def markdown(files: list[str]) -> str:
 def markdown_cpu(runs: list[dict]) -> str:
     from lightvid.accel.compare import Row, best_of, choose_row
 
-    head = "| model | batch | " + " | ".join(c for _, c in COLUMNS)
+    cols = present(COLUMNS, runs)
+    head = "| model | batch | " + " | ".join(c for _, c in cols)
     speed = [head + " | fastest fp32 | lightvid best fp32 vs OpenVINO / ONNX Runtime | `auto` fp32 / int8 | load |",
-             "| --- | ---: |" + " ---: |" * len(COLUMNS) + " --- | --- | --- | --- |"]
-    diff = [head + " |", "| --- | ---: |" + " ---: |" * len(COLUMNS)]
+             "| --- | ---: |" + " ---: |" * len(cols) + " --- | --- | --- | --- |"]
+    diff = [head + " |", "| --- | ---: |" + " ---: |" * len(cols)]
     for run in runs:
         rows = [Row(**r) for r in run["rows"]]
         by = {r.path: r for r in rows}
         cells, dcells = [], []
-        for key, _ in COLUMNS:
+        for key, _ in cols:
             r = by.get(key)
             if r is None or r.ms is None:
                 cells.append("n/a" if r is None else "failed")

@@ -325,3 +325,14 @@ def test_bf16_request_on_a_cpu_without_it_runs_fp32_with_an_example_input(tiny, 
     assert "running fp32 instead" in capsys.readouterr().err and run.precision == "fp32"
     assert run.report["winograd_layers"] == 0
     assert torch.allclose(run(x), ref, atol=1e-4)
+
+
+def test_cpu_backends_refuse_a_model_on_another_device_in_one_line(tiny):
+    """ONNX Runtime and OpenVINO (and int8) run on the CPU; "auto" on another device chooses
+    between eager and the torch path instead (a "meta" model stands in for a GPU one here)."""
+    model = lightvid.create_model("c3d", num_classes=5, width_mult=0.25).to("meta")
+    for backend, precision in (("onnxruntime", "fp32"), ("openvino", "fp32"), ("auto", "int8")):
+        with pytest.raises(UserError, match=f"backend={backend!r} runs on CPU; the model is on meta"):
+            B.optimize(model, precision=precision, backend=backend)
+    with pytest.raises(UserError, match="backend='auto' needs an example_input"):
+        B.optimize(model, precision="fp32", backend="auto")

@@ -86,3 +86,42 @@ def test_winograd_option_and_precision_resolution():
         lightvid.optimize(model, precision="bf16", winograd=True, example_input=x)
     with pytest.raises(UserError):
         lightvid.optimize(model, winograd=True, precision="fp32")  # no example input
+
+
+@pytest.mark.parametrize("contiguous_faster", [True, False])
+def test_memory_format_choice_keeps_the_faster_whole_model(monkeypatch, contiguous_faster):
+    """On CUDA optimize times channels-last against contiguous memory; the choice is forced here
+    through the timer (no GPU needed) and the kept model computes the same either way."""
+    torch.manual_seed(0)
+    model = lightvid.create_model("ir_csn_50", num_classes=5, width_mult=0.25).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+
+    def fake_times(fns, x, repeats=3, warmup=1):
+        for f in fns.values():
+            f(x)  # each candidate really runs
+        fast, slow = ("contiguous", "channels-last") if contiguous_faster else ("channels-last", "contiguous")
+        return {fast: 0.001, slow: 0.002}
+
+    monkeypatch.setattr(O, "median_times", fake_times)
+    monkeypatch.setattr(O, "times_memory_format", lambda device: True)
+    opt = O.optimize(model, precision="fp32", example_input=x[:1], lower=False, fuse=False)
+    assert opt.report["channels_last"] is (not contiguous_faster) and opt.channels_last is (not contiguous_faster)
+    assert opt.report["memory_format_ms"] == ({"contiguous": 1.0, "channels-last": 2.0} if contiguous_faster
+                                              else {"channels-last": 1.0, "contiguous": 2.0})
+    w = next(m.weight for m in opt.model.modules() if isinstance(m, nn.Conv3d))
+    assert w.is_contiguous() is contiguous_faster
+    assert opt.prepare(x).is_contiguous() is contiguous_faster
+    torch.testing.assert_close(opt(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_memory_format_is_timed_only_on_cuda_and_a_tie_keeps_channels_last(monkeypatch):
+    assert O.times_memory_format(torch.device("cuda")) and not O.times_memory_format(torch.device("cpu"))
+    model = nn.Sequential(nn.Conv3d(3, 4, 3)).eval()
+    O.to_channels_last(model)
+    monkeypatch.setattr(O, "median_times", lambda fns, x, **kw: {k: 0.001 for k in fns})
+    kept, channels_last, _ = O.choose_memory_format(model, torch.randn(1, 3, 4, 8, 8))
+    assert kept is model and channels_last
+    report = O.optimize(model, precision="fp32", example_input=torch.randn(1, 3, 4, 8, 8)).report
+    assert "memory_format_ms" not in report  # not timed on the CPU

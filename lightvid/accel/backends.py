@@ -289,14 +289,19 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
     if precision not in QUANTIZED_INFERENCE_PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(QUANTIZED_INFERENCE_PRECISIONS)}, got {precision!r}")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    if backend != "torch" and device.type != "cpu":
+    # on a GPU, "auto" chooses between eager and the torch path (the other backends run on the CPU)
+    gpu_auto = backend == "auto" and device.type != "cpu" and precision != "int8"
+    if backend != "torch" and device.type != "cpu" and not gpu_auto:
         raise UserError(f"backend={backend!r} runs on CPU; the model is on {device}")
     # a bf16 the CPU cannot run natively warns once and runs fp32 (unless allow_slow)
     prec = "int8" if precision == "int8" else resolve_precision(precision, device, allow_slow=allow_slow)
-    if backend == "torch" and prec != "int8" and calibration is None:
+    if (backend == "torch" and prec != "int8" and calibration is None) or gpu_auto:
+        if gpu_auto and example_input is None:
+            raise UserError("backend='auto' needs an example_input to time the candidates on")
         t0 = time.perf_counter()
-        # not for a bf16/fp16 request that runs fp32 on a CPU without it (that warns, and stays plain)
-        default_wino = prec == "fp32" and precision in ("fp32", "auto") and example_input is not None
+        # Winograd is the CPU's; not for a bf16/fp16 request that runs fp32 on a CPU without it
+        default_wino = (device.type == "cpu" and prec == "fp32" and precision in ("fp32", "auto")
+                        and example_input is not None)
         wino = default_wino if winograd is None else winograd
         # the requested precision goes through, so the report keeps what was asked for
         out = torch_optimize(model, precision=precision, compile=compile, winograd=wino, example_input=example_input,
@@ -304,7 +309,7 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
                              allow_slow=allow_slow)
         out.backend, out.precision = "torch", prec
         out.report.update(backend="torch", build_s=time.perf_counter() - t0)
-        if precision == "auto" and example_input is not None:
+        if gpu_auto or (precision == "auto" and example_input is not None):
             return _keep_if_faster(model, out, example_input.detach(), verbose)
         return out
     calib = None

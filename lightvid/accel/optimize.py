@@ -7,7 +7,10 @@
    adjacent ``nn.Sequential`` children when the model does not trace) are folded into it
    (Ioffe and Szegedy 2015's affine map merged into the weights and bias) and replaced by
    ``nn.Identity``;
-2. weights go to channels-last(-3d) memory format, and so does every input;
+2. weights go to channels-last(-3d) memory format, and so does every input. On a CUDA device
+   with an ``example_input`` the whole model is timed in both memory formats and the faster is
+   kept (:func:`choose_memory_format`: cuDNN's channels-last kernels are slower for some
+   layers, e.g. IR-CSN's depthwise 3D convolutions at batch 8 on an H200, 0.71x eager);
 3. ``precision="bf16"`` casts weights and inputs to bfloat16 (oneDNN runs them on AMX /
    AVX-512 BF16 where the CPU has them); ``"auto"`` picks bf16 only when the CPU has native
    bf16 (or on a CUDA device that supports it), otherwise fp32. An explicit bf16 (or fp16)
@@ -177,6 +180,9 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
         report["winograd_layers"] = sum(c[1] != "direct" for c in m.winograd_choices)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec, torch.float32)
     m = m.to(dtype)
+    if channels_last and example_input is not None and times_memory_format(device):
+        m, channels_last, report["memory_format_ms"] = choose_memory_format(m, example_input.to(device, dtype))
+        report["channels_last"] = channels_last
     opt = OptimizedModel(m, dtype, channels_last, report)
     if lower and example_input is not None and any(isinstance(mod, nn.Conv3d) for mod in m.modules()):
         from lightvid.accel.lowering import choose_layout
@@ -212,6 +218,29 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
     if verbose:
         print("optimize: " + ", ".join(f"{k}={v}" for k, v in report.items()), flush=True)
     return opt
+
+
+def times_memory_format(device: torch.device) -> bool:
+    """Whether ``optimize`` times channels-last against contiguous memory on ``device`` (CUDA: on
+    the CPU channels-last is what oneDNN runs, and the layout step chooses per layer)."""
+    return device.type == "cuda"
+
+
+def choose_memory_format(model: nn.Module, x: torch.Tensor, repeats: int = 5) -> tuple[nn.Module, bool, dict]:
+    """``model`` (weights channels-last) timed whole on ``x`` in channels-last memory against a
+    copy with contiguous weights on contiguous ``x``; returns ``(the faster, whether it is the
+    channels-last one, {format: ms})``. A tie keeps channels-last."""
+    contiguous = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in contiguous.parameters():
+            p.data = p.data.contiguous()
+    x_cl = x.contiguous(memory_format=channels_last_format(x.dim())) if x.dim() in (4, 5) else x
+    x = x.contiguous()
+    with torch.inference_mode():  # warmup 2: cuDNN's benchmark mode times its algorithms on the first call
+        t = median_times({"channels-last": lambda _: model(x_cl), "contiguous": lambda _: contiguous(x)}, x,
+                         repeats=repeats, warmup=2)
+    keep = t["channels-last"] <= t["contiguous"]
+    return (model if keep else contiguous), keep, {k: round(1e3 * v, 3) for k, v in t.items()}
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:
