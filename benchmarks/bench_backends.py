@@ -108,6 +108,21 @@ def present(columns: list[tuple[str, str]], runs: list[dict]) -> list[tuple[str,
     return [c for c in columns if any(r["path"] == c[0] for run in runs for r in run["rows"])]
 
 
+def table_cells(by: dict, cols: list[tuple[str, str]], digits: int) -> tuple[list[str], list[str]]:
+    """One speed cell ("N ms" for eager, else "Nx (ms)") and one "max|diff| / top-1" cell per
+    column, from the rows ``by`` path; "n/a" for a path the run lacks, "failed" for one untimed."""
+    cells, dcells = [], []
+    for key, _ in cols:
+        r = by.get(key)
+        if r is None or r.ms is None:
+            cells.append("n/a" if r is None else "failed")
+            dcells.append(cells[-1])
+            continue
+        cells.append(f"{r.ms:.{digits}f} ms" if key == "eager fp32" else f"{r.speedup:.2f}x ({r.ms:.{digits}f})")
+        dcells.append(f"{r.max_abs_diff:.1e} / {100 * r.top1:.0f}%")
+    return cells, dcells
+
+
 GPU_COLUMNS = [("eager fp32", "eager fp32"), ("lightvid torch fp32, contiguous", "lightvid fp32, contiguous"),
                ("lightvid torch fp32", "lightvid fp32 (channels-last)"), ("lightvid torch bf16", "bf16"),
                ("lightvid torch fp16", "fp16"), ("lightvid torch bf16 + compile", "bf16 + `compile`"),
@@ -124,15 +139,7 @@ def gpu_markdown(runs: list[dict]) -> str:
     diff = [head + " |", "| --- | ---: |" + " ---: |" * len(cols)]
     for run in runs:
         by = {r["path"]: Row(**r) for r in run["rows"]}
-        cells, dcells = [], []
-        for key, _ in cols:
-            r = by.get(key)
-            if r is None or r.ms is None:
-                cells.append("n/a" if r is None else "failed")
-                dcells.append(cells[-1])
-                continue
-            cells.append(f"{r.ms:.2f} ms" if key == "eager fp32" else f"{r.speedup:.2f}x ({r.ms:.2f})")
-            dcells.append(f"{r.max_abs_diff:.1e} / {100 * r.top1:.0f}%")
+        cells, dcells = table_cells(by, cols, digits=2)
         timed = [r for r in by.values() if r.ms is not None]
         fast = min(timed, key=lambda r: r.ms).path if timed else "-"
         tag = f"| {run['model']} | {run['batch']} | "
@@ -164,16 +171,7 @@ def markdown_cpu(runs: list[dict]) -> str:
     diff = [head + " |", "| --- | ---: |" + " ---: |" * len(cols)]
     for run in runs:
         rows = [Row(**r) for r in run["rows"]]
-        by = {r.path: r for r in rows}
-        cells, dcells = [], []
-        for key, _ in cols:
-            r = by.get(key)
-            if r is None or r.ms is None:
-                cells.append("n/a" if r is None else "failed")
-                dcells.append(cells[-1])
-                continue
-            cells.append(f"{r.ms:.0f} ms" if key == "eager fp32" else f"{r.speedup:.2f}x ({r.ms:.0f})")
-            dcells.append(f"{r.max_abs_diff:.1e} / {100 * r.top1:.0f}%")
+        cells, dcells = table_cells({r.path: r for r in rows}, cols, digits=0)
         fast = best_of(rows, "fp32")
         lv = best_of(rows, "fp32", "lightvid")
         vs = " / ".join(f"{o.ms / lv.ms:.2f}x" if (o := best_of(rows, "fp32", b)) and lv else "-"

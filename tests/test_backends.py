@@ -336,3 +336,23 @@ def test_cpu_backends_refuse_a_model_on_another_device_in_one_line(tiny):
             B.optimize(model, precision=precision, backend=backend)
     with pytest.raises(UserError, match="backend='auto' needs an example_input"):
         B.optimize(model, precision="fp32", backend="auto")
+
+
+@pytest.mark.parametrize("fastest", ["torch", "torch fp32", "eager"])
+def test_precision_auto_choosing_bf16_keeps_fp32_as_a_candidate(tiny, monkeypatch, fastest):
+    """Where "auto" resolves to a half precision (native bf16), the fp32 copy is timed too and the
+    fastest of eager, the half-precision copy and the fp32 copy is kept."""
+    model, x, ref = tiny
+    monkeypatch.setattr(B, "resolve_precision", lambda p, device, **kw: "bf16" if p == "auto" else p)
+    timed = []
+
+    def fake_times(fns, *a, **k):
+        timed.append(sorted(fns))
+        return {name: (0.5 if name == fastest else 1.0) for name in fns}
+
+    monkeypatch.setattr(B, "median_times", fake_times)
+    run = B.optimize(model, precision="auto", example_input=x, winograd=False, lower=False, fuse=False)
+    assert timed == [["eager", "torch", "torch fp32"]]
+    assert run.report["auto"]["chosen"] == fastest
+    assert run.precision == {"torch": "bf16", "torch fp32": "fp32", "eager": "fp32"}[fastest]
+    torch.testing.assert_close(run(x), ref, rtol=1e-4, atol=1e-4)
