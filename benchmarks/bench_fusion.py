@@ -73,7 +73,8 @@ def main(argv=None) -> int:
         model = lightvid.create_model(name, num_classes=400, width_mult=args.width).eval()
         for batch in (int(b) for b in args.batches.split(",")):
             x = torch.randn(batch, *size)
-            plain = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False, fuse=False)
+            plain = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False, onednn_graph=False,
+                                      fuse=False)
             fused = copy.deepcopy(plain)  # the same layout choices: only the fusion differs
             fused.model, n_fused = fuse_conv_pointwise(fused.model, fused.prepare(x))
             load0 = loadavg()

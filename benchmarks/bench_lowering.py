@@ -51,16 +51,18 @@ def main(argv=None) -> int:
         for batch in (int(b) for b in args.batches.split(",")):
             x = torch.randn(batch, *size)
             print(f"\n{name} batch {batch}: per-layer choice (ms on the layer's recorded input)", flush=True)
-            chosen = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
+            # Winograd and the oneDNN Graph candidate off: the layout step is what is measured
+            steps = dict(precision="fp32", example_input=x, winograd=False, onednn_graph=False)
+            chosen = lightvid.optimize(model, **steps)
             if not args.quiet:
                 for layer, choice, ms_default, ms_onednn in getattr(chosen.model, "onednn_choices", []):
                     print(f"  {layer:<28} default {ms_default:8.2f}  oneDNN {ms_onednn:8.2f}  -> {choice}")
                 for layer, choice, ms3d, ms2d in getattr(chosen.model, "lowering_choices", []):
                     print(f"  {layer:<28} 3d {ms3d:8.2f}  2d {ms2d:8.2f}  -> {choice}")
-            plain = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False, lower=False)
+            plain = lightvid.optimize(model, **steps, lower=False)
             fns = {"eager": model, "optimize (lower=False)": plain, "optimize (chosen)": chosen}
             if args.force_cl:
-                forced = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False, lower=False)
+                forced = lightvid.optimize(model, **steps, lower=False)
                 channels_last_inputs(forced.model)
                 fns["lower=False + channels-last inputs"] = forced
             load0 = loadavg()

@@ -112,11 +112,12 @@ def test_optimize_fuses_with_an_example_input_and_compiles():
     x = torch.randn(2, 3, 4, 32, 32)
     with torch.no_grad():
         ref = model(x)
-    opt = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
+    opt = lightvid.optimize(model, precision="fp32", onednn_graph=False, example_input=x, winograd=False)
     n = sum(isinstance(m, FusedConv) for m in opt.model.modules())
     assert opt.report["fused_convs"] == n > 0
     torch.testing.assert_close(opt(x), ref, atol=1e-4, rtol=1e-4)
-    assert lightvid.optimize(model, precision="fp32", example_input=x, fuse=False).report["fused_convs"] == 0
+    off = lightvid.optimize(model, precision="fp32", onednn_graph=False, example_input=x, fuse=False)
+    assert off.report["fused_convs"] == 0
     assert lightvid.optimize(model, precision="fp32").report["fused_convs"] == 0  # nothing to check it on
     compiled = torch.compile(opt.model, backend="eager")  # inductor sees the plain chain
     with torch.inference_mode():
@@ -132,7 +133,7 @@ def test_every_model_keeps_its_output_fused(name):
     x = torch.randn(2, *(cfg.get("test_input_size") or cfg["input_size"]))
     with torch.no_grad():
         ref = model(x)
-    opt = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False, lower=False)
+    opt = lightvid.optimize(model, precision="fp32", onednn_graph=False, example_input=x, winograd=False, lower=False)
     assert opt.report["fused_convs"] == sum(isinstance(m, FusedConv) for m in opt.model.modules())
     torch.testing.assert_close(opt(x), ref, atol=1e-4 * max(1.0, ref.abs().max().item()), rtol=1e-4)
 

@@ -76,11 +76,11 @@ def test_optimize_lowers_with_an_example_input_and_not_without():
     plain = lightvid.optimize(model, precision="fp32")
     assert plain.report["lowered_layers"] == 0
     assert not hasattr(plain.model, "lowering_choices")
-    timed = lightvid.optimize(model, precision="fp32", example_input=x)
+    timed = lightvid.optimize(model, precision="fp32", onednn_graph=False, example_input=x)
     choices = timed.model.lowering_choices
     assert choices and timed.report["lowered_layers"] == sum(c[1] != "direct" for c in choices)
     torch.testing.assert_close(timed(x), ref, atol=1e-4, rtol=1e-4)
-    off = lightvid.optimize(model, precision="fp32", example_input=x, lower=False)
+    off = lightvid.optimize(model, precision="fp32", onednn_graph=False, example_input=x, lower=False)
     assert off.report["lowered_layers"] == 0
 
 
@@ -115,7 +115,7 @@ def test_optimize_keeps_each_layout_change_only_if_the_whole_model_is_faster(mon
     n_eligible = sum(lowering_mode(m) is not None for m in model.modules())
     with torch.no_grad():
         ref = model(x)
-    opt = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
+    opt = lightvid.optimize(model, precision="fp32", onednn_graph=False, example_input=x, winograd=False)
     assert set(opt.report["layout_ms"]) == set(times)
     n_lowered = sum(isinstance(m, Conv3dAsConv2d) for m in opt.model.modules())
     n_onednn = sum(getattr(m, "onednn", False) for m in opt.model.modules())
@@ -130,8 +130,8 @@ def test_optimize_keeps_each_layout_change_only_if_the_whole_model_is_faster(mon
 def test_ties_keep_the_model_as_it_was(monkeypatch):
     _fake_times(monkeypatch, **{"3d": 1.0, CL: 1.0, "channels-last inputs": 1.0})
     model = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.ReLU()).eval()  # nothing to lower
-    opt = lightvid.optimize(model, precision="fp32", example_input=torch.randn(1, 3, 4, 8, 8), winograd=False,
-                            fuse=False)
+    opt = lightvid.optimize(model, precision="fp32", onednn_graph=False, example_input=torch.randn(1, 3, 4, 8, 8),
+                            winograd=False, fuse=False)
     assert len(opt.report["layout_ms"]) == 2 and "3d" in opt.report["layout_ms"]
     assert type(opt.model[0]) is nn.Conv3d and not opt.report["channels_last_inputs"]
     assert opt.report["onednn_layers"] == 0
@@ -188,7 +188,8 @@ def test_a_onednn_result_that_disagrees_is_never_used(monkeypatch):
 
 def test_a_model_without_conv3d_skips_the_layout_step():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
-    opt = lightvid.optimize(model, precision="fp32", example_input=torch.randn(1, 3, 8, 8), winograd=False)
+    opt = lightvid.optimize(model, precision="fp32", onednn_graph=False, example_input=torch.randn(1, 3, 8, 8),
+                            winograd=False)
     assert "layout_ms" not in opt.report and not hasattr(opt.model, "lowering_choices")
     assert opt.report["lowered_layers"] == 0 and not opt.report["channels_last_inputs"]
 
@@ -241,7 +242,7 @@ def test_every_video_model_keeps_its_output_with_every_layout_change(name, monke
     x = torch.randn(1, *(cfg.get("test_input_size") or cfg["input_size"]))
     with torch.no_grad():
         ref = model(x)
-    opt = lightvid.optimize(model, precision="fp32", example_input=x, winograd=False)
+    opt = lightvid.optimize(model, precision="fp32", onednn_graph=False, example_input=x, winograd=False)
     eligible = sum(c[1] != "direct" for c in opt.model.lowering_choices)
     assert opt.report["lowered_layers"] == eligible
     assert sum(isinstance(m, Conv3dAsConv2d) for m in opt.model.modules()) == eligible
@@ -264,7 +265,7 @@ def test_a_copy_that_would_run_the_same_is_not_timed(monkeypatch):
     already runs there): no whole-model timing, the model as it was."""
     _fake_times(monkeypatch)
     model = nn.Sequential(nn.Conv3d(8, 8, 3, padding=1, groups=8), nn.ReLU()).eval()
-    opt = lightvid.optimize(model, precision="fp32", example_input=torch.randn(1, 8, 4, 8, 8), winograd=False,
-                            fuse=False)
+    opt = lightvid.optimize(model, precision="fp32", onednn_graph=False, example_input=torch.randn(1, 8, 4, 8, 8),
+                            winograd=False, fuse=False)
     assert opt.report["layout_ms"] == {} and type(opt.model[0]) is nn.Conv3d
     assert not opt.report["channels_last_inputs"] and opt.report["onednn_layers"] == 0

@@ -77,7 +77,7 @@ def test_winograd_option_and_precision_resolution():
     x = torch.randn(1, 3, 16, 32, 32)
     with torch.no_grad():
         ref = model(x)
-    opt = lightvid.optimize(model, precision="fp32", winograd=True, example_input=x)
+    opt = lightvid.optimize(model, precision="fp32", winograd=True, onednn_graph=False, example_input=x)
     assert torch.allclose(opt(x), ref, atol=1e-4, rtol=1e-4)
     assert resolve_precision("auto") == ("bf16" if has_native_bf16() else "fp32")
     with pytest.raises(UserError):
@@ -106,7 +106,7 @@ def test_memory_format_choice_keeps_the_faster_whole_model(monkeypatch, contiguo
 
     monkeypatch.setattr(O, "median_times", fake_times)
     monkeypatch.setattr(O, "times_memory_format", lambda device: True)
-    opt = O.optimize(model, precision="fp32", example_input=x[:1], lower=False, fuse=False)
+    opt = O.optimize(model, precision="fp32", onednn_graph=False, example_input=x[:1], lower=False, fuse=False)
     assert opt.report["channels_last"] is (not contiguous_faster) and opt.channels_last is (not contiguous_faster)
     assert opt.report["memory_format_ms"] == ({"contiguous": 1.0, "channels-last": 2.0} if contiguous_faster
                                               else {"channels-last": 1.0, "contiguous": 2.0})
@@ -123,5 +123,5 @@ def test_memory_format_is_timed_only_on_cuda_and_a_tie_keeps_channels_last(monke
     monkeypatch.setattr(O, "median_times", lambda fns, x, **kw: {k: 0.001 for k in fns})
     kept, channels_last, _ = O.choose_memory_format(model, torch.randn(1, 3, 4, 8, 8))
     assert kept is model and channels_last
-    report = O.optimize(model, precision="fp32", example_input=torch.randn(1, 3, 4, 8, 8)).report
+    report = O.optimize(model, precision="fp32", onednn_graph=False, example_input=torch.randn(1, 3, 4, 8, 8)).report
     assert "memory_format_ms" not in report  # not timed on the CPU

@@ -271,7 +271,7 @@ def _build(model: nn.Module, backend: str, precision: str, example: torch.Tensor
 def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
              example_input: torch.Tensor | None = None, calibration: Iterable | None = None,
              compile: bool | str = False, winograd: bool | None = None, channels_last: bool = True,
-             lower: bool = True, fuse: bool = True, verbose: bool = False,
+             lower: bool = True, fuse: bool = True, onednn_graph: bool = True, verbose: bool = False,
              allow_slow: bool = False) -> nn.Module:
     """An inference-only runner of ``model`` on ``backend`` at ``precision`` (see the module docstring).
 
@@ -281,8 +281,9 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
     "hybrid Winograd when fp32 and an ``example_input`` is given"; ``lower`` (with an
     ``example_input``) is the layout step (channels-last convolution inputs, oneDNN where PyTorch
     would not use it, factorised 3D convolutions as 2D; each kept only if the whole model times
-    faster) and ``fuse`` runs convolution + residual add + ReLU as one oneDNN call. The original
-    model is not modified.
+    faster), ``fuse`` runs convolution + residual add + ReLU as one oneDNN call and
+    ``onednn_graph`` times the traced model's oneDNN Graph partitions against the result. The
+    original model is not modified.
     """
     if backend not in BACKENDS:
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -305,8 +306,8 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
         wino = default_wino if winograd is None else winograd
         # the requested precision goes through, so the report keeps what was asked for
         out = torch_optimize(model, precision=precision, compile=compile, winograd=wino, example_input=example_input,
-                             channels_last=channels_last, lower=lower, fuse=fuse, verbose=verbose,
-                             allow_slow=allow_slow)
+                             channels_last=channels_last, lower=lower, fuse=fuse, onednn_graph=onednn_graph,
+                             verbose=verbose, allow_slow=allow_slow)
         out.backend, out.precision = "torch", prec
         out.report.update(backend="torch", build_s=time.perf_counter() - t0)
         if gpu_auto or (precision == "auto" and example_input is not None):
@@ -317,7 +318,7 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
                 fp32 = torch_optimize(model, precision="fp32", compile=compile,
                                       winograd=(device.type == "cpu") if winograd is None else winograd,
                                       example_input=example_input, channels_last=channels_last, lower=lower,
-                                      fuse=fuse, verbose=verbose)
+                                      fuse=fuse, onednn_graph=onednn_graph, verbose=verbose)
                 fp32.backend, fp32.precision = "torch", "fp32"
                 fp32.report.update(backend="torch", build_s=time.perf_counter() - t0)
                 cands["torch fp32"] = fp32

@@ -162,6 +162,8 @@ def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] |
             notes.append(f"{run.report['fused_convs']} convs fused with add/ReLU")
         if run.report.get("onednn_layers"):
             notes.append(f"{run.report['onednn_layers']} convs forced to oneDNN")
+        if run.report.get("onednn_graph"):
+            notes.append("oneDNN Graph partitions (TorchScript)")
         row.note = "; ".join(notes)
         fns[label] = run
     times = time_calls(fns, x, repeats=rounds, warmup=warmup, progress=progress, desc="compare")

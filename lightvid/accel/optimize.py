@@ -29,7 +29,12 @@
    oneDNN and whose only use is a residual add (then a ReLU) or a ReLU runs with them as oneDNN
    post-ops, one pass over memory instead of three (:mod:`lightvid.accel.fusion`; the model is
    traced with ``torch.fx``, one that does not trace is left as it is);
-7. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc) with inductor's
+7. with an ``example_input`` (and ``onednn_graph=True``, the default; fp32 on a CPU, not with
+   ``compile``), the BN-folded model traced into oneDNN Graph partitions
+   (:mod:`lightvid.accel.onednn_graph`: each convolution with its bias, add and activation
+   compiled once per input shape) is timed whole against the result of the steps above, and
+   the faster is kept (``report["onednn_graph"]``; ties keep the steps above);
+8. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc) with inductor's
    *freezing*: the weights become constants, so inductor prepacks them into oneDNN's blocked
    layout once and fuses each convolution with its bias, residual add and activation
    (oneDNN post-ops) instead of running them as separate memory-bound passes. It costs a long
@@ -44,6 +49,7 @@ import time
 import torch
 import torch.nn as nn
 
+from lightvid.accel import onednn_graph as graph
 from lightvid.accel.per_layer import channels_last_format, set_module
 from lightvid.accel.timing import median_times
 from lightvid.errors import UserError
@@ -150,7 +156,8 @@ class OptimizedModel(nn.Module):
 
 def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = False, winograd: bool = False,
              example_input: torch.Tensor | None = None, channels_last: bool = True, lower: bool = True,
-             fuse: bool = True, verbose: bool = False, allow_slow: bool = False) -> OptimizedModel:
+             fuse: bool = True, onednn_graph: bool = True, verbose: bool = False,
+             allow_slow: bool = False) -> OptimizedModel:
     """An inference-only copy of ``model``: BN folded, channels-last, bf16/fp32, optionally compiled.
 
     ``model.report`` records what was done: precision, folded BNs, Winograd layers, compile
@@ -166,7 +173,10 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
     report = {"precision": prec, "requested_precision": precision, "native_bf16": has_native_bf16(device),
               "folded_bn": fold_batchnorms(m), "channels_last": channels_last, "winograd_layers": 0,
               "lowered_layers": 0, "channels_last_inputs": False, "onednn_layers": 0, "fused_convs": 0,
-              "compiled": False, "compile_s": None}
+              "onednn_graph": False, "compiled": False, "compile_s": None}
+    # the oneDNN Graph candidate starts from the BN-folded model as it is now (fp32, contiguous)
+    plain = copy.deepcopy(m) if (onednn_graph and example_input is not None and not compile and prec == "fp32"
+                                 and device.type == "cpu" and graph.available()) else None
     if channels_last:
         to_channels_last(m)
     if winograd:
@@ -195,6 +205,17 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
 
         opt.model, report["fused_convs"] = fuse_conv_pointwise(m, opt.prepare(example_input.to(device)))
         m = opt.model
+    if plain is not None:
+        x = example_input.to(device)
+        candidate = graph.build(plain, x)
+        if candidate is not None:
+            with torch.inference_mode():
+                t = median_times({"steps": opt, "oneDNN Graph": candidate}, x)
+            report["onednn_graph_ms"] = {k: round(1e3 * v, 2) for k, v in t.items()}
+            if t["oneDNN Graph"] < t["steps"]:  # the traced graph replaces what the layout steps built
+                opt.model, opt.channels_last = candidate, False
+                report.update(onednn_graph=True, channels_last=False, winograd_layers=0, lowered_layers=0,
+                              channels_last_inputs=False, onednn_layers=0, fused_convs=0)
     if compile:
         if compile == "auto" and example_input is None:
             raise UserError("compile='auto' needs an example_input to time on")

@@ -1,0 +1,109 @@
+"""oneDNN Graph candidate: exact, the fuser switched on only around its calls, kept by optimize() only when faster."""
+import pytest
+import torch
+import torch.nn as nn
+
+import lightvid
+from lightvid.accel import onednn_graph as G
+from lightvid.accel import optimize as O
+
+pytestmark = pytest.mark.skipif(not G.available(), reason="this PyTorch has no oneDNN Graph fuser")
+
+
+def _folded(name, **kw):
+    torch.manual_seed(0)
+    model = lightvid.create_model(name, num_classes=5, width_mult=0.25, **kw).eval()
+    O.fold_batchnorms(model)
+    return model
+
+
+@pytest.mark.parametrize("name,size", [("c3d", (16, 64)), ("r2plus1d_18", (4, 32)), ("x3d_s", (4, 32)),
+                                       ("ir_csn_50", (4, 32)), ("ip_csn_50", (4, 32))])
+def test_build_matches_the_model_and_leaves_the_fuser_as_it_was(name, size):
+    model = _folded(name)
+    x = torch.randn(2, 3, size[0], size[1], size[1])
+    before = torch.jit.onednn_fusion_enabled()
+    graph = G.build(model, x[:1])
+    assert graph is not None and torch.jit.onednn_fusion_enabled() == before
+    with torch.inference_mode():
+        ref = model(x)
+        for batch in (x[:1], x):  # the example's shape and a new one (compiled on its first call)
+            torch.testing.assert_close(graph(batch), ref[:len(batch)], rtol=1e-4, atol=1e-5)
+        # channels-last input is made contiguous, as the graph was traced on
+        torch.testing.assert_close(graph(x.contiguous(memory_format=torch.channels_last_3d)), ref, rtol=1e-4,
+                                   atol=1e-5)
+    assert torch.jit.onednn_fusion_enabled() == before
+
+
+def test_fuser_is_on_only_inside_the_call():
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x):
+            seen.append(torch.jit.onednn_fusion_enabled())
+            return x
+
+    graph = G.OneDNNGraphModel(Probe(), nn.Identity())
+    torch.jit.enable_onednn_fusion(False)
+    graph(torch.zeros(1))
+    assert seen == [True] and not torch.jit.onednn_fusion_enabled()
+    torch.jit.enable_onednn_fusion(True)
+    try:
+        graph(torch.zeros(1))
+        assert torch.jit.onednn_fusion_enabled()  # a caller's own setting is restored, not cleared
+    finally:
+        torch.jit.enable_onednn_fusion(False)
+
+
+def test_build_gives_none_where_it_cannot_be_used(monkeypatch):
+    model = _folded("r2plus1d_18")
+    x = torch.randn(1, 3, 4, 32, 32)
+    assert G.build(model.to(torch.bfloat16), x.to(torch.bfloat16)) is None  # fp32 only
+    model = model.float()
+    monkeypatch.setattr(G, "relative_error", lambda a, b: 1.0)  # a graph that computes something else
+    assert G.build(model, x) is None
+    monkeypatch.undo()
+
+    def untraceable(*a, **k):
+        raise RuntimeError("Tracer cannot infer type of output")
+
+    monkeypatch.setattr(torch.jit, "trace", untraceable)
+    assert G.build(model, x) is None
+
+
+@pytest.mark.parametrize("graph_faster", [True, False])
+def test_optimize_keeps_the_graph_only_when_the_whole_model_times_faster(monkeypatch, graph_faster):
+    model = lightvid.create_model("ir_csn_50", num_classes=5, width_mult=0.25).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    times = {"steps": 2.0, "oneDNN Graph": 1.0} if graph_faster else {"steps": 1.0, "oneDNN Graph": 1.0}
+
+    def fake_times(fns, x, repeats=3, warmup=1):
+        for f in fns.values():
+            f(x)  # both candidates really run
+        return {k: times[k] for k in fns}
+
+    monkeypatch.setattr(O, "median_times", fake_times)
+    opt = O.optimize(model, precision="fp32", example_input=x[:1], lower=False)
+    assert opt.report["onednn_graph"] is graph_faster  # a tie keeps the steps
+    assert opt.report["onednn_graph_ms"] == {k: 1e3 * v for k, v in times.items()}
+    assert isinstance(opt.model, G.OneDNNGraphModel) is graph_faster and opt.channels_last is not graph_faster
+    if graph_faster:  # what the other steps built is no longer what runs
+        assert opt.report["fused_convs"] == 0 and not opt.report["channels_last"]
+    else:
+        assert opt.report["fused_convs"] > 0
+    torch.testing.assert_close(opt(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_optimize_builds_no_graph_when_not_asked_or_not_fp32_cpu(monkeypatch):
+    built = []
+    monkeypatch.setattr(G, "build", lambda m, x: built.append(1))
+    model = lightvid.create_model("c3d", num_classes=5, width_mult=0.25).eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    O.optimize(model, precision="fp32", example_input=x, onednn_graph=False, lower=False, fuse=False)
+    O.optimize(model, precision="fp32", lower=False, fuse=False)  # nothing to time on
+    O.optimize(model, precision="bf16", example_input=x, lower=False, fuse=False, allow_slow=True)
+    assert built == []
+    report = O.optimize(model, precision="fp32", example_input=x, lower=False, fuse=False).report
+    assert built == [1] and not report["onednn_graph"] and "onednn_graph_ms" not in report  # build said no
