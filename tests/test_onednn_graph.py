@@ -107,3 +107,14 @@ def test_optimize_builds_no_graph_when_not_asked_or_not_fp32_cpu(monkeypatch):
     assert built == []
     report = O.optimize(model, precision="fp32", example_input=x, lower=False, fuse=False).report
     assert built == [1] and not report["onednn_graph"] and "onednn_graph_ms" not in report  # build said no
+
+
+def test_without_the_fuser_optimize_keeps_its_steps(monkeypatch):
+    """A PyTorch without TorchScript's oneDNN Graph fuser: no candidate, the other steps as before."""
+    monkeypatch.setattr(G, "available", lambda: False)
+    model = lightvid.create_model("x3d_s", num_classes=5, width_mult=0.25).eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    assert G.build(model, x) is None
+    opt = O.optimize(model, precision="fp32", example_input=x, lower=False)
+    assert not opt.report["onednn_graph"] and "onednn_graph_ms" not in opt.report
+    assert opt.report["fused_convs"] > 0
