@@ -299,29 +299,27 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
     if (backend == "torch" and prec != "int8" and calibration is None) or gpu_auto:
         if gpu_auto and example_input is None:
             raise UserError("backend='auto' needs an example_input to time the candidates on")
-        t0 = time.perf_counter()
-        # Winograd is the CPU's; not for a bf16/fp16 request that runs fp32 on a CPU without it
-        default_wino = (device.type == "cpu" and prec == "fp32" and precision in ("fp32", "auto")
-                        and example_input is not None)
-        wino = default_wino if winograd is None else winograd
-        # the requested precision goes through, so the report keeps what was asked for
-        out = torch_optimize(model, precision=precision, compile=compile, winograd=wino, example_input=example_input,
-                             channels_last=channels_last, lower=lower, fuse=fuse, onednn_graph=onednn_graph,
-                             verbose=verbose, allow_slow=allow_slow)
-        out.backend, out.precision = "torch", prec
-        out.report.update(backend="torch", build_s=time.perf_counter() - t0)
+
+        def torch_path(requested: str, resolved: str) -> nn.Module:
+            t0 = time.perf_counter()
+            # Winograd is the CPU's; not for a bf16/fp16 request that runs fp32 on a CPU without it
+            default_wino = (device.type == "cpu" and resolved == "fp32" and requested in ("fp32", "auto")
+                            and example_input is not None)
+            # the requested precision goes through, so the report keeps what was asked for
+            run = torch_optimize(model, precision=requested, compile=compile,
+                                 winograd=default_wino if winograd is None else winograd,
+                                 example_input=example_input, channels_last=channels_last, lower=lower, fuse=fuse,
+                                 onednn_graph=onednn_graph, verbose=verbose, allow_slow=allow_slow)
+            run.backend, run.precision = "torch", resolved
+            run.report.update(backend="torch", build_s=time.perf_counter() - t0)
+            return run
+
+        out = torch_path(precision, prec)
         if gpu_auto or (precision == "auto" and example_input is not None):
             cands = {"torch": out}
             if prec != "fp32":  # "auto" chose a half precision; fp32 stays a candidate: bf16 timed slower
                 # than fp32 at batch 1 (X3D-S on an AMX Xeon, three of four models on an H200)
-                t0 = time.perf_counter()
-                fp32 = torch_optimize(model, precision="fp32", compile=compile,
-                                      winograd=(device.type == "cpu") if winograd is None else winograd,
-                                      example_input=example_input, channels_last=channels_last, lower=lower,
-                                      fuse=fuse, onednn_graph=onednn_graph, verbose=verbose)
-                fp32.backend, fp32.precision = "torch", "fp32"
-                fp32.report.update(backend="torch", build_s=time.perf_counter() - t0)
-                cands["torch fp32"] = fp32
+                cands["torch fp32"] = torch_path("fp32", "fp32")
             return _keep_if_faster(model, cands, example_input.detach(), verbose)
         return out
     calib = None

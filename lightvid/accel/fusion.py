@@ -21,10 +21,9 @@ import operator
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils._pytree import tree_flatten
 
 from lightvid.accel.lowering import PLAIN_CONVS, plain_convs, runs_on_onednn
-from lightvid.accel.per_layer import channels_last_format, record_inputs, relative_error
+from lightvid.accel.per_layer import channels_last_format, record_inputs, same_output
 
 _ADDS = (operator.add, operator.iadd, torch.add)
 # activation -> (modules, functions, tensor methods) that compute it, and how the unfused path runs it
@@ -105,23 +104,6 @@ def _drop_identities(graph: torch.fx.Graph, modules: dict) -> None:
             graph.erase_node(node)
 
 
-def _same_output(ref, out) -> bool:
-    """Same structure, and every tensor within 1e-4 of the reference's largest magnitude."""
-    ref_leaves, ref_spec = tree_flatten(ref)
-    out_leaves, out_spec = tree_flatten(out)
-    if ref_spec != out_spec:
-        return False
-    for r, o in zip(ref_leaves, out_leaves):
-        if isinstance(r, torch.Tensor):
-            if not isinstance(o, torch.Tensor) or o.shape != r.shape:
-                return False
-            if r.numel() and relative_error(o, r) > 1e-4:
-                return False
-        elif r != o:
-            return False
-    return True
-
-
 def fuse_conv_pointwise(model: nn.Module, example_input: torch.Tensor) -> tuple[nn.Module, int]:
     """``(model, n)``: a ``torch.fx.GraphModule`` with ``n`` conv -> add -> ReLU chains (or
     conv -> add, conv -> ReLU) replaced by :class:`FusedConv`, or ``model`` itself and 0 when it
@@ -172,7 +154,7 @@ def fuse_conv_pointwise(model: nn.Module, example_input: torch.Tensor) -> tuple[
     gm = torch.fx.GraphModule(root, graph, class_name=type(model).__name__ + "Fused")
     try:
         with torch.inference_mode():
-            same = _same_output(model(example_input), gm(example_input))
+            same = same_output(model(example_input), gm(example_input))
     except Exception:  # a fused call oneDNN refuses: keep the model as it is
         same = False
     if not same:

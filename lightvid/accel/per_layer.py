@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from torch.utils._pytree import tree_flatten
 
 
 def record_inputs(model: nn.Module, layers: list[tuple[str, nn.Module]], example_input: torch.Tensor) -> dict:
@@ -25,6 +26,24 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     """``max |out - ref| / max |ref|``: how far a replacement's output is from the layer's (or
     model's) own, relative to its scale."""
     return ((out.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-30)).item()
+
+
+def same_output(ref, out) -> bool:
+    """Same structure, and every tensor within 1e-4 of the reference's largest magnitude
+    (:func:`relative_error`): whether a rewritten model computes what the model did."""
+    ref_leaves, ref_spec = tree_flatten(ref)
+    out_leaves, out_spec = tree_flatten(out)
+    if ref_spec != out_spec:
+        return False
+    for r, o in zip(ref_leaves, out_leaves):
+        if isinstance(r, torch.Tensor):
+            if not isinstance(o, torch.Tensor) or o.shape != r.shape:
+                return False
+            if r.numel() and relative_error(o, r) > 1e-4:
+                return False
+        elif r != o:
+            return False
+    return True
 
 
 def channels_last_format(ndim: int) -> torch.memory_format:
