@@ -267,9 +267,13 @@ def main(argv=None) -> int:
 def write_json(results: dict, path: str) -> None:
     """Write ``results`` to ``path`` whole or not at all (a temporary file, then a rename)."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)) or ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(results, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:  # no half-written temporary file left beside the user's files
+        os.unlink(tmp)
+        raise
 
 
 if __name__ == "__main__":

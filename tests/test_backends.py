@@ -356,3 +356,12 @@ def test_precision_auto_choosing_bf16_keeps_fp32_as_a_candidate(tiny, monkeypatc
     assert run.report["auto"]["chosen"] == fastest
     assert run.precision == {"torch": "bf16", "torch fp32": "fp32", "eager": "fp32"}[fastest]
     torch.testing.assert_close(run(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_bench_backends_json_write_that_fails_leaves_the_folder_as_it_was(tmp_path):
+    neighbour = tmp_path / "notes.txt"
+    neighbour.write_bytes(b"the user's own file\n")
+    with pytest.raises(TypeError):
+        _bench_backends().write_json({"runs": [object()]}, str(tmp_path / "out.json"))  # not serialisable
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert neighbour.read_bytes() == b"the user's own file\n"
