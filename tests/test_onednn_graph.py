@@ -118,3 +118,89 @@ def test_without_the_fuser_optimize_keeps_its_steps(monkeypatch):
     opt = O.optimize(model, precision="fp32", example_input=x, lower=False)
     assert not opt.report["onednn_graph"] and "onednn_graph_ms" not in opt.report
     assert opt.report["fused_convs"] > 0
+
+
+class _StemPool(nn.Module):
+    """conv -> in-place ReLU -> 3D max pool (not fused) -> conv -> SiLU: a partition boundary."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv3d(3, 8, (1, 3, 3), padding=(0, 1, 1))
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.conv2 = nn.Conv3d(8, 8, 1)
+        self.act = nn.SiLU(inplace=True)
+
+    def forward(self, x):
+        return self.act(self.conv2(self.pool(self.relu(self.conv1(x))))).mean((2, 3, 4))
+
+
+def _guard_strides(graph, x):
+    """The strides the compiled graph expects of each partition's inputs (its guards)."""
+    import re
+
+    with torch.inference_mode():
+        graph(x)
+    text = str(torch.jit.last_executed_optimized_graph())
+    guards = re.findall(r"oneDNNFusionGuard\[types=\[Float\([^)]*strides=\[([\d, ]+)\]", text)
+    return [tuple(int(v) for v in s.split(", ")) for s in guards]
+
+
+def test_traceable_copy_is_out_of_place_with_silu_spelled_out():
+    model = _StemPool()
+    copy_ = G.traceable_copy(model)
+    assert model.relu.inplace and isinstance(model.act, nn.SiLU) and model.act.inplace  # the model is untouched
+    assert not copy_.relu.inplace and isinstance(copy_.act, G._SiLU)
+    x = torch.randn(2, 3, 2, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(copy_(x), model(x), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_profiling_channels_last_keeps_the_boundary_channels_last(channels_last):
+    torch.manual_seed(0)
+    model = _StemPool().eval()
+    x = torch.randn(1, 3, 4, 16, 16)
+    graph = G.build(model, x, channels_last=channels_last)
+    assert graph is not None
+    with torch.inference_mode():
+        torch.testing.assert_close(graph(x), model(x), rtol=1e-4, atol=1e-5)
+    # the partition after the max pool takes its input in the layout the profile recorded
+    after_pool = [s for s in _guard_strides(graph, x) if len(s) == 5 and s[0] == 8 * 4 * 8 * 8]
+    assert after_pool, "no partition after the max pool"
+    cl_strides = torch.empty(1, 8, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d).stride()
+    assert (after_pool[0] == cl_strides) is channels_last
+
+
+def test_channels_last_profiling_is_undone_after_the_build():
+    model = _StemPool().eval()
+    x = torch.randn(1, 3, 4, 16, 16)
+    conv = nn.Conv3d(3, 4, (1, 3, 3)).eval()
+    with torch.no_grad():
+        before = conv(x)
+        assert G.build(model, x) is not None
+        after = conv(x)
+    # a batch-1 convolution this small goes back to PyTorch's own kernel: contiguous output again
+    assert before.is_contiguous() and after.is_contiguous()
+    torch.testing.assert_close(after, before)
+
+
+def test_a_model_channels_last_profiling_cannot_take_is_built_the_plain_way():
+    class Transposed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv3d(3, 4, 3, padding=1)
+            self.up = nn.ConvTranspose3d(4, 4, 2, stride=2)
+
+        def forward(self, x):
+            return self.up(torch.relu(self.conv(x)))
+
+    with pytest.raises(NotImplementedError, match="2D/3D fp32 forward"):
+        G._convolution_channels_last(torch.randn(1, 4, 3, 3), torch.randn(4, 4, 2, 2), None, [2, 2], [0, 0],
+                                     [1, 1], True, [0, 0], 1)
+    model = Transposed().eval()
+    x = torch.randn(1, 3, 4, 8, 8)
+    graph = G.build(model, x)
+    assert graph is not None
+    with torch.inference_mode():
+        torch.testing.assert_close(graph(x), model(x), rtol=1e-4, atol=1e-5)

@@ -14,11 +14,25 @@ model on the example input (same output structure, every tensor within relative 
 difference or failure. :class:`OneDNNGraphModel` switches the fuser on only around its own
 calls, so other TorchScript code in the process is left as it was, and a new input shape is
 compiled on its first call (0.3 s for X3D-S). ``optimize`` keeps it only where the whole model
-times faster than its own path on the example input: on the EPYC at batch 1, X3D-S 55-60 ms
-against 84-100 ms; at batch 8 it lost (docs/inference.md).
+times faster than its own path on the example input (docs/inference.md).
+
+Where a partition hands a tensor to an operator the fuser does not take (X3D's squeeze-excitation
+pool, IR-CSN's 3D max pool, an activation after a multiply), the tensor leaves in the strides
+the executor *recorded* for it while profiling the unfused graph, and PyTorch's eager kernels
+return contiguous tensors at batch 1 (a small convolution goes to its reference kernel), while
+the partitions compute channels-last: a reorder out and one back in at every such boundary (32
+per X3D-S forward, and a max pool on contiguous memory 6x slower than on channels-last). So
+:func:`build` profiles with every convolution run by oneDNN channels-last
+(:func:`_channels_last_convolutions`, for the profiling calls only), on a copy whose in-place
+activations are out-of-place (the fuser gives an in-place op's result no recorded strides, and
+the boundary then falls back to contiguous) and whose ``nn.SiLU`` is written ``x * sigmoid(x)``
+(which oneDNN fuses where ``silu`` after a multiply stays an unfused operator). On the 2-core
+EPYC this took X3D-S from 0.81x to 0.91x OpenVINO at batch 1 and 0.89x to 1.07x at batch 8,
+IR-CSN-50 from 0.90x to 1.07x (batch 1) and 0.77x to 1.00x (batch 8).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 
@@ -59,23 +73,75 @@ class OneDNNGraphModel(nn.Module):
             return self.scripted(x.contiguous())
 
 
-def build(model: nn.Module, example_input: torch.Tensor, warmup: int = 3) -> OneDNNGraphModel | None:
+class _SiLU(nn.Module):
+    """``x * sigmoid(x)``: SiLU as two operators the fuser takes (it leaves ``aten::silu`` out)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(x)
+
+
+def traceable_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` to trace: in-place activations made out-of-place and ``nn.SiLU`` as
+    ``x * sigmoid(x)`` (same values; see the module docstring for why)."""
+    model = copy.deepcopy(model).eval()
+    for module in list(model.modules()):
+        if getattr(module, "inplace", None) is True:
+            module.inplace = False
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.SiLU):
+                setattr(module, name, _SiLU())
+    return model
+
+
+def _convolution_channels_last(input, weight, bias, stride, padding, dilation, transposed, output_padding,
+                               groups, *flags):
+    """``aten::_convolution`` on oneDNN with channels-last output (2D and 3D fp32 forward only)."""
+    if transposed or input.dim() not in (4, 5) or input.dtype != torch.float32 or input.is_mkldnn:
+        raise NotImplementedError("channels-last profiling covers 2D/3D fp32 forward convolutions only")
+    fmt = torch.channels_last_3d if input.dim() == 5 else torch.channels_last
+    out = torch.mkldnn_convolution(input.contiguous(memory_format=fmt), weight.contiguous(memory_format=fmt),
+                                   bias, padding, stride, dilation, groups)
+    return out.contiguous(memory_format=fmt)
+
+
+@contextlib.contextmanager
+def _channels_last_convolutions():
+    """Inside the block every CPU ``aten::_convolution`` (the op a traced graph calls) runs through
+    :func:`_convolution_channels_last`; the registration is removed on exit."""
+    with torch.library._scoped_library("aten", "IMPL") as lib:
+        lib.impl("_convolution", _convolution_channels_last, "CPU")
+        yield
+
+
+def _trace(model: nn.Module, x: torch.Tensor, warmup: int, channels_last: bool) -> OneDNNGraphModel:
+    profiled = 1 + getattr(torch._C, "_jit_get_num_profiled_runs", lambda: 1)()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer warnings
+        with _channels_last_convolutions() if channels_last else contextlib.nullcontext():
+            traced = torch.jit.trace(traceable_copy(model), x, check_trace=False, strict=False)
+            graph = OneDNNGraphModel(torch.jit.freeze(traced), model)
+            for _ in range(max(warmup, profiled)):  # the executor profiles, then compiles the partitions
+                graph(x)
+    return graph
+
+
+def build(model: nn.Module, example_input: torch.Tensor, warmup: int = 3,
+          channels_last: bool = True) -> OneDNNGraphModel | None:
     """``model`` (eval, BN folded, fp32, on the CPU) as a :class:`OneDNNGraphModel`, or None where
     it does not trace, the fuser is missing, or its output differs from ``model``'s on
-    ``example_input`` (relative error over 1e-4). ``model`` is not modified."""
+    ``example_input`` (relative error over 1e-4). ``channels_last`` profiles with channels-last
+    convolutions (module docstring); a model that cannot be profiled so (a transposed or 1D
+    convolution) is built with PyTorch's own kernels instead. ``model`` is not modified."""
     if (not available() or example_input.device.type != "cpu" or example_input.dtype != torch.float32
             or any(p.dtype != torch.float32 for p in model.parameters())):
         return None
     x = example_input.contiguous()
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer warnings
-            traced = torch.jit.trace(copy.deepcopy(model).eval(), x, check_trace=False, strict=False)
-            graph = OneDNNGraphModel(torch.jit.freeze(traced), model)
-            for _ in range(warmup):  # the executor profiles, then compiles the partitions
-                graph(x)
-        with torch.inference_mode():
-            same = same_output(model(x), graph(x))
-    except Exception:  # noqa: BLE001 (a model the tracer or the fuser cannot take keeps its own path)
-        return None
-    return graph if same else None
+    for cl in ((True, False) if channels_last else (False,)):
+        try:
+            graph = _trace(model, x, warmup, cl)
+            with torch.inference_mode():
+                if same_output(model(x), graph(x)):
+                    return graph
+        except Exception:  # noqa: BLE001 (a model the tracer or the fuser cannot take keeps its own path)
+            continue
+    return None
