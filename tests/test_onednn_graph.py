@@ -204,3 +204,17 @@ def test_a_model_channels_last_profiling_cannot_take_is_built_the_plain_way():
     assert graph is not None
     with torch.inference_mode():
         torch.testing.assert_close(graph(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_new_input_shape_is_profiled_channels_last_too():
+    torch.manual_seed(0)
+    model = _StemPool().eval()
+    x = torch.randn(2, 3, 4, 16, 16)
+    graph = G.build(model, x[:1])
+    assert graph.channels_last_profile and graph.calls_per_shape[((1, 3, 4, 16, 16), torch.float32)] == 2
+    with torch.inference_mode():
+        for _ in range(3):
+            torch.testing.assert_close(graph(x), model(x), rtol=1e-4, atol=1e-5)
+    assert graph.calls_per_shape[((2, 3, 4, 16, 16), torch.float32)] == 2  # profiled and compiled, then plain calls
+    cl_strides = torch.empty(2, 8, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d).stride()
+    assert cl_strides in [s for s in _guard_strides(graph, x) if len(s) == 5]

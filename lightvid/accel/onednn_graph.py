@@ -1,34 +1,36 @@
 """oneDNN Graph: the whole network compiled into fused oneDNN partitions, a candidate of ``optimize``.
 
 PyTorch runs each convolution through ``torch.mkldnn_convolution``, which sets up oneDNN's
-primitive on every call; on the 2-core EPYC a trivial 1x1x1 convolution costs 45-52 us that
-way against 5 us in OpenVINO, and X3D-S has 115 convolutions and as many element-wise
-operators per forward. oneDNN's *Graph* API (the "LLGA" fuser of PyTorch's TorchScript
-executor, ``torch.jit.enable_onednn_fusion``) instead takes the traced, frozen graph, groups
-convolutions with their bias, residual add and activations into partitions, and compiles each
-partition once per input shape, passing oneDNN's own blocked layouts between them.
+primitive on every call; on the 2-core EPYC a trivial 1x1x1 convolution costs 45-52 us that way
+against 5 us in OpenVINO, and X3D-S has 115 convolutions and as many element-wise operators per
+forward. oneDNN's *Graph* API (the "LLGA" fuser of PyTorch's TorchScript executor,
+``torch.jit.enable_onednn_fusion``) instead takes the traced, frozen graph, groups convolutions
+with their bias, residual add and activations into partitions, and compiles each partition once
+per input shape, passing oneDNN's own layouts between them.
 
-:func:`build` traces a model (BN already folded, fp32) with ``torch.jit.trace``, freezes it
-and runs it until the executor has compiled its partitions; the result is checked against the
-model on the example input (same output structure, every tensor within relative error 1e-4) and dropped on any
-difference or failure. :class:`OneDNNGraphModel` switches the fuser on only around its own
-calls, so other TorchScript code in the process is left as it was, and a new input shape is
-compiled on its first call (0.3 s for X3D-S). ``optimize`` keeps it only where the whole model
-times faster than its own path on the example input (docs/inference.md).
+:func:`build` traces a model (BN already folded, fp32) with ``torch.jit.trace``, freezes it and
+runs it until the executor has compiled its partitions; the result is checked against the model
+on the example input (same output structure, every tensor within relative error 1e-4) and
+dropped on any difference or failure. :class:`OneDNNGraphModel` switches the fuser on only
+around its own calls, so other TorchScript code in the process is left as it was, and a new
+input shape is profiled and compiled on its first two calls (0.3 s for X3D-S). ``optimize``
+keeps it only where the whole model times faster than its own path on the example input
+(docs/inference.md).
 
-Where a partition hands a tensor to an operator the fuser does not take (X3D's squeeze-excitation
-pool, IR-CSN's 3D max pool, an activation after a multiply), the tensor leaves in the strides
-the executor *recorded* for it while profiling the unfused graph, and PyTorch's eager kernels
-return contiguous tensors at batch 1 (a small convolution goes to its reference kernel), while
-the partitions compute channels-last: a reorder out and one back in at every such boundary (32
-per X3D-S forward, and a max pool on contiguous memory 6x slower than on channels-last). So
-:func:`build` profiles with every convolution run by oneDNN channels-last
-(:func:`_channels_last_convolutions`, for the profiling calls only), on a copy whose in-place
-activations are out-of-place (the fuser gives an in-place op's result no recorded strides, and
-the boundary then falls back to contiguous) and whose ``nn.SiLU`` is written ``x * sigmoid(x)``
-(which oneDNN fuses where ``silu`` after a multiply stays an unfused operator). On the 2-core
-EPYC this took X3D-S from 0.81x to 0.91x OpenVINO at batch 1 and 0.89x to 1.07x at batch 8,
-IR-CSN-50 from 0.90x to 1.07x (batch 1) and 0.77x to 1.00x (batch 8).
+Where a partition hands a tensor to an operator the fuser does not take (X3D's
+squeeze-excitation pool, IR-CSN's 3D max pool, an activation after a multiply), the tensor
+leaves in the strides the executor *recorded* for it while profiling the unfused graph, and
+PyTorch's eager kernels return contiguous tensors at batch 1 (a small convolution goes to its
+reference kernel), while the partitions compute channels-last: a reorder out and one back in at
+every such boundary (32 per X3D-S forward, and a max pool on contiguous memory 6x slower than
+on channels-last). So :func:`build` profiles with every convolution run by oneDNN channels-last
+(:func:`_channels_last_convolutions`, for the profiling calls of each input shape only; a
+convolution another thread runs meanwhile also comes out channels-last, with the same values),
+on a copy whose in-place activations are out-of-place (the fuser gives an in-place op's result
+no recorded strides, and the boundary then falls back to contiguous) and whose ``nn.SiLU`` is
+written ``x * sigmoid(x)`` (which oneDNN fuses where ``silu`` after a multiply stays an unfused
+operator). On the 2-core EPYC this took X3D-S from 0.81x to 0.91x OpenVINO at batch 1 and 0.89x
+to 1.07x at batch 8, IR-CSN-50 from 0.90x to 1.07x (batch 1) and 0.77x to 1.00x (batch 8).
 """
 from __future__ import annotations
 
@@ -59,18 +61,37 @@ class _FuserOn:
         torch.jit.enable_onednn_fusion(self.before)
 
 
-class OneDNNGraphModel(nn.Module):
-    """A traced, frozen model run with the oneDNN Graph fuser on (contiguous fp32 input)."""
+def _profiled_runs() -> int:
+    """Calls the TorchScript executor needs on a new input shape before it runs compiled code:
+    the profiling run(s) and the one that compiles."""
+    return 1 + getattr(torch._C, "_jit_get_num_profiled_runs", lambda: 1)()
 
-    def __init__(self, scripted: torch.jit.ScriptModule, source: nn.Module):
+
+class OneDNNGraphModel(nn.Module):
+    """A traced, frozen model run with the oneDNN Graph fuser on (contiguous fp32 input).
+
+    With ``channels_last_profile`` the calls the executor profiles and compiles a new input shape
+    on (the first :func:`_profiled_runs` calls of each shape) run with channels-last
+    convolutions (module docstring); every later call runs the compiled partitions only.
+    """
+
+    def __init__(self, scripted: torch.jit.ScriptModule, source: nn.Module, channels_last_profile: bool = False):
         super().__init__()
         self.scripted = scripted
+        self.channels_last_profile = channels_last_profile
+        self.calls_per_shape: dict[tuple, int] = {}
         self.default_cfg = getattr(source, "default_cfg", {})
         self.num_classes = getattr(source, "num_classes", None)
 
     def forward(self, x: torch.Tensor):
-        with _FuserOn():
-            return self.scripted(x.contiguous())
+        x = x.contiguous()
+        shape = (tuple(x.shape), x.dtype)
+        calls = self.calls_per_shape.get(shape, 0)
+        profiling = self.channels_last_profile and calls < _profiled_runs()
+        if profiling:
+            self.calls_per_shape[shape] = calls + 1
+        with _channels_last_convolutions() if profiling else contextlib.nullcontext(), _FuserOn():
+            return self.scripted(x)
 
 
 class _SiLU(nn.Module):
@@ -114,14 +135,12 @@ def _channels_last_convolutions():
 
 
 def _trace(model: nn.Module, x: torch.Tensor, warmup: int, channels_last: bool) -> OneDNNGraphModel:
-    profiled = 1 + getattr(torch._C, "_jit_get_num_profiled_runs", lambda: 1)()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer warnings
-        with _channels_last_convolutions() if channels_last else contextlib.nullcontext():
-            traced = torch.jit.trace(traceable_copy(model), x, check_trace=False, strict=False)
-            graph = OneDNNGraphModel(torch.jit.freeze(traced), model)
-            for _ in range(max(warmup, profiled)):  # the executor profiles, then compiles the partitions
-                graph(x)
+        traced = torch.jit.trace(traceable_copy(model), x, check_trace=False, strict=False)
+        graph = OneDNNGraphModel(torch.jit.freeze(traced), model, channels_last_profile=channels_last)
+        for _ in range(max(warmup, _profiled_runs())):  # the executor profiles, then compiles the partitions
+            graph(x)
     return graph
 
 
