@@ -218,3 +218,40 @@ def test_a_new_input_shape_is_profiled_channels_last_too():
     assert graph.calls_per_shape[((2, 3, 4, 16, 16), torch.float32)] == 2  # profiled and compiled, then plain calls
     cl_strides = torch.empty(2, 8, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d).stride()
     assert cl_strides in [s for s in _guard_strides(graph, x) if len(s) == 5]
+
+
+def test_channels_last_profiling_nests_and_serialises_threads(recwarn):
+    import threading
+
+    x = torch.randn(1, 3, 4, 8, 8)
+    conv = nn.Conv3d(3, 4, (1, 3, 3)).eval()
+    cl = torch.channels_last_3d
+    with torch.no_grad():
+        with G._channels_last_convolutions():
+            with G._channels_last_convolutions():  # a profiling call inside another's: no second registration
+                assert conv(x).is_contiguous(memory_format=cl)
+            assert conv(x).is_contiguous(memory_format=cl)  # the outer block still holds it
+        assert conv(x).is_contiguous()
+    assert not [w for w in recwarn if "Overriding" in str(w.message)]
+
+    torch.manual_seed(0)
+    models = [_StemPool().eval() for _ in range(2)]
+    inputs = [torch.randn(1, 3, 4, 16, 16), torch.randn(2, 3, 4, 12, 12)]
+    graphs, errors = [None, None], []
+
+    def build(i):
+        try:
+            graphs[i] = G.build(models[i], inputs[i])
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=build, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and all(g is not None for g in graphs)
+    with torch.inference_mode():
+        for g, m, x_ in zip(graphs, models, inputs):
+            torch.testing.assert_close(g(x_), m(x_), rtol=1e-4, atol=1e-5)
+    assert conv(x).is_contiguous() and G._profiling_depth == 0

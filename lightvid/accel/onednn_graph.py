@@ -24,18 +24,21 @@ PyTorch's eager kernels return contiguous tensors at batch 1 (a small convolutio
 reference kernel), while the partitions compute channels-last: a reorder out and one back in at
 every such boundary (32 per X3D-S forward, and a max pool on contiguous memory 6x slower than
 on channels-last). So :func:`build` profiles with every convolution run by oneDNN channels-last
-(:func:`_channels_last_convolutions`, for the profiling calls of each input shape only; a
-convolution another thread runs meanwhile also comes out channels-last, with the same values),
-on a copy whose in-place activations are out-of-place (the fuser gives an in-place op's result
-no recorded strides, and the boundary then falls back to contiguous) and whose ``nn.SiLU`` is
-written ``x * sigmoid(x)`` (which oneDNN fuses where ``silu`` after a multiply stays an unfused
-operator). On the 2-core EPYC this took X3D-S from 0.81x to 0.91x OpenVINO at batch 1 and 0.89x
-to 1.07x at batch 8, IR-CSN-50 from 0.90x to 1.07x (batch 1) and 0.77x to 1.00x (batch 8).
+(:func:`_channels_last_convolutions`, for the profiling calls of each input shape only, one
+thread at a time; a convolution another thread runs meanwhile also comes out channels-last,
+with the same values), on a copy whose in-place activations are out-of-place (the fuser gives
+an in-place op's result no recorded strides, and the boundary then falls back to contiguous)
+and whose ``nn.SiLU`` is written ``x * sigmoid(x)`` (which oneDNN fuses where ``silu`` after a
+multiply stays an unfused operator). On the 2-core EPYC, in one process with OpenVINO, this
+took X3D-S from 0.68x to 0.81x OpenVINO at batch 1 and 0.78x to 1.03x at batch 8
+(``OMP_WAIT_POLICY=PASSIVE``), IR-CSN-50 from 0.90x to 1.07x (batch 1) and 0.77x to 1.00x
+(batch 8, libgomp's default waiting).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 import warnings
 
 import torch
@@ -125,13 +128,32 @@ def _convolution_channels_last(input, weight, bias, stride, padding, dilation, t
     return out.contiguous(memory_format=fmt)
 
 
+_PROFILING = threading.RLock()  # one registration at a time; a nested block reuses the outer one
+_profiling_depth = 0
+
+
 @contextlib.contextmanager
 def _channels_last_convolutions():
     """Inside the block every CPU ``aten::_convolution`` (the op a traced graph calls) runs through
-    :func:`_convolution_channels_last`; the registration is removed on exit."""
-    with torch.library._scoped_library("aten", "IMPL") as lib:
-        lib.impl("_convolution", _convolution_channels_last, "CPU")
-        yield
+    :func:`_convolution_channels_last`; the registration is removed on exit. Blocks in other
+    threads wait for this one; a block nested in it (one model's profiling call inside
+    another's) reuses its registration."""
+    global _profiling_depth
+    with _PROFILING:
+        if _profiling_depth:
+            _profiling_depth += 1
+            try:
+                yield
+            finally:
+                _profiling_depth -= 1
+            return
+        with torch.library._scoped_library("aten", "IMPL") as lib:
+            lib.impl("_convolution", _convolution_channels_last, "CPU")
+            _profiling_depth = 1
+            try:
+                yield
+            finally:
+                _profiling_depth = 0
 
 
 def _trace(model: nn.Module, x: torch.Tensor, warmup: int, channels_last: bool) -> OneDNNGraphModel:
