@@ -44,7 +44,7 @@ import warnings
 import torch
 import torch.nn as nn
 
-from lightvid.accel.per_layer import same_output
+from lightvid.accel.per_layer import channels_last_format, same_output
 
 
 def available() -> bool:
@@ -122,7 +122,7 @@ def _convolution_channels_last(input, weight, bias, stride, padding, dilation, t
     """``aten::_convolution`` on oneDNN with channels-last output (2D and 3D fp32 forward only)."""
     if transposed or input.dim() not in (4, 5) or input.dtype != torch.float32 or input.is_mkldnn:
         raise NotImplementedError("channels-last profiling covers 2D/3D fp32 forward convolutions only")
-    fmt = torch.channels_last_3d if input.dim() == 5 else torch.channels_last
+    fmt = channels_last_format(input.dim())
     out = torch.mkldnn_convolution(input.contiguous(memory_format=fmt), weight.contiguous(memory_format=fmt),
                                    bias, padding, stride, dilation, groups)
     return out.contiguous(memory_format=fmt)
@@ -140,20 +140,15 @@ def _channels_last_convolutions():
     another's) reuses its registration."""
     global _profiling_depth
     with _PROFILING:
-        if _profiling_depth:
+        outermost = _profiling_depth == 0
+        with torch.library._scoped_library("aten", "IMPL") if outermost else contextlib.nullcontext() as lib:
+            if outermost:
+                lib.impl("_convolution", _convolution_channels_last, "CPU")
             _profiling_depth += 1
             try:
                 yield
             finally:
                 _profiling_depth -= 1
-            return
-        with torch.library._scoped_library("aten", "IMPL") as lib:
-            lib.impl("_convolution", _convolution_channels_last, "CPU")
-            _profiling_depth = 1
-            try:
-                yield
-            finally:
-                _profiling_depth = 0
 
 
 def _trace(model: nn.Module, x: torch.Tensor, warmup: int, channels_last: bool) -> OneDNNGraphModel:
