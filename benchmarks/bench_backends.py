@@ -27,19 +27,38 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 
-# Idle OpenMP threads sleep instead of spinning. On a machine shared with other jobs, libgomp's
-# default spin-waiting makes every 2-thread PyTorch op wait for a descheduled thread (measured
-# here under load: a quarter-width r2plus1d_18 forward 4.5 s spinning vs 0.3 s passive), which
-# would hand ONNX Runtime and OpenVINO (own thread pools) an unfair lead. Set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How PyTorch's OpenMP threads wait between parallel regions, fixed before torch loads.
+# "default" leaves the environment as it is: libgomp spins a while, then sleeps, as a user's own
+# process does, and ONNX Runtime spins as it does by default; OpenVINO's own (TBB) pool spins
+# either way. "passive" (OMP_WAIT_POLICY=PASSIVE, and ONNX Runtime's spinning off) is for a
+# machine shared with other jobs, where a spinning 2-thread op waits for a descheduled thread
+# (measured under load: a quarter-width r2plus1d_18 forward 4.5 s spinning vs 0.3 s passive),
+# but it costs PyTorch a thread wake-up at every parallel region: 25-40 us per oneDNN Graph
+# partition on the 2-core EPYC (docs/inference.md), which OpenVINO does not pay.
+OMP_WAIT_CHOICES = ("default", "passive")
+
+
+def omp_wait_from_argv(argv: list[str]) -> str:
+    """The ``--omp-wait`` value in ``argv`` (``default`` when absent); set before torch loads."""
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--omp-wait=") else (
+            argv[i + 1] if a == "--omp-wait" and i + 1 < len(argv) else None)
+        if value is not None:
+            return value
+    return "default"
+
+
+if omp_wait_from_argv(sys.argv[1:]) == "passive":
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 import torch  # noqa: E402
 
 import lightvid  # noqa: E402
-from lightvid.accel.compare import best_of, compare, cpu_header, cpu_info, format_rows, gpu_header, loadavg
+from lightvid.accel.compare import best_of, compare, cpu_header, cpu_info, format_rows, gpu_header, loadavg  # noqa: E402
 from lightvid.errors import UserError  # noqa: E402
 
 MODELS = "c3d,r2plus1d_18,x3d_s,ir_csn_50"
@@ -203,6 +222,12 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="cpu, or cuda[:N] for the GPU table")
     p.add_argument("--time-budget", type=float, default=None, metavar="S",
                    help="start no new (model, batch) run after S seconds (the JSON keeps the finished ones)")
+    p.add_argument("--turn-warmup", type=int, default=1, metavar="N",
+                   help="untimed calls of each path before its timed call in every round (default 1), so that "
+                        "no path is timed while the previous runtime's threads still spin; 0 halves the run time")
+    p.add_argument("--omp-wait", choices=OMP_WAIT_CHOICES, default="default",
+                   help="how PyTorch's OpenMP threads wait: as the environment says (default), or "
+                        "OMP_WAIT_POLICY=PASSIVE for a machine shared with other jobs (read before torch loads)")
     p.add_argument("--markdown", nargs="+", default=None, metavar="JSON",
                    help="print the docs' markdown tables from earlier --json files (times nothing)")
     args = p.parse_args(argv)
@@ -222,7 +247,13 @@ def main(argv=None) -> int:
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
         raise UserError(f"--device {args.device}: cpu or cuda[:N]")
-    print(cpu_header() + f", OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}", flush=True)
+    if args.turn_warmup < 0:
+        raise UserError(f"--turn-warmup {args.turn_warmup}: a number of calls, 0 or more")
+    if args.omp_wait == "passive" and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        raise UserError("--omp-wait passive: torch was loaded before OMP_WAIT_POLICY could be set; "
+                        "run the script itself, or set OMP_WAIT_POLICY=PASSIVE in the environment")
+    print(cpu_header() + f", OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset (spin, then sleep)')}",
+          flush=True)
     gpu = None
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -236,6 +267,7 @@ def main(argv=None) -> int:
     if calib is not None:
         print(f"int8 calibration: {calib_what}", flush=True)
     results = {"cpu": cpu_info(), "gpu": gpu, "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"), "turn_warmup": args.turn_warmup,
                "calibration": calib_what, "runs": []}
     start = time.perf_counter()
     for name in args.models.split(","):
@@ -248,7 +280,8 @@ def main(argv=None) -> int:
             x = torch.randn(batch, *size, generator=torch.Generator().manual_seed(0)).to(device)
             t0 = time.perf_counter()
             load0 = loadavg()
-            rows = compare(model, x, calib, rounds=args.rounds, progress=True, compile=not args.no_compile)
+            rows = compare(model, x, calib, rounds=args.rounds, progress=True, compile=not args.no_compile,
+                           turn_warmup=args.turn_warmup)
             load = f"{load0} -> {loadavg()}"
             title = (f"\n{name}  input {batch}x{args.input}  {args.rounds} interleaved rounds, medians "
                      f"({time.perf_counter() - t0:.0f} s; load average {load})")

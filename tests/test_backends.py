@@ -365,3 +365,56 @@ def test_bench_backends_json_write_that_fails_leaves_the_folder_as_it_was(tmp_pa
         _bench_backends().write_json({"runs": [object()]}, str(tmp_path / "out.json"))  # not serialisable
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert neighbour.read_bytes() == b"the user's own file\n"
+
+
+def test_bench_backends_omp_wait_flag_is_read_before_torch_and_checked():
+    mod = _bench_backends()
+    assert mod.omp_wait_from_argv(["--models", "c3d"]) == "default"
+    assert mod.omp_wait_from_argv(["--omp-wait", "passive", "--rounds", "3"]) == "passive"
+    assert mod.omp_wait_from_argv(["--rounds", "3", "--omp-wait=passive"]) == "passive"
+    assert mod.omp_wait_from_argv(["--omp-wait"]) == "default"  # argparse then names the missing value
+    with pytest.raises(SystemExit):
+        mod.main(["--omp-wait", "spin"])
+
+
+def test_bench_backends_passive_after_torch_loaded_is_one_line(monkeypatch):
+    mod = _bench_backends()
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # as if torch had loaded before the flag was read
+    with pytest.raises(UserError, match="--omp-wait passive: torch was loaded before OMP_WAIT_POLICY"):
+        mod.main(["--omp-wait", "passive", "--models", "c3d", "--batches", "1"])
+
+
+def test_bench_backends_json_records_the_wait_policy(tmp_path, monkeypatch):
+    from lightvid.accel.compare import Row
+
+    out = tmp_path / "runs.json"
+    mod = _bench_backends()
+    monkeypatch.setattr(mod, "compare", lambda *a, **k: [Row("eager fp32", ms=1.0, speedup=1.0,
+                                                                max_abs_diff=0.0, top1=1.0)])
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    args = ["--models", "r2plus1d_18", "--batches", "1", "--input", "3x4x16x16", "--num-classes", "3",
+            "--rounds", "1", "--no-int8", "--no-compile", "--json", str(out), "--omp-wait", "passive"]
+    assert mod.main(args) == 0
+    assert json.loads(out.read_text())["omp_wait_policy"] == "PASSIVE"
+
+
+def test_time_calls_turn_warmup_runs_untimed_calls_before_each_timed_one():
+    from lightvid.accel.timing import time_calls
+
+    calls = []
+
+    def fn(name):
+        return lambda x: calls.append(name)
+
+    times = time_calls({"a": fn("a"), "b": fn("b")}, torch.zeros(1), repeats=3, warmup=1, turn_warmup=1)
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    # one warm-up round, then per round: a (untimed), a (timed), b (untimed), b (timed)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    calls.clear()
+    time_calls({"a": fn("a"), "b": fn("b")}, torch.zeros(1), repeats=2, warmup=0)
+    assert calls == ["a", "b", "a", "b"]  # the default: no untimed calls between rounds
+
+
+def test_bench_backends_negative_turn_warmup_is_one_line():
+    with pytest.raises(UserError, match="--turn-warmup -1: a number of calls, 0 or more"):
+        _bench_backends().main(["--turn-warmup", "-1", "--models", "c3d", "--batches", "1"])

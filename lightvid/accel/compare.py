@@ -120,8 +120,13 @@ def gpu_paths(compile: bool = True, bf16: bool = True) -> list[tuple[str, str, s
 
 
 def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] | None = None,
-            rounds: int = 5, warmup: int = 1, progress: bool = False, compile: bool = True) -> list[Row]:
+            rounds: int = 5, warmup: int = 1, progress: bool = False, compile: bool = True,
+            turn_warmup: int = 1) -> list[Row]:
     """One :class:`Row` per path (eager first); int8 rows only with ``calibration``.
+
+    ``turn_warmup``: untimed calls of each path before its timed call in every round (one by
+    default: no path is timed while the previous runtime's threads still spin; see
+    :func:`lightvid.accel.timing.time_calls`).
 
     ``compile=False`` leaves out the ``torch.compile`` path (its first call compiles for 0.5-2 min).
     On CUDA, ``model`` is moved to ``x``'s device and the paths are :func:`gpu_paths`.
@@ -166,7 +171,8 @@ def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] |
             notes.append("oneDNN Graph partitions (TorchScript)")
         row.note = "; ".join(notes)
         fns[label] = run
-    times = time_calls(fns, x, repeats=rounds, warmup=warmup, progress=progress, desc="compare")
+    times = time_calls(fns, x, repeats=rounds, warmup=warmup, progress=progress, desc="compare",
+                       turn_warmup=turn_warmup)
     base = statistics.median(times["eager fp32"])
     for label, t in times.items():
         rows[label].ms = 1e3 * statistics.median(t)

@@ -15,11 +15,14 @@ def sync(x) -> None:
 
 
 def time_calls(fns: dict[str, Callable], x, repeats: int = 3, warmup: int = 1,
-               progress: bool = False, desc: str = "timing") -> dict[str, list[float]]:
+               progress: bool = False, desc: str = "timing", turn_warmup: int = 0) -> dict[str, list[float]]:
     """Seconds per call of each ``fns[k](x)``, ``repeats`` times each after ``warmup`` calls.
 
     The calls are interleaved round-robin, so a change in the machine's load hits every
-    candidate alike; run under ``torch.no_grad()``, synchronised on CUDA.
+    candidate alike; run under ``torch.no_grad()``, synchronised on CUDA. ``turn_warmup`` untimed
+    calls precede each timed one in every round: they take the hand-over from the previous
+    function (another runtime's threads still spinning, this one's asleep), so each timed call
+    sees its own runtime as it runs alone.
     """
     from tqdm import tqdm
 
@@ -31,6 +34,9 @@ def time_calls(fns: dict[str, Callable], x, repeats: int = 3, warmup: int = 1,
         sync(x)
         for _ in tqdm(range(repeats), desc=desc, leave=False, disable=not progress):
             for k, f in fns.items():
+                for _ in range(turn_warmup):
+                    f(x)
+                sync(x)
                 t0 = time.perf_counter()
                 f(x)
                 sync(x)
