@@ -37,19 +37,20 @@ import time
 # either way. "passive" (OMP_WAIT_POLICY=PASSIVE, and ONNX Runtime's spinning off) is for a
 # machine shared with other jobs, where a spinning 2-thread op waits for a descheduled thread
 # (measured under load: a quarter-width r2plus1d_18 forward 4.5 s spinning vs 0.3 s passive),
-# but it costs PyTorch a thread wake-up at every parallel region: 25-40 us per oneDNN Graph
+# but it costs PyTorch a thread wake-up at every parallel region: 23-35 us per oneDNN Graph
 # partition on the 2-core EPYC (docs/inference.md), which OpenVINO does not pay.
 OMP_WAIT_CHOICES = ("default", "passive")
 
 
 def omp_wait_from_argv(argv: list[str]) -> str:
-    """The ``--omp-wait`` value in ``argv`` (``default`` when absent); set before torch loads."""
-    for i, a in enumerate(argv):
-        value = a.split("=", 1)[1] if a.startswith("--omp-wait=") else (
-            argv[i + 1] if a == "--omp-wait" and i + 1 < len(argv) else None)
-        if value is not None:
-            return value
-    return "default"
+    """The ``--omp-wait`` value in ``argv`` (``default`` when absent), read before torch loads.
+
+    argparse, as ``main`` reads it (so an abbreviation such as ``--omp-w`` is read the same way);
+    a missing or bad value is left for ``main``'s parser to name.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--omp-wait", nargs="?", const="default", default="default")
+    return pre.parse_known_args(argv)[0].omp_wait
 
 
 if omp_wait_from_argv(sys.argv[1:]) == "passive":

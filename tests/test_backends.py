@@ -372,6 +372,7 @@ def test_bench_backends_omp_wait_flag_is_read_before_torch_and_checked():
     assert mod.omp_wait_from_argv(["--models", "c3d"]) == "default"
     assert mod.omp_wait_from_argv(["--omp-wait", "passive", "--rounds", "3"]) == "passive"
     assert mod.omp_wait_from_argv(["--rounds", "3", "--omp-wait=passive"]) == "passive"
+    assert mod.omp_wait_from_argv(["--omp-w", "passive"]) == "passive"  # an abbreviation, as main's parser takes it
     assert mod.omp_wait_from_argv(["--omp-wait"]) == "default"  # argparse then names the missing value
     with pytest.raises(SystemExit):
         mod.main(["--omp-wait", "spin"])

@@ -36,7 +36,8 @@ def time_calls(fns: dict[str, Callable], x, repeats: int = 3, warmup: int = 1,
             for k, f in fns.items():
                 for _ in range(turn_warmup):
                     f(x)
-                sync(x)
+                if turn_warmup:
+                    sync(x)
                 t0 = time.perf_counter()
                 f(x)
                 sync(x)
