@@ -419,3 +419,24 @@ def test_time_calls_turn_warmup_runs_untimed_calls_before_each_timed_one():
 def test_bench_backends_negative_turn_warmup_is_one_line():
     with pytest.raises(UserError, match="--turn-warmup -1: a number of calls, 0 or more"):
         _bench_backends().main(["--turn-warmup", "-1", "--models", "c3d", "--batches", "1"])
+
+
+@pytest.mark.parametrize("backend", ["torch", *INSTALLED])
+def test_concurrent_calls_from_threads_match_eager(tiny, backend):
+    """One optimised model called from several threads at once (a server's worker pool): each
+    call returns its own input's result, also on an input shape first seen under concurrency."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, x, _ = tiny
+    run = B.optimize(model, precision="fp32", backend=backend, example_input=x)
+    torch.manual_seed(1)
+    xs = [torch.randn(n, *x.shape[1:]) for n in (2, 2, 1, 1)]  # batch 1: a shape not compiled yet
+    with torch.no_grad():
+        refs = [model(xi) for xi in xs]
+
+    def call(i):
+        return max((run(xs[i]) - refs[i]).abs().max().item() for _ in range(3))
+
+    with ThreadPoolExecutor(4) as pool:
+        errors = list(pool.map(call, [0, 1, 2, 3] * 2))
+    assert max(errors) < 1e-4, errors

@@ -255,3 +255,42 @@ def test_channels_last_profiling_nests_and_serialises_threads(recwarn):
         for g, m, x_ in zip(graphs, models, inputs):
             torch.testing.assert_close(g(x_), m(x_), rtol=1e-4, atol=1e-5)
     assert conv(x).is_contiguous() and G._profiling_depth == 0
+
+
+def test_calls_overlapping_in_threads_leave_the_fuser_as_it_was():
+    """The fuser setting is process-wide. Two overlapping calls in two threads, the first to
+    enter leaving first: the fuser stays on for the second, and is off again after it (each call
+    used to restore what it found: the first's exit turned it off under the second, and the
+    second's turned it back on for good)."""
+    import threading
+
+    entered_first, entered_second, first_left = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x):
+            if x.item() == 0:
+                entered_first.set()
+                entered_second.wait(10)
+            else:
+                entered_second.set()
+                first_left.wait(10)
+                seen.append(torch.jit.onednn_fusion_enabled())
+            return x
+
+    graph = G.OneDNNGraphModel(Probe(), nn.Identity())
+
+    def first():
+        graph(torch.zeros(1))
+        first_left.set()
+
+    torch.jit.enable_onednn_fusion(False)
+    t1 = threading.Thread(target=first)
+    t1.start()
+    assert entered_first.wait(10)
+    t2 = threading.Thread(target=graph, args=(torch.ones(1),))
+    t2.start()
+    t1.join(10)
+    t2.join(10)
+    assert seen == [True]  # still on for the second call after the first left
+    assert not torch.jit.onednn_fusion_enabled()  # and the caller's setting after the last

@@ -168,3 +168,25 @@ def test_release_scratch_drops_grown_buffers(monkeypatch):
         W.release_scratch()
         conv(torch.randn(1, 4, 4, 6, 6))
     assert 0 < sum(b.numel() for b in W._SCRATCH.bufs.values()) < big
+
+
+def test_concurrent_calls_from_threads_keep_their_inputs():
+    """Two threads calling one Winograd module at once (a server's worker pool, a batch split
+    over threads) each get their own input's result: the padded workspace is per thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(0)
+    conv = nn.Conv3d(8, 8, (1, 3, 3), padding=(0, 1, 1))
+    wino = W.from_conv(conv, (1, 4, 4))
+    xs = [torch.randn(2, 8, 4, 24, 24) for _ in range(2)]
+    with torch.no_grad():
+        refs = [conv(x) for x in xs]
+
+    def run(i):
+        torch.set_num_threads(1)  # chunks on the calling thread, as in a single-threaded worker
+        with torch.inference_mode():
+            return max((wino(xs[i]) - refs[i]).abs().max().item() for _ in range(30))
+
+    with ThreadPoolExecutor(2) as pool:
+        errors = list(pool.map(run, [0, 1] * 4))
+    assert max(errors) < 1e-4

@@ -31,6 +31,7 @@ import copy
 import importlib.util
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -136,7 +137,11 @@ def _ort_model(onnx_path: Path, precision: str, source: nn.Module, report: dict)
 
 
 class _OpenVINORunner:
-    """Compiles the OpenVINO model once per input shape (static shapes run faster than dynamic)."""
+    """Compiles the OpenVINO model once per input shape (static shapes run faster than dynamic).
+
+    A compiled model serves every thread, but an infer request runs one call at a time
+    (OpenVINO raises "Infer Request is busy" on a second), so each calling thread gets its own.
+    """
 
     def __init__(self, ov_model, config: dict):
         import openvino as ov
@@ -144,17 +149,30 @@ class _OpenVINORunner:
         self.core = ov.Core()
         self.model = ov_model
         self.config = config
-        self.compiled: dict[tuple, object] = {}
+        self.compiled: dict[tuple, object] = {}  # input shape -> CompiledModel
+        self._lock = threading.Lock()  # one compilation of a new shape, not one per thread
+        self._local = threading.local()  # this thread's {shape: (CompiledModel, InferRequest)}
+
+    def _compiled_for(self, shape: tuple):
+        with self._lock:
+            cm = self.compiled.get(shape)
+            if cm is None:
+                m = self.model.clone()
+                m.reshape({m.inputs[0].any_name: list(shape)})
+                if len(self.compiled) >= 4:  # a handful of shapes; drop the oldest
+                    self.compiled.pop(next(iter(self.compiled)))
+                cm = self.compiled[shape] = self.core.compile_model(m, "CPU", self.config)
+            return cm
 
     def __call__(self, a: np.ndarray) -> np.ndarray:
-        req = self.compiled.get(a.shape)
-        if req is None:
-            m = self.model.clone()
-            m.reshape({m.inputs[0].any_name: list(a.shape)})
-            if len(self.compiled) >= 4:  # a handful of shapes; drop the oldest
-                self.compiled.pop(next(iter(self.compiled)))
-            req = self.compiled[a.shape] = self.core.compile_model(m, "CPU", self.config).create_infer_request()
-        return req.infer({0: a})[0]
+        cm = self._compiled_for(a.shape)
+        requests = self._local.__dict__.setdefault("requests", {})
+        entry = requests.get(a.shape)
+        if entry is None or entry[0] is not cm:  # new shape, or its model was dropped and recompiled
+            if len(requests) >= 4:
+                requests.pop(next(iter(requests)))
+            entry = requests[a.shape] = (cm, cm.create_infer_request())
+        return entry[1].infer({0: a})[0]
 
 
 def _ov_model(ov_model, precision: str, source: nn.Module, report: dict) -> BackendModel:

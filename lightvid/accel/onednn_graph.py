@@ -53,15 +53,33 @@ def available() -> bool:
             and torch.backends.mkldnn.is_available())
 
 
+_FUSER = threading.Lock()
+_fuser_users = 0  # calls inside _FuserOn right now, all threads together
+_fuser_before = False  # the setting the first of them found
+
+
 class _FuserOn:
-    """``torch.jit.enable_onednn_fusion(True)`` inside the block, the previous setting after."""
+    """``torch.jit.enable_onednn_fusion(True)`` inside the block, the previous setting after.
+
+    The setting is process-wide, so calls overlapping in several threads share it: the first to
+    enter turns the fuser on, the last to leave restores what the first found (one thread's exit
+    neither turns it off under another's running call nor leaves it on for good).
+    """
 
     def __enter__(self):
-        self.before = torch.jit.onednn_fusion_enabled()
-        torch.jit.enable_onednn_fusion(True)
+        global _fuser_users, _fuser_before
+        with _FUSER:
+            if _fuser_users == 0:
+                _fuser_before = torch.jit.onednn_fusion_enabled()
+                torch.jit.enable_onednn_fusion(True)
+            _fuser_users += 1
 
     def __exit__(self, *exc):
-        torch.jit.enable_onednn_fusion(self.before)
+        global _fuser_users
+        with _FUSER:
+            _fuser_users -= 1
+            if _fuser_users == 0:
+                torch.jit.enable_onednn_fusion(_fuser_before)
 
 
 def _profiled_runs() -> int:
@@ -89,10 +107,11 @@ class OneDNNGraphModel(nn.Module):
     def forward(self, x: torch.Tensor):
         x = x.contiguous()
         shape = (tuple(x.shape), x.dtype)
-        calls = self.calls_per_shape.get(shape, 0)
-        profiling = self.channels_last_profile and calls < _profiled_runs()
-        if profiling:
-            self.calls_per_shape[shape] = calls + 1
+        with _FUSER:  # threads calling at once count each call once
+            calls = self.calls_per_shape.get(shape, 0)
+            profiling = self.channels_last_profile and calls < _profiled_runs()
+            if profiling:
+                self.calls_per_shape[shape] = calls + 1
         with _channels_last_convolutions() if profiling else contextlib.nullcontext(), _FuserOn():
             return self.scripted(x)
 

@@ -151,7 +151,7 @@ class _WinogradMixin:
         self.tile = tile_sizes(tile, self.kernel_size)
         self._u = None  # (P, C_in, C_out) transformed filter
         self._u_key = None
-        self._ws = {}  # padded-input workspaces by shape
+        self._ws = {}  # padded-input workspaces: {thread id: {shape: buffer}}
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", winograd={tile_name(self.tile)}"
@@ -261,13 +261,18 @@ def from_conv(conv: nn.Module, tile=2) -> nn.Module:
 
 
 def _workspace(ws: dict, shape, x: torch.Tensor) -> torch.Tensor:
-    """A zero-bordered buffer of ``shape`` kept across calls (only its interior is rewritten)."""
+    """A zero-bordered buffer of ``shape`` kept across calls (only its interior is rewritten).
+
+    One per calling thread: two threads running the same module at once (a server's worker
+    pool, a batch split over threads) would otherwise overwrite each other's padded input.
+    """
     # an inference tensor can't be written outside inference mode (nor the reverse be kept)
     key = (tuple(shape), x.dtype, x.device, torch.is_inference_mode_enabled())
-    buf = ws.get(key)
+    mine = ws.setdefault(threading.get_ident(), {})  # atomic under the GIL
+    buf = mine.get(key)
     if buf is None:
-        ws.clear()  # one shape at a time: a new input size frees the old buffer
-        buf = ws[key] = torch.zeros(shape, dtype=x.dtype, device=x.device)
+        mine.clear()  # one shape at a time per thread: a new input size frees the old buffer
+        buf = mine[key] = torch.zeros(shape, dtype=x.dtype, device=x.device)
     return buf
 
 
