@@ -59,7 +59,7 @@ if omp_wait_from_argv(sys.argv[1:]) == "passive":
 import torch  # noqa: E402
 
 import lightvid  # noqa: E402
-from lightvid.accel.compare import best_of, compare, cpu_header, cpu_info, format_rows, gpu_header, loadavg  # noqa: E402
+from lightvid.accel.compare import best_of, compare, cpu_header, cpu_info, format_rows, gpu_header, loadavg, ratio_range  # noqa: E402
 from lightvid.errors import UserError  # noqa: E402
 
 MODELS = "c3d,r2plus1d_18,x3d_s,ir_csn_50"
@@ -290,7 +290,9 @@ def main(argv=None) -> int:
             lv = best_of(rows, "fp32", "lightvid")
             for o in (best_of(rows, "fp32", b) for b in ("onnxruntime", "openvino")):
                 if lv is not None and o is not None:
-                    print(f"  lightvid's best fp32 ({lv.path}) vs {o.path}: {o.ms / lv.ms:.2f}x")
+                    span = ratio_range(lv, o)
+                    rounds = f" (per round {span[0]:.2f}x-{span[1]:.2f}x)" if span else ""
+                    print(f"  lightvid's best fp32 ({lv.path}) vs {o.path}: {o.ms / lv.ms:.2f}x{rounds}")
             results["runs"].append({"model": name, "batch": batch, "input": list(size), "loadavg": load,
                                     "rows": [r.__dict__ for r in rows]})
             if args.json:  # after every run: a run stopped early keeps what it measured

@@ -440,3 +440,31 @@ def test_concurrent_calls_from_threads_match_eager(tiny, backend):
     with ThreadPoolExecutor(4) as pool:
         errors = list(pool.map(call, [0, 1, 2, 3] * 2))
     assert max(errors) < 1e-4, errors
+
+
+def test_compare_rows_keep_each_round_and_the_ratio_range_pairs_rounds(tiny, monkeypatch):
+    """Every row keeps its per-round times (median = the row's ms); ``ratio_range`` divides them
+    round by round, so a host slowing one round down slows both sides of that pair."""
+    import statistics
+
+    from lightvid.accel import compare as C
+
+    model, x, _ = tiny
+
+    class Same(torch.nn.Module):
+        report = {}
+
+        def forward(self, a):
+            with torch.no_grad():
+                return model(a)
+
+    monkeypatch.setattr(C, "paths_for", lambda *a, **k: [("lightvid torch fp32", "torch", "fp32", {})])
+    monkeypatch.setattr(C.B, "optimize", lambda *a, **k: Same())
+    rows = C.compare(model, x, rounds=3, warmup=0, compile=False, turn_warmup=0)
+    for r in rows:
+        assert len(r.round_ms) == 3 and r.ms == pytest.approx(statistics.median(r.round_ms))
+
+    fast = C.Row("lightvid torch fp32", ms=100.0, round_ms=[100.0, 200.0, 100.0])
+    other = C.Row("openvino fp32", ms=110.0, round_ms=[110.0, 180.0, 120.0])
+    assert C.ratio_range(fast, other) == pytest.approx((0.9, 1.2))
+    assert C.ratio_range(fast, C.Row("openvino fp32", ms=1.0)) is None  # a row from an older JSON

@@ -77,6 +77,7 @@ def gpu_header(device: torch.device | str = "cuda") -> str:
 class Row:
     path: str
     ms: float | None = None  # median latency
+    round_ms: list[float] | None = None  # latency in each interleaved round, in order
     speedup: float | None = None  # eager fp32 / this
     max_abs_diff: float | None = None  # to eager fp32, on the timed input
     top1: float | None = None  # top-1 agreement with eager fp32 on the timed input's samples
@@ -175,6 +176,7 @@ def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] |
                        turn_warmup=turn_warmup)
     base = statistics.median(times["eager fp32"])
     for label, t in times.items():
+        rows[label].round_ms = [1e3 * v for v in t]
         rows[label].ms = 1e3 * statistics.median(t)
         rows[label].speedup = base / statistics.median(t)
     return list(rows.values())
@@ -185,6 +187,17 @@ def best_of(rows: list[Row], precision: str = "fp32", prefix: str = "") -> Row |
     ok = [r for r in rows if r.ms is not None and precision in r.path and r.path.startswith(prefix)
           and (r.top1 or 0) >= 1.0]
     return min(ok, key=lambda r: r.ms) if ok else None
+
+
+def ratio_range(fast: Row, other: Row) -> tuple[float, float] | None:
+    """Lowest and highest of ``other``'s time over ``fast``'s, round by round (each round times
+    every path once, back to back, so the two in a pair saw the same machine); None without
+    per-round times. The median ratio says which is faster; this range says whether the runs
+    could tell (on a shared host single calls vary by 20% and more)."""
+    if not fast.round_ms or not other.round_ms or len(fast.round_ms) != len(other.round_ms):
+        return None
+    ratios = [o / f for f, o in zip(fast.round_ms, other.round_ms)]
+    return min(ratios), max(ratios)
 
 
 def choose_row(rows: list[Row], precision: str = "fp32") -> Row | None:
