@@ -190,3 +190,23 @@ def test_concurrent_calls_from_threads_keep_their_inputs():
     with ThreadPoolExecutor(2) as pool:
         errors = list(pool.map(run, [0, 1] * 4))
     assert max(errors) < 1e-4
+
+
+def test_workspaces_of_ended_threads_are_let_go():
+    """A thread per call (as some servers run) must not leave a padded-input buffer per thread
+    behind in the module: the next thread's first call drops those of threads that have ended."""
+    import threading
+
+    wino = W.from_conv(nn.Conv3d(4, 4, (1, 3, 3), padding=(0, 1, 1)), (1, 2, 2))
+    x = torch.randn(1, 4, 2, 8, 8)
+
+    def call():
+        with torch.no_grad():
+            wino(x)
+
+    for _ in range(3):
+        t = threading.Thread(target=call)
+        t.start()
+        t.join()
+    call()
+    assert list(wino._ws) == [threading.get_ident()]

@@ -268,7 +268,12 @@ def _workspace(ws: dict, shape, x: torch.Tensor) -> torch.Tensor:
     """
     # an inference tensor can't be written outside inference mode (nor the reverse be kept)
     key = (tuple(shape), x.dtype, x.device, torch.is_inference_mode_enabled())
-    mine = ws.setdefault(threading.get_ident(), {})  # atomic under the GIL
+    me = threading.get_ident()
+    if me not in ws:  # a thread's first call: let go of the buffers of threads that have ended
+        alive = {t.ident for t in threading.enumerate()}
+        for gone in [tid for tid in list(ws) if tid not in alive]:
+            ws.pop(gone, None)
+    mine = ws.setdefault(me, {})  # atomic under the GIL
     buf = mine.get(key)
     if buf is None:
         mine.clear()  # one shape at a time per thread: a new input size frees the old buffer
