@@ -19,6 +19,11 @@ headed by the GPU's name and CUDA / cuDNN / TF32 settings. ``--time-budget S`` s
 (model, batch) run after S seconds; ``--json`` is rewritten after every run, so a run stopped
 early keeps what it measured.
 
+Building lightvid's `torch` path tells glibc to keep freed memory in the process
+(:mod:`lightvid.accel.memory`), so every timed call of every path runs with it; each table's
+title says so, and the ``faults`` column gives each path's minor page faults per timed call.
+``LIGHTVID_KEEP_FREED_MEMORY=0`` runs without it.
+
 ``--agreement CKPT``: top-1 agreement of each int8 path with fp32 eager on every validation
 clip of a trained checkpoint's own data (calibrated on ``--calib-clips`` of its training clips).
 """
@@ -59,6 +64,7 @@ if omp_wait_from_argv(sys.argv[1:]) == "passive":
 import torch  # noqa: E402
 
 import lightvid  # noqa: E402
+from lightvid.accel import memory  # noqa: E402
 from lightvid.accel.compare import best_of, compare, cpu_header, cpu_info, format_rows, gpu_header, loadavg, ratio_range  # noqa: E402
 from lightvid.errors import UserError  # noqa: E402
 
@@ -284,8 +290,10 @@ def main(argv=None) -> int:
             rows = compare(model, x, calib, rounds=args.rounds, progress=True, compile=not args.no_compile,
                            turn_warmup=args.turn_warmup)
             load = f"{load0} -> {loadavg()}"
+            kept = memory.in_force()  # optimize() made the setting while building: every timed call ran with it
             title = (f"\n{name}  input {batch}x{args.input}  {args.rounds} interleaved rounds, medians "
-                     f"({time.perf_counter() - t0:.0f} s; load average {load})")
+                     f"({time.perf_counter() - t0:.0f} s; load average {load}; glibc keeps freed memory: "
+                     f"{'yes' if kept else 'no'}; faults: minor page faults per timed call)")
             print(format_rows(rows, title), flush=True)
             lv = best_of(rows, "fp32", "lightvid")
             for o in (best_of(rows, "fp32", b) for b in ("onnxruntime", "openvino")):
@@ -294,7 +302,7 @@ def main(argv=None) -> int:
                     rounds = f" (per round {span[0]:.2f}x-{span[1]:.2f}x)" if span else ""
                     print(f"  lightvid's best fp32 ({lv.path}) vs {o.path}: {o.ms / lv.ms:.2f}x{rounds}")
             results["runs"].append({"model": name, "batch": batch, "input": list(size), "loadavg": load,
-                                    "rows": [r.__dict__ for r in rows]})
+                                    "kept_freed_memory": kept, "rows": [r.__dict__ for r in rows]})
             if args.json:  # after every run: a run stopped early keeps what it measured
                 write_json(results, args.json)
     return 0

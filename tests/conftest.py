@@ -4,6 +4,10 @@ from pathlib import Path
 # Idle OpenMP threads sleep instead of spinning: with two xdist workers on two cores,
 # spinning threads steal the other worker's core (seen: a sweep 13 min instead of 30 s).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# optimize() would tell glibc to keep freed memory for the rest of the worker process
+# (lightvid.accel.memory), which would then hold the peak heap of every test after it;
+# tests/test_memory.py checks the setting in subprocesses and with the call recorded.
+os.environ.setdefault("LIGHTVID_KEEP_FREED_MEMORY", "0")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

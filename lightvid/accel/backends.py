@@ -238,7 +238,8 @@ def _has_vnni() -> bool:
 
 
 def _build(model: nn.Module, backend: str, precision: str, example: torch.Tensor | None,
-           calib: list[np.ndarray] | None, tmp: Path, winograd: bool | None, verbose: bool) -> nn.Module:
+           calib: list[np.ndarray] | None, tmp: Path, winograd: bool | None, verbose: bool,
+           keep_memory: bool = True) -> nn.Module:
     """One candidate; ``tmp`` holds the exported ONNX file (written once, shared by candidates)."""
     t0 = time.perf_counter()
     if backend == "torch":
@@ -246,7 +247,8 @@ def _build(model: nn.Module, backend: str, precision: str, example: torch.Tensor
             raise UserError("backend='torch' has no int8 path for 3D ConvNets (PyTorch's x86 PT2E quantizer "
                             "leaves Conv3d in fp32); use backend='onnxruntime', 'openvino' or 'auto'")
         wino = (precision == "fp32" and example is not None) if winograd is None else winograd
-        out = torch_optimize(model, precision=precision, winograd=wino, example_input=example, verbose=verbose)
+        out = torch_optimize(model, precision=precision, winograd=wino, example_input=example, verbose=verbose,
+                             keep_memory=keep_memory)
         out.backend, out.precision = "torch", precision
         out.report["backend"] = "torch"
         out.report["build_s"] = time.perf_counter() - t0
@@ -290,7 +292,7 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
              example_input: torch.Tensor | None = None, calibration: Iterable | None = None,
              compile: bool | str = False, winograd: bool | None = None, channels_last: bool = True,
              lower: bool = True, fuse: bool = True, onednn_graph: bool = True, verbose: bool = False,
-             allow_slow: bool = False) -> nn.Module:
+             allow_slow: bool = False, keep_memory: bool = True) -> nn.Module:
     """An inference-only runner of ``model`` on ``backend`` at ``precision`` (see the module docstring).
 
     ``precision``: "fp32", "bf16", "int8" or "auto" (bf16 where the CPU has native bf16, else fp32).
@@ -300,7 +302,9 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
     ``example_input``) is the layout step (channels-last convolution inputs, oneDNN where PyTorch
     would not use it, factorised 3D convolutions as 2D; each kept only if the whole model times
     faster), ``fuse`` runs convolution + residual add + ReLU as one oneDNN call and
-    ``onednn_graph`` times the traced model's oneDNN Graph partitions against the result. The
+    ``onednn_graph`` times the traced model's oneDNN Graph partitions against the result, and
+    ``keep_memory`` (on a CPU) tells glibc to keep freed activation memory in the process
+    (:mod:`lightvid.accel.memory`; process-wide, so that forwards do not page-fault). The
     original model is not modified.
     """
     if backend not in BACKENDS:
@@ -327,7 +331,8 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
             run = torch_optimize(model, precision=requested, compile=compile,
                                  winograd=default_wino if winograd is None else winograd,
                                  example_input=example_input, channels_last=channels_last, lower=lower, fuse=fuse,
-                                 onednn_graph=onednn_graph, verbose=verbose, allow_slow=allow_slow)
+                                 onednn_graph=onednn_graph, verbose=verbose, allow_slow=allow_slow,
+                                 keep_memory=keep_memory)
             run.backend, run.precision = "torch", resolved
             run.report.update(backend="torch", build_s=time.perf_counter() - t0)
             return run
@@ -358,8 +363,8 @@ def optimize(model: nn.Module, precision: str = "auto", backend: str = "torch",
     # the ONNX files live only while building: ONNX Runtime and OpenVINO hold the model in memory
     with tempfile.TemporaryDirectory(prefix="lightvid-backend-") as tmp:
         if backend != "auto":
-            return _build(model, backend, prec, example, calib, Path(tmp), winograd, verbose)
-        return _auto(model, prec, example, calib, Path(tmp), winograd, verbose)
+            return _build(model, backend, prec, example, calib, Path(tmp), winograd, verbose, keep_memory)
+        return _auto(model, prec, example, calib, Path(tmp), winograd, verbose, keep_memory)
 
 
 def candidates_for(precision: str) -> list[str]:
@@ -395,12 +400,13 @@ def choose(times: dict[str, float], agree: dict[str, float]) -> str:
     return best
 
 
-def _auto(model: nn.Module, precision: str, example: torch.Tensor, calib, tmp: Path, winograd, verbose) -> nn.Module:
+def _auto(model: nn.Module, precision: str, example: torch.Tensor, calib, tmp: Path, winograd, verbose,
+          keep_memory: bool = True) -> nn.Module:
     cands: dict[str, nn.Module] = {"eager": EagerModel(model)}
     skipped = {}
     for name in candidates_for(precision):
         try:
-            cands[name] = _build(model, name, precision, example, calib, tmp, winograd, verbose)
+            cands[name] = _build(model, name, precision, example, calib, tmp, winograd, verbose, keep_memory)
         except Exception as e:  # noqa: BLE001 (a backend that cannot take this model is skipped, not fatal)
             skipped[name] = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
     return _pick(cands, example, skipped, "backend='auto'", verbose)

@@ -83,6 +83,7 @@ class Row:
     top1: float | None = None  # top-1 agreement with eager fp32 on the timed input's samples
     build_s: float | None = None
     note: str = ""
+    faults: float | None = None  # median minor page faults per timed call (the whole process's)
 
 
 def paths_for(model: nn.Module, int8: bool, compile: bool = True,
@@ -172,13 +173,16 @@ def compare(model: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor] |
             notes.append("oneDNN Graph partitions (TorchScript)")
         row.note = "; ".join(notes)
         fns[label] = run
+    faults: dict[str, list[int]] = {}
     times = time_calls(fns, x, repeats=rounds, warmup=warmup, progress=progress, desc="compare",
-                       turn_warmup=turn_warmup)
+                       turn_warmup=turn_warmup, faults=faults)
     base = statistics.median(times["eager fp32"])
     for label, t in times.items():
         rows[label].round_ms = [1e3 * v for v in t]
         rows[label].ms = 1e3 * statistics.median(t)
         rows[label].speedup = base / statistics.median(t)
+        if faults.get(label):
+            rows[label].faults = statistics.median(faults[label])
     return list(rows.values())
 
 
@@ -212,13 +216,15 @@ def choose_row(rows: list[Row], precision: str = "fp32") -> Row | None:
 
 
 def format_rows(rows: list[Row], title: str) -> str:
-    lines = [title, f"{'path':34s} {'median ms':>10s} {'vs eager':>9s} {'max|diff|':>10s} {'top-1':>6s}  note"]
+    lines = [title, f"{'path':34s} {'median ms':>10s} {'vs eager':>9s} {'max|diff|':>10s} {'top-1':>6s} "
+                    f"{'faults':>7s}  note"]
     for r in rows:
         if r.ms is None:
-            lines.append(f"{r.path:34s} {'-':>10s} {'-':>9s} {'-':>10s} {'-':>6s}  {r.note}")
+            lines.append(f"{r.path:34s} {'-':>10s} {'-':>9s} {'-':>10s} {'-':>6s} {'-':>7s}  {r.note}")
             continue
-        lines.append(f"{r.path:34s} {r.ms:10.1f} {r.speedup:8.2f}x {r.max_abs_diff:10.2e} {100 * r.top1:5.0f}%  "
-                     f"{r.note}")
+        flt = "-" if r.faults is None else f"{r.faults:.0f}"
+        lines.append(f"{r.path:34s} {r.ms:10.1f} {r.speedup:8.2f}x {r.max_abs_diff:10.2e} {100 * r.top1:5.0f}% "
+                     f"{flt:>7s}  {r.note}")
     eager = rows[0] if rows and rows[0].path == "eager fp32" else None
     for prec in ("fp32", "int8"):
         auto = choose_row(rows, prec)

@@ -34,7 +34,13 @@
    (:mod:`lightvid.accel.onednn_graph`: each convolution with its bias, add and activation
    compiled once per input shape) is timed whole against the result of the steps above, and
    the faster is kept (``report["onednn_graph"]``; ties keep the steps above);
-8. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc) with inductor's
+8. on a CPU with glibc (and ``keep_memory=True``, the default), glibc is told to keep freed
+   memory in the process (:func:`lightvid.accel.memory.keep_freed_memory`, process-wide):
+   otherwise it maps each activation above 32 MiB afresh and unmaps it on free, so every
+   forward takes a page fault per 4 KiB of them (IR-CSN-50 at batch 8: 50,178 faults per
+   forward, X3D-S 45,000-61,000; measured in docs/inference.md). ``report["kept_freed_memory"]``
+   says whether it is in force;
+9. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc) with inductor's
    *freezing*: the weights become constants, so inductor prepacks them into oneDNN's blocked
    layout once and fuses each convolution with its bias, residual add and activation
    (oneDNN post-ops) instead of running them as separate memory-bound passes. It costs a long
@@ -50,6 +56,7 @@ import torch
 import torch.nn as nn
 
 from lightvid.accel import onednn_graph as graph
+from lightvid.accel.memory import keep_freed_memory
 from lightvid.accel.per_layer import channels_last_format, set_module
 from lightvid.accel.timing import median_times
 from lightvid.errors import UserError
@@ -157,7 +164,7 @@ class OptimizedModel(nn.Module):
 def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = False, winograd: bool = False,
              example_input: torch.Tensor | None = None, channels_last: bool = True, lower: bool = True,
              fuse: bool = True, onednn_graph: bool = True, verbose: bool = False,
-             allow_slow: bool = False) -> OptimizedModel:
+             allow_slow: bool = False, keep_memory: bool = True) -> OptimizedModel:
     """An inference-only copy of ``model``: BN folded, channels-last, bf16/fp32, optionally compiled.
 
     ``model.report`` records what was done: precision, folded BNs, Winograd layers, compile
@@ -173,7 +180,9 @@ def optimize(model: nn.Module, precision: str = "auto", compile: bool | str = Fa
     report = {"precision": prec, "requested_precision": precision, "native_bf16": has_native_bf16(device),
               "folded_bn": fold_batchnorms(m), "channels_last": channels_last, "winograd_layers": 0,
               "lowered_layers": 0, "channels_last_inputs": False, "onednn_layers": 0, "fused_convs": 0,
-              "onednn_graph": False, "compiled": False, "compile_s": None}
+              "onednn_graph": False, "compiled": False, "compile_s": None,
+              # before anything is timed, so that every choice below is made as the model will run
+              "kept_freed_memory": keep_memory and device.type == "cpu" and keep_freed_memory()}
     # the oneDNN Graph candidate starts from the BN-folded model as it is now (fp32, contiguous)
     plain = copy.deepcopy(m) if (onednn_graph and example_input is not None and not compile and prec == "fp32"
                                  and device.type == "cpu" and graph.available()) else None
