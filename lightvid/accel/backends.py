@@ -239,7 +239,7 @@ def _has_vnni() -> bool:
 
 def _build(model: nn.Module, backend: str, precision: str, example: torch.Tensor | None,
            calib: list[np.ndarray] | None, tmp: Path, winograd: bool | None, verbose: bool,
-           keep_memory: bool = True) -> nn.Module:
+           keep_memory: bool) -> nn.Module:
     """One candidate; ``tmp`` holds the exported ONNX file (written once, shared by candidates)."""
     t0 = time.perf_counter()
     if backend == "torch":
@@ -401,7 +401,7 @@ def choose(times: dict[str, float], agree: dict[str, float]) -> str:
 
 
 def _auto(model: nn.Module, precision: str, example: torch.Tensor, calib, tmp: Path, winograd, verbose,
-          keep_memory: bool = True) -> nn.Module:
+          keep_memory: bool) -> nn.Module:
     cands: dict[str, nn.Module] = {"eager": EagerModel(model)}
     skipped = {}
     for name in candidates_for(precision):

@@ -28,7 +28,6 @@ for one call).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 import threading
@@ -69,9 +68,8 @@ def in_force() -> bool:
 
 
 def _mallopt_all() -> bool:
-    name = ctypes.util.find_library("c") or "libc.so.6"
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
+    try:  # the process's own symbols, glibc's among them (find_library would spawn ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int

@@ -37,9 +37,9 @@
 8. on a CPU with glibc (and ``keep_memory=True``, the default), glibc is told to keep freed
    memory in the process (:func:`lightvid.accel.memory.keep_freed_memory`, process-wide):
    otherwise it maps each activation above 32 MiB afresh and unmaps it on free, so every
-   forward takes a page fault per 4 KiB of them (IR-CSN-50 at batch 8: 50,178 faults per
-   forward, X3D-S 45,000-61,000; measured in docs/inference.md). ``report["kept_freed_memory"]``
-   says whether it is in force;
+   forward takes a page fault per 4 KiB of them (IR-CSN-50's oneDNN Graph model at batch 8:
+   50,000-119,000 faults per forward, X3D-S's 41,000-64,000; measured in docs/inference.md).
+   ``report["kept_freed_memory"]`` says whether it is in force;
 9. ``compile=True`` wraps the model in ``torch.compile`` (inductor, gcc) with inductor's
    *freezing*: the weights become constants, so inductor prepacks them into oneDNN's blocked
    layout once and fuses each convolution with its bias, residual add and activation
