@@ -294,3 +294,38 @@ def test_calls_overlapping_in_threads_leave_the_fuser_as_it_was():
     t2.join(10)
     assert seen == [True]  # still on for the second call after the first left
     assert not torch.jit.onednn_fusion_enabled()  # and the caller's setting after the last
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_rewritten_pools_give_the_same_values(layout):
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 4, 9, 9).contiguous(memory_format=layout)
+    torch.testing.assert_close(G._GlobalAvgPool3d()(x), nn.AdaptiveAvgPool3d(1)(x), rtol=1e-6, atol=1e-7)
+    for pool in (nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)), nn.MaxPool3d((1, 2, 2)),
+                 nn.MaxPool3d((1, 3, 3), (1, 2, 2), ceil_mode=True)):
+        assert G._pools_within_frames(pool)
+        assert torch.equal(G._FrameMaxPool(pool)(x), pool(x))
+    for pool in (nn.MaxPool3d(2), nn.MaxPool3d(3, 1, 1), nn.MaxPool3d((1, 2, 2), return_indices=True),
+                 nn.MaxPool3d((3, 3, 3), (1, 2, 2), (1, 1, 1))):
+        assert not G._pools_within_frames(pool)
+
+
+def test_traceable_copy_rewrites_only_what_it_can():
+    model = nn.Sequential(nn.Conv3d(3, 4, 1), nn.SiLU(inplace=True), nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+                          nn.MaxPool3d(2), nn.AdaptiveAvgPool3d((1, 2, 2)), nn.AdaptiveAvgPool3d(1))
+    copy_ = G.traceable_copy(model)
+    assert [type(m).__name__ for m in copy_] == ["Conv3d", "_SiLU", "_FrameMaxPool", "MaxPool3d",
+                                                 "AdaptiveAvgPool3d", "_GlobalAvgPool3d"]
+    assert model[1].inplace and isinstance(model[2], nn.MaxPool3d)  # the original is untouched
+
+
+def test_the_fuser_runs_the_stem_max_pool_in_onednn():
+    from lightvid.accel import breakdown as BD
+
+    model = _folded("ir_csn_50")
+    x = torch.randn(1, 3, 4, 32, 32)
+    graph = G.build(model, x)
+    assert graph is not None
+    assert BD.onednn_log(graph, x, calls=1).kernels_n.get(BD.POOLING) == 1
+    _, ops = BD.aten_outside_ms(graph, x, calls=1)
+    assert not any("pool" in op for op in ops), ops

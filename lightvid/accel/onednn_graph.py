@@ -33,6 +33,13 @@ multiply stays an unfused operator). On the 2-core EPYC, in one process with Ope
 took X3D-S from 0.68x to 0.81x OpenVINO at batch 1 and 0.78x to 1.03x at batch 8
 (``OMP_WAIT_POLICY=PASSIVE``), IR-CSN-50 from 0.90x to 1.07x (batch 1) and 0.77x to 1.00x
 (batch 8, libgomp's default waiting).
+
+Two pools are rewritten in the traced copy for the same reason: operators the fuser leaves to
+ATen. A global average pool (X3D's squeeze-excitation, every head) becomes a matmul with a row
+of 1/N over the channels-last view, and a 3D max pool that pools within frames (the (1, 3, 3)
+stems of the ResNet3D family, C3D's first pool) becomes ``max_pool2d`` over the frames stacked
+in the batch, which the fuser runs in oneDNN. Where the time of the rest goes, kernel by kernel
+against OpenVINO: :mod:`lightvid.accel.breakdown`.
 """
 from __future__ import annotations
 
@@ -43,6 +50,7 @@ import warnings
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from lightvid.accel.per_layer import channels_last_format, same_output
 
@@ -123,9 +131,51 @@ class _SiLU(nn.Module):
         return x * torch.sigmoid(x)
 
 
+class _GlobalAvgPool3d(nn.Module):
+    """``AdaptiveAvgPool3d(1)`` as a matmul with a row of 1/N over the channels-last view (the
+    fuser leaves adaptive pooling to ATen, whose reduction over channels-last memory took X3D-S's
+    squeeze-excitation pools 2.5x OpenVINO's time; the matmul is the same sum, 2.5x faster on
+    its largest map)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c = x.shape[:2]
+        v = x.permute(0, 2, 3, 4, 1).reshape(b, -1, c)  # (B, T*H*W, C): a view of channels-last memory
+        w = torch.full((1, v.shape[1]), 1.0 / v.shape[1], dtype=x.dtype)
+        return torch.matmul(w, v).reshape(b, c, 1, 1, 1)  # (B, 1, C) -> (B, C, 1, 1, 1)
+
+
+class _FrameMaxPool(nn.Module):
+    """A ``MaxPool3d`` that pools within frames (temporal kernel, stride 1, no temporal padding)
+    as ``max_pool2d`` over the frames stacked in the batch, which the fuser runs in oneDNN (it
+    leaves 3D max pooling to ATen)."""
+
+    def __init__(self, pool: nn.MaxPool3d):
+        super().__init__()
+        self.kernel, self.stride = _triple(pool.kernel_size)[1:], _triple(pool.stride or pool.kernel_size)[1:]
+        self.padding, self.dilation = _triple(pool.padding)[1:], _triple(pool.dilation)[1:]
+        self.ceil_mode = pool.ceil_mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        y = x.transpose(1, 2).reshape(b * t, c, h, w)  # (B*T, C, H, W): a view of channels-last memory
+        y = F.max_pool2d(y, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode)
+        return y.reshape(b, t, c, y.shape[-2], y.shape[-1]).transpose(1, 2)  # (B, C, T, H', W')
+
+
+def _triple(v) -> tuple[int, int, int]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
+
+
+def _pools_within_frames(pool: nn.MaxPool3d) -> bool:
+    k, s = _triple(pool.kernel_size), _triple(pool.stride or pool.kernel_size)
+    return (k[0] == 1 and s[0] == 1 and _triple(pool.padding)[0] == 0 and _triple(pool.dilation)[0] == 1
+            and not pool.return_indices)
+
+
 def traceable_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` to trace: in-place activations made out-of-place and ``nn.SiLU`` as
-    ``x * sigmoid(x)`` (same values; see the module docstring for why)."""
+    """A copy of ``model`` to trace: in-place activations made out-of-place, ``nn.SiLU`` as
+    ``x * sigmoid(x)``, global average pools as a matmul and within-frame 3D max pools as 2D
+    ones (same values; see the module docstring for why)."""
     model = copy.deepcopy(model).eval()
     for module in list(model.modules()):
         if getattr(module, "inplace", None) is True:
@@ -133,6 +183,10 @@ def traceable_copy(model: nn.Module) -> nn.Module:
         for name, child in list(module.named_children()):
             if isinstance(child, nn.SiLU):
                 setattr(module, name, _SiLU())
+            elif isinstance(child, nn.AdaptiveAvgPool3d) and child.output_size in (1, (1, 1, 1)):
+                setattr(module, name, _GlobalAvgPool3d())
+            elif isinstance(child, nn.MaxPool3d) and _pools_within_frames(child):
+                setattr(module, name, _FrameMaxPool(child))
     return model
 
 
