@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
 import lightvid
 from lightvid.accel import backends as B
@@ -257,14 +258,7 @@ def test_compare_row_says_why_a_path_failed_on_its_first_call(tiny, monkeypatch)
 
 
 def _bench_backends():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "bench_backends.py"
-    spec = importlib.util.spec_from_file_location("bench_backends", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_backends")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")

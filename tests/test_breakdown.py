@@ -1,10 +1,10 @@
 """Kernel breakdown: oneDNN's verbose log and OpenVINO's counters grouped alike; the benchmark's output file."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
+from benchmark_scripts import load_benchmark
 
 import lightvid
 from lightvid.accel import backends
@@ -115,18 +115,8 @@ def test_breakdown_groups_both_runtimes_alike():
     assert "| depthwise convolutions |" in table and "| profiled wall minus all kernels |" in table
 
 
-def _bench():
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "benchmarks" / "bench_breakdown.py"
-    spec = importlib.util.spec_from_file_location("bench_breakdown", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_bench_refuses_to_replace_a_file_it_did_not_write(tmp_path):
-    bench = _bench()
+    bench = load_benchmark("bench_breakdown")
     user = tmp_path / "results.json"
     user.write_bytes(b'{"mine": 1}')
     with pytest.raises(UserError, match="results.json: exists and is not an earlier bench_breakdown"):

@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from benchmark_scripts import load_benchmark
 
 import lightvid
 from lightvid.accel.fusion import FusedConv, fuse_conv_pointwise
@@ -156,13 +157,7 @@ def test_a_model_returning_several_tensors_is_checked_on_each():
 
 
 def test_bench_fusion_runs_and_reports_the_ab(capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "bench_fusion.py"
-    spec = importlib.util.spec_from_file_location("bench_fusion", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_fusion")
     assert bench.main(["--models", "ir_csn_50", "--batches", "2", "--input", "3x4x32x32", "--width", "0.25",
                        "--rounds", "1"]) == 0
     out = capsys.readouterr().out

@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn as nn
+from benchmark_scripts import load_benchmark
 
 import lightvid
 from lightvid.accel.lowering import Conv3dAsConv2d, lower_convs, lowering_mode, onednn_convs
@@ -195,13 +196,7 @@ def test_a_model_without_conv3d_skips_the_layout_step():
 
 
 def test_bench_lowering_runs_and_reports_the_ab(capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "bench_lowering.py"
-    spec = importlib.util.spec_from_file_location("bench_lowering", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_lowering")
     assert bench.main(["--models", "x3d_xs", "--input", "3x2x32x32", "--rounds", "1", "--force-cl"]) == 0
     out = capsys.readouterr().out
     for line in ("x3d_xs batch 1:", "optimize (lower=False)", "optimize (chosen)", "lower=False + channels-last inputs",
