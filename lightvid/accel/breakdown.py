@@ -14,9 +14,9 @@ partitions, PyTorch operators the fuser left out). :func:`breakdown` times the t
   timed copy runs as a user's would.
 
 Kernels are grouped the same way on both sides (:data:`CATEGORIES`; a convolution by its
-weight shape: 1x1x1, depthwise, other), and what the kernels do not account for is the wall time
-(median of the interleaved rounds) minus their sum. ``benchmarks/bench_breakdown.py`` prints the
-table; docs/inference.md records it per CPU.
+weight shape: 1x1x1, depthwise, other), and what the kernels do not account for is the profiled
+calls' own wall time minus their sum (the interleaved rounds' medians give the ratio).
+``benchmarks/bench_breakdown.py`` prints the table; docs/inference.md records it per CPU.
 """
 from __future__ import annotations
 
@@ -151,9 +151,9 @@ def onednn_log(fn, x: torch.Tensor, calls: int = 3) -> OneDNNLog:
             wall += time.perf_counter() - t0
     log = parse_onednn_verbose(out[0])
     log.wall_ms = 1e3 * wall / calls
-    for d in (log.kernels_ms, log.kernels_n):
-        for k in d:
-            d[k] /= calls
+    for k in log.kernels_ms:
+        log.kernels_ms[k] /= calls
+        log.kernels_n[k] //= calls
     log.partitions_ms /= calls
     log.partitions_n //= calls
     return log

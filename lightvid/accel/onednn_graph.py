@@ -51,6 +51,7 @@ import warnings
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.utils import _triple
 
 from lightvid.accel.per_layer import channels_last_format, same_output
 
@@ -151,7 +152,7 @@ class _FrameMaxPool(nn.Module):
 
     def __init__(self, pool: nn.MaxPool3d):
         super().__init__()
-        self.kernel, self.stride = _triple(pool.kernel_size)[1:], _triple(pool.stride or pool.kernel_size)[1:]
+        self.kernel, self.stride = _triple(pool.kernel_size)[1:], _triple(pool.stride)[1:]
         self.padding, self.dilation = _triple(pool.padding)[1:], _triple(pool.dilation)[1:]
         self.ceil_mode = pool.ceil_mode
 
@@ -162,12 +163,8 @@ class _FrameMaxPool(nn.Module):
         return y.reshape(b, t, c, y.shape[-2], y.shape[-1]).transpose(1, 2)  # (B, C, T, H', W')
 
 
-def _triple(v) -> tuple[int, int, int]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
-
-
 def _pools_within_frames(pool: nn.MaxPool3d) -> bool:
-    k, s = _triple(pool.kernel_size), _triple(pool.stride or pool.kernel_size)
+    k, s = _triple(pool.kernel_size), _triple(pool.stride)  # nn.MaxPool3d's stride defaults to its kernel
     return (k[0] == 1 and s[0] == 1 and _triple(pool.padding)[0] == 0 and _triple(pool.dilation)[0] == 1
             and not pool.return_indices)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.utils import _triple
 
 from lightvid.models.c3d import C3D
 from lightvid.models.registry import register_model
@@ -33,10 +34,6 @@ from lightvid.models.resnet3d import VideoResNet
 
 FSB_PAPER = ("Wang, Lin, Wang, Design Light-Weight 3D Convolutional Networks for Video Recognition: "
              "Temporal Residual, Fully Separable Block, and Fast Algorithm, 2019")
-
-
-def _triple(v) -> tuple[int, int, int]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
 
 
 def fsb_width(out_channels: int, alpha: float) -> int:
